@@ -1,0 +1,89 @@
+"""Backend choice: "auto" | "cython" | "reference", with FASTCONV_BACKEND as the default."""
+import os
+import warnings
+
+BACKENDS = ("cython", "reference")
+_CHOICES = ("auto",) + BACKENDS
+
+try:
+    from ._kernels import _conv, _im2col  # noqa: F401
+
+    _IMPORT_ERROR = None
+except ImportError as error:  # the package was not compiled (e.g. a source checkout)
+    _IMPORT_ERROR = error
+
+_default = None  # None: not set by set_backend(), read FASTCONV_BACKEND
+_warned = False
+
+
+def compiled_available():
+    """True when the Cython kernels were built and import."""
+    return _IMPORT_ERROR is None
+
+
+def available_backends():
+    """The backends usable in this installation, compiled first."""
+    return list(BACKENDS) if compiled_available() else ["reference"]
+
+
+def _check_name(name, source):
+    if name not in _CHOICES:
+        raise ValueError(
+            f"unknown backend {name!r} in {source}; valid names are: {', '.join(_CHOICES)}"
+        )
+    return name
+
+
+def _require_compiled():
+    if not compiled_available():
+        raise RuntimeError(
+            "the 'cython' backend is not available: fastconv's compiled kernels did not import "
+            f"({_IMPORT_ERROR}). Build them with `pip install .` (a C compiler is needed) or, in a "
+            "source checkout, `python setup.py build_ext --inplace`; or use backend='reference'."
+        )
+
+
+def _default_name():
+    if _default is not None:
+        return _default
+    return _check_name(os.environ.get("FASTCONV_BACKEND", "auto").strip() or "auto", "FASTCONV_BACKEND")
+
+
+def resolve(backend="auto"):
+    """Turn a backend argument into "cython" or "reference"."""
+    global _warned
+    if backend == "auto":
+        backend = _default_name()
+    else:
+        _check_name(backend, "backend")
+    if backend == "auto":
+        if compiled_available():
+            return "cython"
+        if not _warned:
+            _warned = True
+            warnings.warn(
+                "fastconv's compiled kernels are not built; falling back to the slow NumPy "
+                f"reference backend ({_IMPORT_ERROR}). Install with `pip install .` to compile them.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return "reference"
+    if backend == "cython":
+        _require_compiled()
+    return backend
+
+
+def get_backend():
+    """The backend that backend="auto" resolves to now: "cython" or "reference"."""
+    return resolve("auto")
+
+
+def set_backend(name):
+    """Set the default backend ("auto", "cython" or "reference"); overrides FASTCONV_BACKEND."""
+    global _default
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a str, one of {', '.join(_CHOICES)}; got {name!r}")
+    _check_name(name, "backend")
+    if name == "cython":
+        _require_compiled()
+    _default = name

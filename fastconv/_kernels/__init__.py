@@ -1,0 +1,1 @@
+"""Compiled Cython kernels. Inputs are trusted: validation happens in the Python fronts."""

@@ -1,0 +1,112 @@
+"""Compiled conv2d forward/backward: im2col over bands of output rows + BLAS GEMM, parallel over tasks.
+
+The Python front allocates every output and workspace, chooses the band height so one
+thread's im2col buffer stays within the workspace budget, and limits BLAS to one thread
+when num_threads > 1 (the OpenMP threads here each run their own single-threaded GEMM).
+"""
+from cython cimport floating
+from cython.parallel cimport parallel, prange, threadid
+
+from ._gemm cimport gemm
+from ._tiles cimport col2im_rows, im2col_rows, zero_image
+
+
+cdef inline void add_bias(floating[:, :, :, ::1] out, const floating[::1] bias, Py_ssize_t image,
+                          Py_ssize_t row_start, Py_ssize_t row_stop) noexcept nogil:
+    cdef Py_ssize_t f, oh, ow
+    cdef floating value
+    for f in range(out.shape[1]):
+        value = bias[f]
+        for oh in range(row_start, row_stop):
+            for ow in range(out.shape[3]):
+                out[image, f, oh, ow] += value
+
+
+def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] weight,
+            const floating[::1] bias, floating[:, :, :, ::1] out,
+            floating[:, :, ::1] workspace,
+            Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+            Py_ssize_t band_rows, bint direct, int num_threads):
+    """out (N, F, OH, OW) = conv(x (N, C, H, W), weight (F, C, KH, KW)) [+ bias (F,)].
+
+    workspace: (num_threads, C*KH*KW, band_rows*OW), unused when `direct` (a 1x1, stride-1,
+    unpadded convolution, which is a plain GEMM on x).
+    """
+    cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
+    cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
+    cdef Py_ssize_t filters = weight.shape[0]
+    cdef Py_ssize_t kernel_height = weight.shape[2], kernel_width = weight.shape[3]
+    cdef Py_ssize_t out_height = out.shape[2], out_width = out.shape[3]
+    cdef Py_ssize_t bands = (out_height + band_rows - 1) // band_rows
+    cdef Py_ssize_t task, image, row_start, row_stop
+    cdef int patch = channels * kernel_height * kernel_width
+    cdef int plane = out_height * out_width
+    cdef int ld_work = workspace.shape[2]
+    cdef int ncols, tid = 0
+    cdef bint has_bias = bias is not None
+    with nogil, parallel(num_threads=num_threads):
+        tid = threadid()
+        for task in prange(batch * bands, schedule="static"):
+            image = task // bands
+            row_start = (task % bands) * band_rows
+            row_stop = min(row_start + band_rows, out_height)
+            ncols = (row_stop - row_start) * out_width
+            if direct:
+                gemm(False, False, filters, ncols, channels, 1, &weight[0, 0, 0, 0], channels,
+                     &x[image, 0, row_start, 0], height * width,
+                     0, &out[image, 0, row_start, 0], plane)
+            else:
+                im2col_rows(x, image, kernel_height, kernel_width, stride_h, stride_w,
+                            pad_h, pad_w, out_width, row_start, row_stop, workspace[tid], 0)
+                gemm(False, False, filters, ncols, patch, 1, &weight[0, 0, 0, 0], patch,
+                     &workspace[tid, 0, 0], ld_work, 0, &out[image, 0, row_start, 0], plane)
+            if has_bias:
+                add_bias(out, bias, image, row_start, row_stop)
+
+
+def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
+             const floating[:, :, :, ::1] weight, floating[:, :, :, ::1] dx,
+             floating[:, :, ::1] dweight_per_thread, floating[:, :, ::1] workspace,
+             Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+             Py_ssize_t band_rows, bint direct, int num_threads):
+    """dx (N, C, H, W) and per-thread partial sums of dweight, (num_threads, F, C*KH*KW).
+
+    dx is overwritten; dweight_per_thread must be zero on entry and is summed by the caller.
+    Each thread owns whole images, so the col2im scatter into dx never races.
+    """
+    cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
+    cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
+    cdef Py_ssize_t filters = weight.shape[0]
+    cdef Py_ssize_t kernel_height = weight.shape[2], kernel_width = weight.shape[3]
+    cdef Py_ssize_t out_height = dout.shape[2], out_width = dout.shape[3]
+    cdef Py_ssize_t bands = (out_height + band_rows - 1) // band_rows
+    cdef Py_ssize_t image, band, row_start, row_stop
+    cdef int patch = channels * kernel_height * kernel_width
+    cdef int plane = out_height * out_width
+    cdef int ld_work = workspace.shape[2]
+    cdef int ncols, tid = 0
+    with nogil, parallel(num_threads=num_threads):
+        tid = threadid()
+        for image in prange(batch, schedule="static"):
+            if direct:
+                # dW += dout[n] (F, HW) @ x[n]^T (HW, C);  dx[n] = W^T (C, F) @ dout[n] (F, HW)
+                gemm(False, True, filters, channels, plane, 1, &dout[image, 0, 0, 0], plane,
+                     &x[image, 0, 0, 0], plane, 1, &dweight_per_thread[tid, 0, 0], channels)
+                gemm(True, False, channels, plane, filters, 1, &weight[0, 0, 0, 0], channels,
+                     &dout[image, 0, 0, 0], plane, 0, &dx[image, 0, 0, 0], plane)
+                continue
+            zero_image(dx, image)
+            for band in range(bands):
+                row_start = band * band_rows
+                row_stop = min(row_start + band_rows, out_height)
+                ncols = (row_stop - row_start) * out_width
+                im2col_rows(x, image, kernel_height, kernel_width, stride_h, stride_w,
+                            pad_h, pad_w, out_width, row_start, row_stop, workspace[tid], 0)
+                # dW += dout band (F, ncols) @ cols^T (ncols, patch)
+                gemm(False, True, filters, patch, ncols, 1, &dout[image, 0, row_start, 0], plane,
+                     &workspace[tid, 0, 0], ld_work, 1, &dweight_per_thread[tid, 0, 0], patch)
+                # dcols (patch, ncols) = W^T (patch, F) @ dout band (F, ncols), reusing the buffer
+                gemm(True, False, patch, ncols, filters, 1, &weight[0, 0, 0, 0], patch,
+                     &dout[image, 0, row_start, 0], plane, 0, &workspace[tid, 0, 0], ld_work)
+                col2im_rows(workspace[tid], 0, kernel_height, kernel_width, stride_h, stride_w,
+                            pad_h, pad_w, out_width, row_start, row_stop, dx, image)

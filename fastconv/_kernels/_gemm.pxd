@@ -1,0 +1,22 @@
+# Row-major GEMM on top of the BLAS that SciPy ships (scipy.linalg.cython_blas), callable without the GIL.
+from cython cimport floating
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+
+cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
+                      floating alpha, const floating* a, int lda,
+                      const floating* b, int ldb,
+                      floating beta, floating* c, int ldc) noexcept nogil:
+    """C (m, n) = alpha * op(A) @ op(B) + beta * C, every matrix row-major.
+
+    lda, ldb, ldc are row strides in elements. BLAS is column-major, and a row-major
+    matrix read column-major is its transpose, so this computes C^T = op(B)^T op(A)^T.
+    """
+    cdef char trans_a_char = b'T' if trans_a else b'N'
+    cdef char trans_b_char = b'T' if trans_b else b'N'
+    if floating is float:
+        sgemm(&trans_b_char, &trans_a_char, &n, &m, &k, &alpha, <float*> b, &ldb,
+              <float*> a, &lda, &beta, c, &ldc)
+    else:
+        dgemm(&trans_b_char, &trans_a_char, &n, &m, &k, &alpha, <double*> b, &ldb,
+              <double*> a, &lda, &beta, c, &ldc)

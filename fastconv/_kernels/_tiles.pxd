@@ -1,0 +1,95 @@
+# im2col / col2im over a band of output rows of one image: the building block of every conv kernel.
+from cython cimport floating
+from libc.string cimport memset
+
+
+cdef inline void valid_columns(Py_ssize_t kernel_col, Py_ssize_t width, Py_ssize_t out_width,
+                               Py_ssize_t stride_w, Py_ssize_t pad_w,
+                               Py_ssize_t* first, Py_ssize_t* stop) noexcept nogil:
+    """Output columns ow in [first, stop) read an input column inside [0, width) for this kernel column."""
+    cdef Py_ssize_t offset = kernel_col - pad_w  # input column of ow = 0
+    cdef Py_ssize_t lo = 0, hi
+    if offset < 0:
+        lo = (-offset + stride_w - 1) // stride_w
+    if width - 1 - offset < 0:
+        hi = 0
+    else:
+        hi = (width - 1 - offset) // stride_w + 1
+    if hi > out_width:
+        hi = out_width
+    if lo > hi:
+        lo = hi
+    first[0] = lo
+    stop[0] = hi
+
+
+cdef inline void im2col_rows(
+        const floating[:, :, :, ::1] x, Py_ssize_t image,
+        Py_ssize_t kernel_height, Py_ssize_t kernel_width,
+        Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+        Py_ssize_t out_width, Py_ssize_t row_start, Py_ssize_t row_stop,
+        floating[:, ::1] cols, Py_ssize_t col_offset) noexcept nogil:
+    """Copy the windows of output rows [row_start, row_stop) of x[image] into cols.
+
+    cols[(c, kh, kw), col_offset + (oh - row_start) * out_width + ow] = padded x[image, c, ...]
+    """
+    cdef Py_ssize_t channels = x.shape[1], height = x.shape[2], width = x.shape[3]
+    cdef Py_ssize_t c, kh, kw, oh, ow, in_row, in_col0, first, stop, row, col
+    for c in range(channels):
+        for kh in range(kernel_height):
+            for kw in range(kernel_width):
+                row = (c * kernel_height + kh) * kernel_width + kw
+                valid_columns(kw, width, out_width, stride_w, pad_w, &first, &stop)
+                col = col_offset
+                for oh in range(row_start, row_stop):
+                    in_row = oh * stride_h + kh - pad_h
+                    if in_row < 0 or in_row >= height:
+                        for ow in range(out_width):
+                            cols[row, col + ow] = 0
+                    else:
+                        in_col0 = kw - pad_w
+                        for ow in range(first):
+                            cols[row, col + ow] = 0
+                        if stride_w == 1:
+                            for ow in range(first, stop):
+                                cols[row, col + ow] = x[image, c, in_row, in_col0 + ow]
+                        else:
+                            for ow in range(first, stop):
+                                cols[row, col + ow] = x[image, c, in_row, in_col0 + ow * stride_w]
+                        for ow in range(stop, out_width):
+                            cols[row, col + ow] = 0
+                    col = col + out_width
+
+
+cdef inline void col2im_rows(
+        const floating[:, ::1] cols, Py_ssize_t col_offset,
+        Py_ssize_t kernel_height, Py_ssize_t kernel_width,
+        Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+        Py_ssize_t out_width, Py_ssize_t row_start, Py_ssize_t row_stop,
+        floating[:, :, :, ::1] dx, Py_ssize_t image) noexcept nogil:
+    """Adjoint of im2col_rows: add each column entry back onto the input pixel it was read from."""
+    cdef Py_ssize_t channels = dx.shape[1], height = dx.shape[2], width = dx.shape[3]
+    cdef Py_ssize_t c, kh, kw, oh, ow, in_row, in_col0, first, stop, row, col
+    for c in range(channels):
+        for kh in range(kernel_height):
+            for kw in range(kernel_width):
+                row = (c * kernel_height + kh) * kernel_width + kw
+                valid_columns(kw, width, out_width, stride_w, pad_w, &first, &stop)
+                in_col0 = kw - pad_w
+                col = col_offset
+                for oh in range(row_start, row_stop):
+                    in_row = oh * stride_h + kh - pad_h
+                    if 0 <= in_row < height:
+                        if stride_w == 1:
+                            for ow in range(first, stop):
+                                dx[image, c, in_row, in_col0 + ow] += cols[row, col + ow]
+                        else:
+                            for ow in range(first, stop):
+                                dx[image, c, in_row, in_col0 + ow * stride_w] += cols[row, col + ow]
+                    col = col + out_width
+
+
+cdef inline void zero_image(floating[:, :, :, ::1] a, Py_ssize_t image) noexcept nogil:
+    cdef Py_ssize_t count = a.shape[1] * a.shape[2] * a.shape[3]
+    if count > 0:
+        memset(&a[image, 0, 0, 0], 0, count * sizeof(floating))

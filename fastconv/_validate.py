@@ -1,0 +1,116 @@
+"""Input checks shared by every public op: ValueError/TypeError that name the argument and shapes."""
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_array(value, name, ndim, layout):
+    """Return `value` if it is a float32/float64 ndarray with `ndim` dimensions.
+
+    `layout` describes the expected axes for the message, e.g. "(N, C, H, W)".
+    """
+    if not isinstance(value, np.ndarray):
+        raise TypeError(
+            f"{name} must be a numpy.ndarray of shape {layout}, got {type(value).__name__}"
+        )
+    if value.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must have dtype float32 or float64, got {value.dtype} (shape {value.shape})"
+        )
+    if value.ndim != ndim:
+        raise ValueError(
+            f"{name} must be {ndim}-D with shape {layout}, got {value.ndim}-D shape {value.shape}"
+        )
+    return value
+
+
+def check_same_dtype(**arrays):
+    """Raise TypeError unless every non-None array has one dtype; return that dtype."""
+    present = {name: a for name, a in arrays.items() if a is not None}
+    dtypes = {a.dtype for a in present.values()}
+    if len(dtypes) > 1:
+        listing = ", ".join(f"{name}: {a.dtype}" for name, a in present.items())
+        raise TypeError(f"arrays must share one dtype (float32 or float64), got {listing}")
+    return dtypes.pop()
+
+
+def check_dout(dout, expected_shape, expected_dtype):
+    """Check an upstream gradient against the forward output's shape and dtype."""
+    check_array(dout, "dout", len(expected_shape), "(N, C, out_height, out_width)")
+    if dout.shape != tuple(expected_shape):
+        raise ValueError(
+            f"dout must have the forward output's shape {tuple(expected_shape)}, got {dout.shape}"
+        )
+    if dout.dtype != expected_dtype:
+        raise TypeError(
+            f"dout must have the forward output's dtype {expected_dtype}, got {dout.dtype}"
+        )
+    return dout
+
+
+def check_cache(cache, cache_type, function_name):
+    if not isinstance(cache, cache_type):
+        raise TypeError(
+            f"cache must be the {cache_type.__name__} returned by the matching forward call "
+            f"of {function_name}, got {type(cache).__name__}"
+        )
+    return cache
+
+
+def contiguous(a):
+    """C-contiguous version of `a` (a copy only when needed); the caller's array is never written."""
+    return np.ascontiguousarray(a)
+
+
+def conv2d_inputs(x, w, b, stride, padding):
+    """Check conv2d_forward's arguments; return the Window2d geometry."""
+    from ._shapes import window2d
+
+    check_array(x, "x", 4, "(N, C, H, W)")
+    check_array(w, "w", 4, "(F, C, KH, KW)")
+    if b is not None:
+        check_array(b, "b", 1, "(F,)")
+    check_same_dtype(x=x, w=w, b=b)
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"channel mismatch: x has {x.shape[1]} channels (shape {x.shape}) but w expects "
+            f"{w.shape[1]} (shape {w.shape})"
+        )
+    if b is not None and b.shape[0] != w.shape[0]:
+        raise ValueError(
+            f"b must have one entry per filter: w has {w.shape[0]} filters (shape {w.shape}), "
+            f"b has shape {b.shape}"
+        )
+    return window2d(x.shape, w.shape[2:], stride, padding, kernel_name="kernel (w.shape[2:])")
+
+
+def window_inputs(x, kernel_size, stride, padding):
+    """Check an (N, C, H, W) input and window arguments; return the Window2d geometry."""
+    from ._shapes import window2d
+
+    check_array(x, "x", 4, "(N, C, H, W)")
+    return window2d(x.shape, kernel_size, stride, padding)
+
+
+def col2im_inputs(cols, x_shape, kernel_size, stride, padding):
+    """Check col2im's arguments; return the Window2d geometry of the image batch."""
+    from ._shapes import window2d
+
+    check_array(cols, "cols", 2, "(C*KH*KW, N*OH*OW)")
+    if not isinstance(x_shape, (tuple, list)) or len(x_shape) != 4 or not all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) and s >= 0
+        for s in x_shape
+    ):
+        raise TypeError(f"x_shape must be a tuple of 4 non-negative ints (N, C, H, W), got {x_shape!r}")
+    window = window2d(tuple(int(s) for s in x_shape), kernel_size, stride, padding, input_name="x_shape")
+    expected = (
+        window.channels * window.kernel_height * window.kernel_width,
+        window.batch * window.out_height * window.out_width,
+    )
+    if cols.shape != expected:
+        raise ValueError(
+            f"cols must have shape (C*KH*KW, N*OH*OW) = {expected} for x_shape {tuple(x_shape)}, "
+            f"kernel_size {window.kernel_size}, stride {window.stride}, padding {window.padding}; "
+            f"got {cols.shape}"
+        )
+    return window

@@ -1,0 +1,163 @@
+"""conv2d forward/backward: validate, choose backend and algorithm, run the kernel."""
+import numpy as np
+
+from . import _dispatch
+from ._cache import ConvCache
+from ._config import get_num_threads, get_workspace_limit, single_threaded_blas
+from ._shapes import BLAS_INT_MAX
+from ._validate import check_cache, check_dout, contiguous, conv2d_inputs
+from .reference import conv as reference
+
+# Algorithms of the compiled backend. Each handles the shapes its predicate accepts.
+ALGORITHMS = {
+    # a 1x1, stride-1, unpadded convolution is one GEMM per image straight on x
+    "gemm-1x1": lambda window: window.kernel_size == (1, 1)
+    and window.stride == (1, 1)
+    and window.padding == (0, 0),
+    # im2col over bands of output rows + GEMM: any shape
+    "im2col": lambda window: True,
+}
+
+
+def available_algorithms(window=None):
+    """Names accepted by `algorithm=`; with a Window2d, only those that handle it."""
+    return [name for name, fits in ALGORITHMS.items() if window is None or fits(window)]
+
+
+def _choose_algorithm(algorithm, window):
+    if algorithm == "auto":
+        return available_algorithms(window)[0]
+    if algorithm not in ALGORITHMS:
+        raise ValueError(
+            f"unknown algorithm {algorithm!r}; valid names are: auto, {', '.join(ALGORITHMS)}"
+        )
+    if not ALGORITHMS[algorithm](window):
+        raise ValueError(
+            f"algorithm {algorithm!r} does not support kernel {window.kernel_size}, stride "
+            f"{window.stride}, padding {window.padding}; it handles: "
+            "1x1 kernels with stride 1 and no padding" if algorithm == "gemm-1x1" else ""
+        )
+    return algorithm
+
+
+def _check_blas_limits(window, filters):
+    sizes = {
+        "C*KH*KW": window.channels * window.kernel_height * window.kernel_width,
+        "H*W": window.height * window.width,
+        "OH*OW": window.out_height * window.out_width,
+        "F": filters,
+    }
+    for name, size in sizes.items():
+        if size > BLAS_INT_MAX:
+            raise ValueError(
+                f"{name} = {size} exceeds the 32-bit BLAS size limit ({BLAS_INT_MAX}); "
+                f"x shape {window.input_shape}, kernel {window.kernel_size}"
+            )
+
+
+def _plan(window, itemsize, tasks):
+    """Threads and band height for one call: (num_threads, band_rows).
+
+    Work is split into bands of output rows whose im2col buffer fits one thread's share
+    of the workspace budget. With fewer tasks than threads the kernel runs on one thread
+    and BLAS keeps its own threads.
+    """
+    threads = get_num_threads()
+    if tasks < threads:
+        threads = 1
+    patch = window.channels * window.kernel_height * window.kernel_width
+    row_bytes = max(1, patch * window.out_width * itemsize)
+    band_rows = get_workspace_limit() // threads // row_bytes
+    return threads, int(min(max(1, band_rows), window.out_height))
+
+
+def _run(kernel, threads, *args):
+    if threads > 1:
+        with single_threaded_blas():
+            kernel(*args, threads)
+    else:
+        kernel(*args, threads)
+
+
+def _forward_compiled(x, w, b, window, algorithm):
+    filters = w.shape[0]
+    out = np.empty((window.batch, filters, window.out_height, window.out_width), dtype=x.dtype)
+    patch = window.channels * window.kernel_height * window.kernel_width
+    if out.size == 0 or patch == 0:  # nothing to multiply: the output is the bias
+        out[...] = 0 if b is None else b.reshape(1, filters, 1, 1)
+        return out
+    _check_blas_limits(window, filters)
+    threads, band_rows = _plan(window, x.itemsize, window.batch)
+    direct = algorithm == "gemm-1x1"
+    if direct:
+        band_rows = window.out_height
+    workspace = np.empty((threads, 0 if direct else patch, band_rows * window.out_width), x.dtype)
+    _run(_dispatch._conv.forward, threads, x, w, b, out, workspace, *window.stride,
+         *window.padding, band_rows, direct)
+    return out
+
+
+def _backward_compiled(dout, x, w, window, algorithm):
+    filters = w.shape[0]
+    patch = window.channels * window.kernel_height * window.kernel_width
+    if dout.size == 0 or x.size == 0 or patch == 0:
+        return np.zeros_like(x), np.zeros_like(w)
+    _check_blas_limits(window, filters)
+    threads, band_rows = _plan(window, x.itemsize, window.batch)
+    direct = algorithm == "gemm-1x1"
+    dx = np.empty_like(x)
+    dweight = np.zeros((threads, filters, patch), dtype=x.dtype)
+    workspace = np.empty((threads, 0 if direct else patch, band_rows * window.out_width), x.dtype)
+    _run(_dispatch._conv.backward, threads, dout, x, w, dx, dweight, workspace, *window.stride,
+         *window.padding, band_rows, direct)
+    dw = dweight[0] if threads == 1 else dweight.sum(axis=0)
+    return dx, dw.reshape(w.shape)
+
+
+def conv2d_forward(x, w, b=None, stride=1, padding=0, *, backend="auto", algorithm="auto"):
+    """2-D convolution (cross-correlation, as in deep learning) with zero padding.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, H, W)
+    w : ndarray of shape (F, C, KH, KW)
+    b : ndarray of shape (F,) or None
+        x, w and b share one dtype, float32 or float64; any memory layout.
+    stride, padding : int or (h, w) pair
+    backend : "auto", "cython" or "reference"
+    algorithm : "auto" or one of `available_algorithms()` (compiled backend only;
+        a name that cannot handle the shape raises ValueError).
+
+    Returns
+    -------
+    out : ndarray of shape (N, F, OH, OW), x's dtype,
+        OH = floor((H + 2*pad_h - KH) / stride_h) + 1, OW likewise.
+    cache : ConvCache for conv2d_backward.
+    """
+    window = conv2d_inputs(x, w, b, stride, padding)
+    backend = _dispatch.resolve(backend)
+    algorithm = _choose_algorithm(algorithm, window)
+    x, w = contiguous(x), contiguous(w)
+    b = None if b is None else contiguous(b)
+    if backend == "reference":
+        out = reference._forward(x, w, b, window)
+    else:
+        out = _forward_compiled(x, w, b, window, algorithm)
+    return out, ConvCache(x, w, b is not None, window, backend, algorithm)
+
+
+def conv2d_backward(dout, cache):
+    """Gradients of conv2d_forward, computed by the backend the forward used.
+
+    dout : ndarray of shape (N, F, OH, OW), the forward output's shape and dtype.
+    Returns dx (N, C, H, W), dw (F, C, KH, KW), db (F,) — db is None when the
+    forward had no bias.
+    """
+    check_cache(cache, ConvCache, "conv2d_forward")
+    check_dout(dout, cache.out_shape, cache.x.dtype)
+    dout = contiguous(dout)
+    if cache.backend == "reference":
+        return reference._backward(dout, cache.x, cache.weight, cache.has_bias, cache.window)
+    dx, dw = _backward_compiled(dout, cache.x, cache.weight, cache.window, cache.algorithm)
+    db = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    return dx, dw, db

@@ -1,0 +1,48 @@
+"""im2col / col2im: validate, dispatch to the compiled kernel or the reference twin."""
+import numpy as np
+
+from . import _dispatch
+from ._config import get_num_threads
+from ._validate import col2im_inputs, contiguous, window_inputs
+from .reference import im2col as reference
+
+
+def im2col(x, kernel_size, stride=1, padding=0, *, backend="auto"):
+    """Unfold sliding windows of x into columns.
+
+    x : ndarray of shape (N, C, H, W), float32 or float64 (any memory layout).
+    kernel_size, stride, padding : int or (h, w) pair; zero padding.
+    Returns cols of shape (C*KH*KW, N*OH*OW), x's dtype: rows ordered (c, kh, kw),
+    columns (n, oh, ow), so that ``w.reshape(F, -1) @ cols`` is the convolution.
+    """
+    window = window_inputs(x, kernel_size, stride, padding)
+    x = contiguous(x)
+    if _dispatch.resolve(backend) == "reference":
+        return reference._im2col(x, window)
+    rows = window.channels * window.kernel_height * window.kernel_width
+    cols = np.empty((rows, window.batch * window.out_height * window.out_width), dtype=x.dtype)
+    if cols.size:
+        _dispatch._im2col.im2col(
+            x, cols, *window.kernel_size, *window.stride, *window.padding,
+            window.out_height, window.out_width, get_num_threads(),
+        )
+    return cols
+
+
+def col2im(cols, x_shape, kernel_size, stride=1, padding=0, *, backend="auto"):
+    """Adjoint of im2col: fold columns back into an array of shape x_shape, summing overlaps.
+
+    cols : ndarray of shape (C*KH*KW, N*OH*OW); x_shape : (N, C, H, W).
+    Returns an (N, C, H, W) array of cols' dtype.
+    """
+    window = col2im_inputs(cols, x_shape, kernel_size, stride, padding)
+    cols = contiguous(cols)
+    if _dispatch.resolve(backend) == "reference":
+        return reference._col2im(cols, window)
+    out = np.zeros(window.input_shape, dtype=cols.dtype)
+    if cols.size:
+        _dispatch._im2col.col2im(
+            cols, out, *window.kernel_size, *window.stride, *window.padding,
+            window.out_height, window.out_width, get_num_threads(),
+        )
+    return out

@@ -1,0 +1,85 @@
+"""Build the Cython kernels: optimised, with OpenMP when the compiler has it.
+
+Build switches (environment variables, all off by default):
+  FASTCONV_BOUNDSCHECK=1  compile with Cython bounds and wraparound checks on
+  FASTCONV_ASAN=1         compile and link with -fsanitize=address
+  FASTCONV_NATIVE=1       add -march=native (not for distributable wheels)
+  FASTCONV_NO_OPENMP=1    build without OpenMP even if the compiler has it
+"""
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+KERNELS = ["_im2col", "_conv"]
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _compiler_has_openmp():
+    """Try to compile and link a tiny OpenMP program with the configured C compiler."""
+    if _flag("FASTCONV_NO_OPENMP") or sys.platform == "win32":
+        return False
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    compiler = os.environ.get("CC", compiler).split()[0]
+    if shutil.which(compiler) is None:
+        return False
+    source = "#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as handle:
+            handle.write(source)
+        result = subprocess.run(
+            [compiler, "-fopenmp", path, "-o", os.path.join(tmp, "probe")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    return result.returncode == 0
+
+
+def _extensions():
+    compile_args = ["-O3"]
+    link_args = []
+    if _compiler_has_openmp():
+        compile_args.append("-fopenmp")
+        link_args.append("-fopenmp")
+    else:
+        print("fastconv: building without OpenMP (kernels run single-threaded)")
+    if _flag("FASTCONV_NATIVE"):
+        compile_args.append("-march=native")
+    if _flag("FASTCONV_ASAN"):
+        compile_args += ["-fsanitize=address", "-fno-omit-frame-pointer", "-O1"]
+        link_args.append("-fsanitize=address")
+    checks = _flag("FASTCONV_BOUNDSCHECK")
+    directives = {
+        "language_level": 3,
+        "boundscheck": checks,
+        "wraparound": False,  # so the checked build also rejects negative indices
+        "initializedcheck": checks,
+        "cdivision": True,
+    }
+    extensions = [
+        Extension(
+            f"fastconv._kernels.{name}",
+            [f"fastconv/_kernels/{name}.pyx"],
+            include_dirs=[numpy.get_include()],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            extra_compile_args=compile_args,
+            extra_link_args=link_args,
+        )
+        for name in KERNELS
+    ]
+    # A separate folder per configuration, so switching a switch regenerates the C.
+    variant = "checked" if checks else "release"
+    return cythonize(extensions, compiler_directives=directives, build_dir=f"build/cython-{variant}")
+
+
+setup(ext_modules=_extensions())
