@@ -6,7 +6,8 @@ from ._cache import ConvCache
 from ._config import get_num_threads, get_workspace_limit, single_threaded_blas
 from ._shapes import BLAS_INT_MAX
 from ._validate import check_cache, check_dout, contiguous, conv2d_inputs
-from .reference import conv as reference
+from .reference.conv import _backward as _reference_backward
+from .reference.conv import _forward as _reference_forward
 
 # Algorithms of the compiled backend. Each handles the shapes its predicate accepts.
 ALGORITHMS = {
@@ -140,7 +141,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, *, backend="auto", algorit
     x, w = contiguous(x), contiguous(w)
     b = None if b is None else contiguous(b)
     if backend == "reference":
-        out = reference._forward(x, w, b, window)
+        out = _reference_forward(x, w, b, window)
     else:
         out = _forward_compiled(x, w, b, window, algorithm)
     return out, ConvCache(x, w, b is not None, window, backend, algorithm)
@@ -157,7 +158,7 @@ def conv2d_backward(dout, cache):
     check_dout(dout, cache.out_shape, cache.x.dtype)
     dout = contiguous(dout)
     if cache.backend == "reference":
-        return reference._backward(dout, cache.x, cache.weight, cache.has_bias, cache.window)
+        return _reference_backward(dout, cache.x, cache.weight, cache.has_bias, cache.window)
     dx, dw = _backward_compiled(dout, cache.x, cache.weight, cache.window, cache.algorithm)
     db = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
     return dx, dw, db

@@ -4,7 +4,8 @@ import numpy as np
 from . import _dispatch
 from ._config import get_num_threads
 from ._validate import col2im_inputs, contiguous, window_inputs
-from .reference import im2col as reference
+from .reference.im2col import _col2im as _reference_col2im
+from .reference.im2col import _im2col as _reference_im2col
 
 
 def im2col(x, kernel_size, stride=1, padding=0, *, backend="auto"):
@@ -18,7 +19,7 @@ def im2col(x, kernel_size, stride=1, padding=0, *, backend="auto"):
     window = window_inputs(x, kernel_size, stride, padding)
     x = contiguous(x)
     if _dispatch.resolve(backend) == "reference":
-        return reference._im2col(x, window)
+        return _reference_im2col(x, window)
     rows = window.channels * window.kernel_height * window.kernel_width
     cols = np.empty((rows, window.batch * window.out_height * window.out_width), dtype=x.dtype)
     if cols.size:
@@ -38,7 +39,7 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, *, backend="auto"):
     window = col2im_inputs(cols, x_shape, kernel_size, stride, padding)
     cols = contiguous(cols)
     if _dispatch.resolve(backend) == "reference":
-        return reference._col2im(cols, window)
+        return _reference_col2im(cols, window)
     out = np.zeros(window.input_shape, dtype=cols.dtype)
     if cols.size:
         _dispatch._im2col.col2im(

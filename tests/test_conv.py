@@ -1,0 +1,264 @@
+"""conv2d_forward / conv2d_backward: compiled path vs reference twin, gradients, errors."""
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import reference
+
+from _helpers import LAYOUTS, assert_close, numerical_gradient, rel_error, with_layout
+
+# (x shape, w shape, stride, padding), each probing an edge case its comment names
+CASES = [
+    ((2, 3, 7, 8), (4, 3, 3, 3), 1, 1),                 # plain 3x3 "same"
+    ((2, 3, 9, 7), (5, 3, 2, 3), (1, 2), (0, 1)),       # 2x3 kernel, strides and pads differ
+    ((3, 2, 8, 9), (4, 2, 3, 2), (2, 1), (1, 0)),       # 3x2 kernel
+    ((1, 1, 5, 5), (1, 1, 3, 3), 1, 0),                 # N=1, C=1, F=1
+    ((1, 4, 11, 13), (3, 4, 11, 11), (3, 2), (3, 2)),   # 11x11 kernel, large padding
+    ((2, 6, 7, 5), (3, 6, 1, 1), 1, 0),                 # 1x1 (direct GEMM path)
+    ((2, 5, 9, 9), (4, 5, 1, 1), 2, 1),                 # 1x1 with stride and padding
+    ((3, 2, 13, 11), (2, 2, 5, 4), 3, (2, 3)),          # stride 3, odd sizes, window does not tile
+    ((2, 3, 4, 4), (2, 3, 4, 4), 1, 3),                 # padding 3 on both sides
+    ((2, 2, 6, 7), (3, 2, 3, 3), (3, 1), (0, 2)),
+    ((1, 3, 3, 3), (2, 3, 3, 3), 1, 0),                 # output 1x1
+    ((4, 1, 10, 1), (2, 1, 3, 1), (2, 1), (1, 0)),      # width 1
+]
+
+
+def _inputs(x_shape, w_shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    return x, w, b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding", CASES)
+def test_compiled_matches_reference(x_shape, w_shape, stride, padding, dtype):
+    x, w, b = _inputs(x_shape, w_shape, dtype)
+    out, cache = fastconv.conv2d_forward(x, w, b, stride, padding, backend="cython")
+    expected, ref_cache = reference.conv2d_forward(x, w, b, stride, padding)
+    assert_close(out, expected)
+    dout = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
+    for got, want in zip(fastconv.conv2d_backward(dout, cache), reference.conv2d_backward(dout, ref_cache)):
+        assert_close(got, want)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_any_layout_gives_identical_results(layout, dtype):
+    x, w, b = _inputs((3, 4, 9, 8), (5, 4, 3, 2), dtype)
+    out, cache = fastconv.conv2d_forward(x, w, b, (2, 1), (1, 0))
+    dout = np.random.default_rng(2).standard_normal(out.shape).astype(dtype)
+    grads = fastconv.conv2d_backward(dout, cache)
+    lx, lw, lb, ldout = (with_layout(a, layout) for a in (x, w, b, dout))
+    out2, cache2 = fastconv.conv2d_forward(lx, lw, lb, (2, 1), (1, 0))
+    np.testing.assert_array_equal(out2, out)
+    for got, want in zip(fastconv.conv2d_backward(ldout, cache2), grads):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_kept(dtype):
+    x, w, b = _inputs((2, 3, 6, 6), (4, 3, 3, 3), dtype)
+    out, cache = fastconv.conv2d_forward(x, w, b, 1, 1)
+    dx, dw, db = fastconv.conv2d_backward(np.ones_like(out), cache)
+    assert {out.dtype, dx.dtype, dw.dtype, db.dtype} == {np.dtype(dtype)}
+
+
+@pytest.mark.parametrize("backend", ["cython", "reference"])
+def test_no_bias_gives_no_db(backend):
+    x, w, _ = _inputs((2, 3, 6, 6), (4, 3, 3, 3), np.float64)
+    out, cache = fastconv.conv2d_forward(x, w, None, 1, 1, backend=backend)
+    with_bias, _ = fastconv.conv2d_forward(x, w, np.zeros(4), 1, 1, backend=backend)
+    np.testing.assert_array_equal(out, with_bias)
+    dx, dw, db = fastconv.conv2d_backward(np.ones_like(out), cache)
+    assert db is None and dx.shape == x.shape and dw.shape == w.shape
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding", [
+    ((2, 2, 5, 6), (3, 2, 2, 3), (1, 2), (1, 0)),
+    ((1, 3, 6, 5), (2, 3, 3, 2), (2, 1), (0, 1)),
+    ((2, 3, 4, 4), (2, 3, 1, 1), 1, 0),
+])
+def test_gradients_match_numerical(x_shape, w_shape, stride, padding):
+    x, w, b = _inputs(x_shape, w_shape, np.float64, seed=3)
+    out, cache = fastconv.conv2d_forward(x, w, b, stride, padding)
+    dout = np.random.default_rng(4).standard_normal(out.shape)
+    dx, dw, db = fastconv.conv2d_backward(dout, cache)
+
+    def forward(x_, w_, b_):
+        return fastconv.conv2d_forward(x_, w_, b_, stride, padding)[0]
+
+    assert rel_error(dx, numerical_gradient(lambda v: forward(v, w, b), x.copy(), dout)) < 1e-8
+    assert rel_error(dw, numerical_gradient(lambda v: forward(x, v, b), w.copy(), dout)) < 1e-8
+    assert rel_error(db, numerical_gradient(lambda v: forward(x, w, v), b.copy(), dout)) < 1e-8
+
+
+def test_reference_gradients_match_numerical():
+    x, w, b = _inputs((2, 2, 5, 4), (3, 2, 3, 2), np.float64, seed=5)
+    out, cache = reference.conv2d_forward(x, w, b, (2, 1), (1, 1))
+    dout = np.random.default_rng(6).standard_normal(out.shape)
+    dx, dw, db = reference.conv2d_backward(dout, cache)
+    f = lambda v: reference.conv2d_forward(v, w, b, (2, 1), (1, 1))[0]  # noqa: E731
+    assert rel_error(dx, numerical_gradient(f, x.copy(), dout)) < 1e-8
+    g = lambda v: reference.conv2d_forward(x, v, b, (2, 1), (1, 1))[0]  # noqa: E731
+    assert rel_error(dw, numerical_gradient(g, w.copy(), dout)) < 1e-8
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "gemm-1x1"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_explicit_algorithms_agree(algorithm, dtype):
+    x, w, b = _inputs((3, 7, 5, 6), (4, 7, 1, 1), dtype)
+    out, cache = fastconv.conv2d_forward(x, w, b, algorithm=algorithm)
+    assert cache.algorithm == algorithm
+    expected, ref_cache = reference.conv2d_forward(x, w, b)
+    assert_close(out, expected)
+    dout = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
+    for got, want in zip(fastconv.conv2d_backward(dout, cache), reference.conv2d_backward(dout, ref_cache)):
+        assert_close(got, want)
+
+
+def test_auto_algorithm_choice():
+    x, w, _ = _inputs((1, 2, 4, 4), (3, 2, 1, 1), np.float32)
+    assert fastconv.conv2d_forward(x, w)[1].algorithm == "gemm-1x1"
+    assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "im2col"
+    assert fastconv.available_algorithms() == ["gemm-1x1", "im2col"]
+
+
+def test_unsupported_algorithm_is_an_error_not_a_fallback():
+    x, w, _ = _inputs((1, 2, 4, 4), (3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"'gemm-1x1' does not support kernel \(3, 3\)"):
+        fastconv.conv2d_forward(x, w, algorithm="gemm-1x1")
+    with pytest.raises(ValueError, match="unknown algorithm 'fft'.*im2col"):
+        fastconv.conv2d_forward(x, w, algorithm="fft")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("workspace", [1, 4096, None])
+def test_threads_and_workspace_bands_do_not_change_results(threads, workspace):
+    x, w, b = _inputs((5, 3, 12, 10), (4, 3, 3, 3), np.float64)
+    expected, ref_cache = reference.conv2d_forward(x, w, b, (2, 1), 1)
+    dout = np.random.default_rng(3).standard_normal(expected.shape)
+    want = reference.conv2d_backward(dout, ref_cache)
+    saved_threads, saved_workspace = fastconv.get_num_threads(), fastconv.get_workspace_limit()
+    try:
+        fastconv.set_num_threads(threads)
+        fastconv.set_workspace_limit(workspace)
+        out, cache = fastconv.conv2d_forward(x, w, b, (2, 1), 1)
+        got = fastconv.conv2d_backward(dout, cache)
+    finally:
+        fastconv.set_num_threads(saved_threads)
+        fastconv.set_workspace_limit(saved_workspace)
+    assert_close(out, expected)
+    for g, e in zip(got, want):
+        assert_close(g, e)
+
+
+def test_single_image_and_batch_of_one_band_row():
+    # one image: the kernel runs on one thread and BLAS keeps its own threads
+    x, w, b = _inputs((1, 8, 33, 17), (6, 8, 3, 3), np.float32)
+    out, cache = fastconv.conv2d_forward(x, w, b, 1, 1)
+    expected, _ = reference.conv2d_forward(x, w, b, 1, 1)
+    assert_close(out, expected)
+
+
+def test_inputs_are_not_written_and_outputs_are_fresh():
+    x, w, b = _inputs((2, 3, 7, 7), (4, 3, 3, 3), np.float32)
+    copies = [a.copy() for a in (x, w, b)]
+    out, cache = fastconv.conv2d_forward(x, w, b, 2, 1)
+    dout = np.ones_like(out)
+    dx, dw, db = fastconv.conv2d_backward(dout, cache)
+    for original, copy in zip((x, w, b), copies):
+        np.testing.assert_array_equal(original, copy)
+    np.testing.assert_array_equal(dout, 1)
+    for result in (out, dx, dw, db):
+        for source in (x, w, b, dout):
+            assert not np.shares_memory(result, source)
+
+
+# ---- bad input -----------------------------------------------------------------------
+
+def _good():
+    return _inputs((2, 3, 8, 8), (4, 3, 3, 3), np.float32)
+
+
+@pytest.mark.parametrize("mutate, error, message", [
+    (lambda x, w, b: (x[0], w, b), ValueError, r"x must be 4-D.*\(N, C, H, W\).*3-D shape \(3, 8, 8\)"),
+    (lambda x, w, b: (x, w[0], b), ValueError, r"w must be 4-D.*3-D shape"),
+    (lambda x, w, b: (x, w, b[:, None]), ValueError, r"b must be 1-D"),
+    (lambda x, w, b: (x[:, :2], w, b), ValueError, r"channel mismatch: x has 2 channels.*w expects 3"),
+    (lambda x, w, b: (x, w, b[:3]), ValueError, r"b must have one entry per filter.*4 filters.*\(3,\)"),
+    (lambda x, w, b: (x.astype(np.int64), w, b), TypeError, r"x must have dtype float32 or float64, got int64"),
+    (lambda x, w, b: (x.astype(complex), w, b), TypeError, r"got complex128"),
+    (lambda x, w, b: (x.astype(object), w, b), TypeError, r"got object"),
+    (lambda x, w, b: (x.tolist(), w, b), TypeError, r"x must be a numpy.ndarray.*got list"),
+    (lambda x, w, b: (x, w.astype(np.float64), b), TypeError, r"x: float32, w: float64, b: float32"),
+    (lambda x, w, b: (x, w, b.astype(np.float64)), TypeError, r"b: float64"),
+    (lambda x, w, b: (x[:, :, :2, :2], w, b), ValueError, r"larger than the padded input.*\(2, 2\)"),
+])
+def test_bad_arrays(mutate, error, message):
+    x, w, b = mutate(*_good())
+    for backend in ("cython", "reference"):
+        with pytest.raises(error, match=message):
+            fastconv.conv2d_forward(x, w, b, backend=backend)
+    with pytest.raises(error, match=message):
+        reference.conv2d_forward(x, w, b)
+
+
+@pytest.mark.parametrize("stride, padding, error, message", [
+    (0, 0, ValueError, r"stride must be >= 1"),
+    (-1, 0, ValueError, r"stride must be >= 1"),
+    ((1, 0), 0, ValueError, r"stride must be >= 1"),
+    (1, -1, ValueError, r"padding must be >= 0"),
+    (1.5, 0, TypeError, r"stride must be an int or a \(height, width\) pair"),
+    (2.0, 0, TypeError, r"stride must be an int"),
+    (True, 0, TypeError, r"stride must be an int"),
+    ("2", 0, TypeError, r"stride must be an int"),
+    ((1, 2, 3), 0, ValueError, r"stride must be an int or a \(height, width\) pair, got 3 values"),
+    (1, (1,), ValueError, r"padding must be.*got 1 values"),
+    (1, (1, 0.5), TypeError, r"padding must be an int"),
+    (1, None, TypeError, r"padding must be an int"),
+])
+def test_bad_stride_and_padding(stride, padding, error, message):
+    x, w, b = _good()
+    with pytest.raises(error, match=message):
+        fastconv.conv2d_forward(x, w, b, stride, padding)
+    with pytest.raises(error, match=message):
+        reference.conv2d_forward(x, w, b, stride, padding)
+
+
+def test_numpy_integers_are_accepted_as_stride():
+    x, w, b = _good()
+    out, _ = fastconv.conv2d_forward(x, w, b, np.int64(2), (np.int32(1), 1))
+    assert out.shape == (2, 4, 4, 4)
+
+
+@pytest.mark.parametrize("backend", ["cython", "reference"])
+def test_bad_dout_and_cache(backend):
+    x, w, b = _good()
+    out, cache = fastconv.conv2d_forward(x, w, b, 1, 1, backend=backend)
+    with pytest.raises(ValueError, match=r"dout must have the forward output's shape \(2, 4, 8, 8\), got \(2, 4, 8, 7\)"):
+        fastconv.conv2d_backward(out[..., :7], cache)
+    with pytest.raises(ValueError, match=r"dout must be 4-D"):
+        fastconv.conv2d_backward(out[0], cache)
+    with pytest.raises(TypeError, match=r"dout must have the forward output's dtype float32, got float64"):
+        fastconv.conv2d_backward(out.astype(np.float64), cache)
+    with pytest.raises(TypeError, match=r"cache must be the ConvCache returned by .*conv2d_forward.*got tuple"):
+        fastconv.conv2d_backward(out, (x, w, b, {"stride": 1, "pad": 1}))
+    with pytest.raises(TypeError, match=r"cache must be the ConvCache.*got NoneType"):
+        reference.conv2d_backward(out, None)
+
+
+def test_output_size_floors_like_pytorch():
+    x, w, b = _inputs((1, 1, 10, 9), (1, 1, 3, 2), np.float32)
+    out, _ = fastconv.conv2d_forward(x, w, b, (4, 3), (1, 0))
+    # floor((10 + 2 - 3) / 4) + 1 = 3, floor((9 - 2) / 3) + 1 = 3
+    assert out.shape == (1, 1, 3, 3)
+
+
+def test_compiled_backend_is_built_and_default():
+    """An installed fastconv must have its compiled kernels: the tests would otherwise only
+    exercise the reference twin against itself."""
+    assert fastconv.available_backends() == ["cython", "reference"]
+    assert fastconv.get_backend() == "cython"
