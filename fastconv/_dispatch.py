@@ -29,7 +29,7 @@ def available_backends():
 def _check_name(name, source):
     if name not in _CHOICES:
         raise ValueError(
-            f"unknown backend {name!r} in {source}; valid names are: {', '.join(_CHOICES)}"
+            f"unknown backend {name!r} ({source}); valid names are: {', '.join(_CHOICES)}"
         )
     return name
 
@@ -46,7 +46,9 @@ def _require_compiled():
 def _default_name():
     if _default is not None:
         return _default
-    return _check_name(os.environ.get("FASTCONV_BACKEND", "auto").strip() or "auto", "FASTCONV_BACKEND")
+    # read on every call, so a change to the environment takes effect at once
+    name = os.environ.get("FASTCONV_BACKEND", "").strip().lower() or "auto"
+    return _check_name(name, "from the environment variable FASTCONV_BACKEND")
 
 
 def resolve(backend="auto"):
@@ -55,7 +57,7 @@ def resolve(backend="auto"):
     if backend == "auto":
         backend = _default_name()
     else:
-        _check_name(backend, "backend")
+        _check_name(backend, "the backend argument")
     if backend == "auto":
         if compiled_available():
             return "cython"
@@ -79,11 +81,17 @@ def get_backend():
 
 
 def set_backend(name):
-    """Set the default backend ("auto", "cython" or "reference"); overrides FASTCONV_BACKEND."""
+    """Set the default backend ("auto", "cython" or "reference"); overrides FASTCONV_BACKEND.
+
+    ``set_backend(None)`` forgets the setting, so FASTCONV_BACKEND is the default again.
+    """
     global _default
-    if not isinstance(name, str):
-        raise TypeError(f"backend must be a str, one of {', '.join(_CHOICES)}; got {name!r}")
-    _check_name(name, "backend")
-    if name == "cython":
-        _require_compiled()
+    if name is not None:
+        if not isinstance(name, str):
+            raise TypeError(
+                f"backend must be a str, one of {', '.join(_CHOICES)}, or None; got {name!r}"
+            )
+        _check_name(name, "the backend argument")
+        if name == "cython":
+            _require_compiled()
     _default = name
