@@ -3,6 +3,8 @@ import os
 import threading
 from contextlib import contextmanager
 
+import numpy as np
+
 
 def _default_threads():
     for variable in ("FASTCONV_NUM_THREADS", "OMP_NUM_THREADS"):
@@ -52,6 +54,53 @@ def set_workspace_limit(nbytes=None):
     if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 1:
         raise ValueError(f"workspace limit must be a positive int (bytes), got {nbytes!r}")
     _workspace_bytes = nbytes
+    _pool.clear()
+
+
+class _ScratchPool:
+    """Scratch buffers kept between calls.
+
+    A fresh multi-MiB np.empty is new memory from the OS on every call, paid for with a page
+    fault per 4 KiB as the kernel first writes it: for a mid-sized conv that is a large share of
+    the run time. Buffers are handed out one caller at a time (several Python threads may call
+    fastconv at once) and at most `keep` of them are kept.
+    """
+
+    def __init__(self, keep=2):
+        self._keep = keep
+        self._free = []
+        self._lock = threading.Lock()
+
+    def clear(self):
+        with self._lock:
+            self._free = []
+
+    @contextmanager
+    def borrow(self, shape, dtype):
+        """An uninitialised array of `shape` and `dtype` for the duration of the block."""
+        dtype = np.dtype(dtype)
+        nbytes = max(1, int(np.prod(shape))) * dtype.itemsize
+        with self._lock:
+            # the list is kept sorted by size: take the smallest buffer that fits
+            index = next((i for i, b in enumerate(self._free) if b.nbytes >= nbytes), None)
+            buffer = None if index is None else self._free.pop(index)
+        if buffer is None:
+            buffer = np.empty(nbytes, dtype=np.uint8)
+        try:
+            yield buffer[:nbytes].view(dtype)[: int(np.prod(shape))].reshape(shape)
+        finally:
+            with self._lock:
+                self._free.append(buffer)
+                self._free.sort(key=lambda b: b.nbytes)
+                del self._free[: max(0, len(self._free) - self._keep)]
+
+
+_pool = _ScratchPool()
+
+
+def scratch(shape, dtype):
+    """Borrow a reusable uninitialised scratch array (a context manager)."""
+    return _pool.borrow(shape, dtype)
 
 
 # Several Python threads may call fastconv at once. The BLAS limit is a process-wide

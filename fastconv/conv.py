@@ -3,7 +3,7 @@ import numpy as np
 
 from . import _dispatch
 from ._cache import ConvCache
-from ._config import get_num_threads, get_workspace_limit, single_threaded_blas
+from ._config import get_num_threads, get_workspace_limit, scratch, single_threaded_blas
 from ._shapes import BLAS_INT_MAX
 from ._validate import check_cache, check_dout, contiguous, conv2d_inputs
 from .reference.conv import _backward as _reference_backward
@@ -92,9 +92,9 @@ def _forward_compiled(x, w, b, window, algorithm):
     direct = algorithm == "gemm-1x1"
     if direct:
         band_rows = window.out_height
-    workspace = np.empty((threads, 0 if direct else patch, band_rows * window.out_width), x.dtype)
-    _run(_dispatch._conv.forward, threads, x, w, b, out, workspace, *window.stride,
-         *window.padding, band_rows, direct)
+    with scratch((threads, 0 if direct else patch, band_rows * window.out_width), x.dtype) as workspace:
+        _run(_dispatch._conv.forward, threads, x, w, b, out, workspace, *window.stride,
+             *window.padding, band_rows, direct)
     return out
 
 
@@ -108,9 +108,9 @@ def _backward_compiled(dout, x, w, window, algorithm):
     direct = algorithm == "gemm-1x1"
     dx = np.empty_like(x)
     dweight = np.zeros((threads, filters, patch), dtype=x.dtype)
-    workspace = np.empty((threads, 0 if direct else patch, band_rows * window.out_width), x.dtype)
-    _run(_dispatch._conv.backward, threads, dout, x, w, dx, dweight, workspace, *window.stride,
-         *window.padding, band_rows, direct)
+    with scratch((threads, 0 if direct else patch, band_rows * window.out_width), x.dtype) as workspace:
+        _run(_dispatch._conv.backward, threads, dout, x, w, dx, dweight, workspace, *window.stride,
+             *window.padding, band_rows, direct)
     dw = dweight[0] if threads == 1 else dweight.sum(axis=0)
     return dx, dw.reshape(w.shape)
 

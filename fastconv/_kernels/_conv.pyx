@@ -11,15 +11,16 @@ from ._gemm cimport gemm
 from ._tiles cimport col2im_rows, im2col_rows, zero_image
 
 
-cdef inline void add_bias(floating[:, :, :, ::1] out, const floating[::1] bias, Py_ssize_t image,
-                          Py_ssize_t row_start, Py_ssize_t row_stop) noexcept nogil:
+cdef inline void fill_bias(floating[:, :, :, ::1] out, const floating[::1] bias, Py_ssize_t image,
+                           Py_ssize_t row_start, Py_ssize_t row_stop) noexcept nogil:
+    """Set out[image, f, rows] = bias[f]; the GEMM then adds onto it (beta = 1)."""
     cdef Py_ssize_t f, oh, ow
     cdef floating value
     for f in range(out.shape[1]):
         value = bias[f]
         for oh in range(row_start, row_stop):
             for ow in range(out.shape[3]):
-                out[image, f, oh, ow] += value
+                out[image, f, oh, ow] = value
 
 
 def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] weight,
@@ -44,6 +45,7 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] weight,
     cdef int ld_work = workspace.shape[2]
     cdef int ncols, tid = 0
     cdef bint has_bias = bias is not None
+    cdef floating beta = 1 if has_bias else 0
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
         for task in prange(batch * bands, schedule="static"):
@@ -51,17 +53,17 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] weight,
             row_start = (task % bands) * band_rows
             row_stop = min(row_start + band_rows, out_height)
             ncols = (row_stop - row_start) * out_width
+            if has_bias:
+                fill_bias(out, bias, image, row_start, row_stop)
             if direct:
                 gemm(False, False, filters, ncols, channels, 1, &weight[0, 0, 0, 0], channels,
                      &x[image, 0, row_start, 0], height * width,
-                     0, &out[image, 0, row_start, 0], plane)
+                     beta, &out[image, 0, row_start, 0], plane)
             else:
                 im2col_rows(x, image, kernel_height, kernel_width, stride_h, stride_w,
                             pad_h, pad_w, out_width, row_start, row_stop, workspace[tid], 0)
                 gemm(False, False, filters, ncols, patch, 1, &weight[0, 0, 0, 0], patch,
-                     &workspace[tid, 0, 0], ld_work, 0, &out[image, 0, row_start, 0], plane)
-            if has_bias:
-                add_bias(out, bias, image, row_start, row_stop)
+                     &workspace[tid, 0, 0], ld_work, beta, &out[image, 0, row_start, 0], plane)
 
 
 def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
