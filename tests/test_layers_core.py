@@ -166,6 +166,17 @@ def test_linear_initialisation():
     assert "bias" not in Linear(2, 3, bias=False).params
 
 
+def test_rng_none_follows_numpy_global_seed_and_random_state_is_accepted():
+    np.random.seed(11)
+    first = (Linear(4, 3).params["weight"], Dropout(0.5).forward(np.ones((6, 6))))
+    np.random.seed(11)
+    second = (Linear(4, 3).params["weight"], Dropout(0.5).forward(np.ones((6, 6))))
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+    state = Linear(4, 3, rng=np.random.RandomState(2)).params["weight"]
+    assert np.array_equal(state, Linear(4, 3, rng=np.random.RandomState(2)).params["weight"])
+    assert Dropout(0.5, rng=np.random.RandomState(2)).forward(np.ones((4, 4))).shape == (4, 4)
+
+
 def test_linear_bad_arguments():
     layer = Linear(6, 4)
     with pytest.raises(ValueError, match=r"Linear expects x of shape \(N, 6\), got \(5, 7\)"):

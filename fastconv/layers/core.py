@@ -7,13 +7,24 @@ from .._validate import FLOAT_DTYPES
 from .base import Layer
 
 
-def as_generator(rng):
-    """An np.random.Generator from None (fresh entropy), an int seed, or a Generator (used as is)."""
-    if rng is None or isinstance(rng, np.random.Generator):
-        return np.random.default_rng(rng)
+def random_source(rng):
+    """Where random numbers come from, given a layer's `rng` argument.
+
+    None: NumPy's global generator (the ``np.random`` module, so ``np.random.seed(...)``
+    makes results reproducible); an int: a fresh Generator seeded with it; a
+    numpy.random.Generator or RandomState: used as is. The result has
+    ``standard_normal(shape)`` and ``random(shape)`` (uniform on [0, 1), float64).
+    """
+    if rng is None:
+        return np.random
+    if isinstance(rng, (np.random.Generator, np.random.RandomState)):
+        return rng
     if isinstance(rng, (numbers.Integral, np.integer)) and not isinstance(rng, (bool, np.bool_)):
         return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
+    raise TypeError(
+        "rng must be None (NumPy's global generator), an int seed, a numpy.random.Generator "
+        f"or a numpy.random.RandomState, got {type(rng).__name__}"
+    )
 
 
 def as_param_dtype(dtype):
@@ -80,7 +91,8 @@ class Linear(Layer):
     in_features, out_features : int >= 1
     bias : bool, whether to learn an additive bias.
     dtype : float32 (default) or float64; the input must have the same dtype.
-    rng : None, int seed or np.random.Generator for the initial weights.
+    rng : None (NumPy's global generator), an int seed, a np.random.Generator or
+        RandomState, for the initial weights.
     weight_scale : None for He initialisation (normal, std sqrt(2 / in_features), suited
         to ReLU networks), or a float std (e.g. 1e-3 for near-zero initial scores).
 
@@ -88,7 +100,7 @@ class Linear(Layer):
     forward : x (N, in_features) -> out (N, out_features).
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None, weight_scale=None):
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, *, rng=None, weight_scale=None):
         super().__init__()
         self.in_features = _check_positive_int(in_features, "in_features")
         self.out_features = _check_positive_int(out_features, "out_features")
@@ -97,8 +109,7 @@ class Linear(Layer):
             weight_scale = np.sqrt(2.0 / self.in_features)
         elif isinstance(weight_scale, bool) or not isinstance(weight_scale, numbers.Real) or weight_scale < 0:
             raise ValueError(f"weight_scale must be None or a number >= 0, got {weight_scale!r}")
-        generator = as_generator(rng)
-        weight = generator.standard_normal((self.out_features, self.in_features)) * weight_scale
+        weight = random_source(rng).standard_normal((self.out_features, self.in_features)) * weight_scale
         self.params["weight"] = weight.astype(self.dtype)
         if bias:
             self.params["bias"] = np.zeros(self.out_features, dtype=self.dtype)
@@ -204,7 +215,8 @@ class Dropout(Layer):
     survivors by 1 / (1 - p), so evaluation is the identity and needs no rescaling.
 
     p : float in [0, 1), the probability of dropping an element.
-    rng : None, int seed or np.random.Generator for the masks.
+    rng : None (NumPy's global generator), an int seed, a np.random.Generator or
+        RandomState, for the masks.
 
     forward keeps x's shape and dtype. In evaluation mode it returns x itself.
     """
@@ -214,14 +226,14 @@ class Dropout(Layer):
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
             raise ValueError(f"p (the drop probability) must lie in [0, 1), got {p!r}")
         self.p = float(p)
-        self.rng = as_generator(rng)
+        self.rng = random_source(rng)
 
     def forward(self, x):
         check_layer_input(self, x)
         if not self.training:
             self._cache = (None, x.shape, x.dtype)
             return x
-        keep = self.rng.random(x.shape, dtype=x.dtype) >= x.dtype.type(self.p)
+        keep = self.rng.random(x.shape) >= self.p
         mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
         self._cache = (mask, x.shape, x.dtype)
         return x * mask
