@@ -1,0 +1,126 @@
+"""`python -m fastconv.bench`: time fastconv against its reference twin and PyTorch CPU."""
+import argparse
+import sys
+
+from . import report, runner, suite
+
+INSTALL_HINT = "python -m pip install 'fastconv[bench]'"
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m fastconv.bench",
+        description="Time fastconv's compiled kernels against the NumPy reference twin and "
+        "PyTorch CPU on the shape suite, in one process, on the same inputs and threads.",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="few repeats and no full-run-only shapes (about a minute on 2 cores)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="threads for fastconv, BLAS and torch alike (default: usable cores, "
+                        f"here {runner.usable_cores()})")
+    parser.add_argument("--only", metavar="NAME",
+                        help="comma-separated case names and/or families (conv, maxpool); "
+                        "see --list")
+    parser.add_argument("--json", metavar="PATH", help="write every row and the machine info here")
+    parser.add_argument("--plot", metavar="PATH", help="write a PNG bar chart of the speedups "
+                        "(needs matplotlib)")
+    parser.add_argument("--list", action="store_true", help="list the shape suite and exit")
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    # small shapes and minimal repeats, for the bench's own tests
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _import_optional(name):
+    """The module, or None with the reason it did not import."""
+    try:
+        return __import__(name), None
+    except ImportError as error:
+        return None, str(error)
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    try:
+        cases = suite.select(args.only, quick=args.quick, tiny=args.tiny)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.list:
+        for case in suite.all_cases(tiny=args.tiny):
+            extra = "  (full run only)" if case.full_only else ""
+            print(f"{case.family:8} {case.name:14} {case.describe()}{extra}")
+        return 0
+
+    import fastconv
+
+    if "cython" not in fastconv.available_backends():
+        print("fastconv's compiled kernels are not built, so there is nothing fast to time. "
+              "Build them with `python -m pip install .` (or, in a source checkout, "
+              "`python setup.py build_ext --inplace`).", file=sys.stderr)
+        return 1
+
+    torch, torch_error = _import_optional("torch")
+    torch_note = None
+    if torch is None:
+        torch_note = (f"torch: not installed ({torch_error}), torch columns omitted; "
+                      f"to compare with PyTorch CPU: {INSTALL_HINT}")
+        print(torch_note, file=sys.stderr)
+    plot_note = None
+    if args.plot:
+        matplotlib, plot_error = _import_optional("matplotlib")
+        if matplotlib is None:
+            plot_note = (f"--plot: matplotlib is not installed ({plot_error}), so no chart is "
+                         f"written; install it with {INSTALL_HINT} (or pip install matplotlib)")
+            print(plot_note, file=sys.stderr)
+
+    settings_name = "tiny" if args.tiny else "quick" if args.quick else "full"
+    settings = {"tiny": runner.TINY, "quick": runner.QUICK, "full": runner.FULL}[settings_name]
+    threads = args.threads or runner.usable_cores()
+    progress = runner.Progress(total=len(cases) * 2)
+    with runner.thread_limits(threads, torch):
+        machine = report.machine_info(threads, torch)
+        progress.show("GEMM rate")
+        gemm_gflops = runner.gemm_rate(args.dtype, threads, settings.gemm_repeats)
+        try:
+            rows = runner.run_suite(cases, dtype=args.dtype, settings=settings, gemm_gflops=gemm_gflops,
+                                    torch=torch, progress=progress, seed=args.seed)
+        finally:
+            progress.close()
+
+    with_torch = torch is not None
+    means = report.geometric_means(rows)
+    footer = report.notes(rows, machine=machine, settings_name=settings_name, settings=settings,
+                          gemm_gflops=gemm_gflops, dtype=args.dtype, torch_note=torch_note)
+    print(report.table(rows, with_torch))
+    print()
+    print(report.geomean_table(means, with_torch))
+    print()
+    print(footer)
+
+    if args.json:
+        report.write_json(args.json, {
+            "machine": machine,
+            "settings": {"mode": settings_name, "dtype": args.dtype, "threads": threads,
+                         "seed": args.seed, **vars(settings)},
+            "gemm_gflop_per_s": gemm_gflops,
+            "results": rows,
+            "geometric_means": means,
+            "notes": footer.splitlines(),
+        })
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        if plot_note is None:
+            title = f"fastconv speedups, {args.dtype}, {threads} threads, {machine['cpu']}"
+            report.write_plot(args.plot, rows, title)
+            print(f"wrote {args.plot}", file=sys.stderr)
+        else:
+            print(plot_note, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""What is timed: inputs for a suite case and, per implementation, one call of one pass over them.
+
+Every implementation of a case works on the same NumPy arrays (PyTorch through
+``torch.from_numpy``, which shares their memory), and every call computes its result
+from scratch: a forward+backward call runs its own forward.
+"""
+import numpy as np
+
+PASSES = ("forward", "forward+backward")
+SHORT_PASS = {"forward": "fwd", "forward+backward": "fwd+bwd"}
+IMPLEMENTATIONS = ("reference", "fastconv", "torch")
+
+
+def operation_name(case, pass_name):
+    """Table label of one operation, e.g. "conv fwd+bwd"."""
+    return f"{case.family} {SHORT_PASS[pass_name]}"
+
+
+def gflop(case, pass_name):
+    """GFLOP of one call: the forward's multiply-adds, three times that with the backward
+    (dx and dw each cost one forward). None for pooling."""
+    forward = case.forward_gflop()
+    if forward is None:
+        return None
+    return forward if pass_name == "forward" else 3 * forward
+
+
+def make_inputs(case, dtype, seed=0):
+    """Random arrays for `case` in `dtype`: x, dout (the forward output's shape) and, for
+    a convolution, w and b."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    inputs = {"x": rng.standard_normal(case.x_shape, dtype=dtype)}
+    if case.family == "conv":
+        inputs["w"] = rng.standard_normal(case.w_shape, dtype=dtype)
+        inputs["b"] = rng.standard_normal(case.w_shape[0], dtype=dtype)
+    inputs["dout"] = rng.standard_normal(case.out_shape, dtype=dtype)
+    return inputs
+
+
+def numpy_call(api, case, pass_name, inputs, **options):
+    """A no-argument callable running one pass of `case` through `api`.
+
+    api : the ``fastconv`` module (options: backend="cython") or ``fastconv.reference``.
+    """
+    x, dout = inputs["x"], inputs["dout"]
+    if case.family == "conv":
+        w, b = inputs["w"], inputs["b"]
+
+        def forward():
+            return api.conv2d_forward(x, w, b, case.stride, case.padding, **options)
+
+        backward = api.conv2d_backward
+    else:
+        def forward():
+            return api.max_pool2d_forward(x, case.kernel_size, case.stride, **options)
+
+        backward = api.max_pool2d_backward
+    if pass_name == "forward":
+        return forward
+
+    def forward_backward():
+        _, cache = forward()
+        return backward(dout, cache)
+
+    return forward_backward
+
+
+def torch_call(torch, case, pass_name, inputs):
+    """A no-argument callable running one pass of `case` through PyTorch on the same arrays.
+
+    The inputs require gradients in both passes, as in training: the forward then keeps
+    what the backward needs, as fastconv's forward does with its cache.
+    """
+    functional = torch.nn.functional
+    x = torch.from_numpy(inputs["x"]).requires_grad_(True)
+    dout = torch.from_numpy(inputs["dout"])
+    if case.family == "conv":
+        w = torch.from_numpy(inputs["w"]).requires_grad_(True)
+        b = torch.from_numpy(inputs["b"]).requires_grad_(True)
+        leaves = (x, w, b)
+
+        def forward():
+            return functional.conv2d(x, w, b, case.stride, case.padding)
+    else:
+        leaves = (x,)
+
+        def forward():
+            return functional.max_pool2d(x, case.kernel_size, case.stride)
+
+    if pass_name == "forward":
+        return forward
+
+    def forward_backward():
+        for leaf in leaves:
+            leaf.grad = None  # no accumulation into a previous call's gradients
+        forward().backward(dout)
+        return tuple(leaf.grad for leaf in leaves)
+
+    return forward_backward
+
+
+def implementations(case, pass_name, inputs, torch=None):
+    """{name: callable} for the implementations available here, in IMPLEMENTATIONS order."""
+    import fastconv
+    from fastconv import reference
+
+    calls = {
+        "reference": numpy_call(reference, case, pass_name, inputs),
+        "fastconv": numpy_call(fastconv, case, pass_name, inputs, backend="cython"),
+    }
+    if torch is not None:
+        calls["torch"] = torch_call(torch, case, pass_name, inputs)
+    return calls

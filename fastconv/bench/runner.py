@@ -1,0 +1,281 @@
+"""Timing: warm-up, implementations in rotating blocks, medians; GEMM rate, peak memory, threads."""
+import gc
+import os
+import statistics
+import sys
+import time
+import tracemalloc
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import operations
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long to measure.
+
+    blocks : rounds in which every implementation runs one block, in rotating order.
+    block_seconds : an implementation's block holds as many calls as fit in this time
+        (by its warm-up call), at least 1 and at most `max_calls_per_block`.
+    reference_budget : seconds one reference call may take; slower operations are
+        reported as skipped, never extrapolated.
+    """
+
+    blocks: int
+    block_seconds: float
+    max_calls_per_block: int
+    reference_budget: float
+    gemm_repeats: int
+
+
+QUICK = Settings(blocks=3, block_seconds=0.08, max_calls_per_block=10, reference_budget=2.0, gemm_repeats=5)
+FULL = Settings(blocks=7, block_seconds=0.25, max_calls_per_block=50, reference_budget=10.0, gemm_repeats=11)
+TINY = Settings(blocks=2, block_seconds=0.002, max_calls_per_block=2, reference_budget=2.0, gemm_repeats=2)
+
+
+def usable_cores():
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def thread_limits(threads, torch=None):
+    """Run the body with fastconv, every loaded BLAS and torch all set to `threads` threads.
+
+    Import torch (and fastconv's kernels, which load SciPy's BLAS) before entering:
+    threadpoolctl only limits libraries already loaded.
+    """
+    import fastconv
+    from threadpoolctl import threadpool_limits
+
+    previous_fastconv = fastconv.get_num_threads()
+    previous_torch = None if torch is None else torch.get_num_threads()
+    fastconv.set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            yield
+    finally:
+        fastconv.set_num_threads(previous_fastconv)
+        if torch is not None:
+            torch.set_num_threads(previous_torch)
+
+
+def _timed(function):
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+@contextmanager
+def _gc_paused():
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def gemm_rate(dtype, threads, repeats, size=1024, seed=0):
+    """GFLOP/s of numpy.matmul on two (size, size) matrices of `dtype`: median of `repeats`
+    timed products after two warm-up ones. Run inside thread_limits()."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((size, size), dtype=np.dtype(dtype))
+    b = rng.standard_normal((size, size), dtype=np.dtype(dtype))
+    out = np.empty_like(a)
+
+    def product():
+        np.matmul(a, b, out=out)
+
+    with _gc_paused():
+        product()
+        product()
+        seconds = statistics.median(_timed(product) for _ in range(repeats))
+    return 2 * size**3 / seconds / 1e9
+
+
+def peak_extra_bytes(function):
+    """Peak bytes allocated during one call of `function` above what was allocated before it,
+    outputs included, as traced by tracemalloc (NumPy reports its array memory to it)."""
+    started_here = not tracemalloc.is_tracing()
+    if started_here:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        function()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        if started_here:
+            tracemalloc.stop()
+    return peak - before
+
+
+@dataclass
+class Timing:
+    """Per-call times (seconds) of one implementation, or why it was not timed."""
+
+    times: list = None
+    skipped: str = None
+
+    @property
+    def median(self):
+        return statistics.median(self.times) if self.times else None
+
+
+def time_alternating(calls, settings, skip=None):
+    """Time the callables in `calls` ({name: callable}) against each other.
+
+    Each implementation is warmed up first (the reference's first call also decides
+    whether it fits `settings.reference_budget`). Then `settings.blocks` rounds run, each
+    giving every implementation one block of consecutive calls, in an order rotated by
+    one each round (A B C, B C A, C A B, ...). A thread pool that has just finished keeps
+    spinning for a while and slows whatever runs next; blocks and rotation spread that
+    cost over all implementations instead of always charging the same one. Every call
+    is timed on its own; the median is taken per implementation.
+
+    skip : {name: reason} for implementations not to run at all.
+    Returns {name: Timing}.
+    """
+    skip = dict(skip or {})
+    timings = {name: Timing(skipped=reason) for name, reason in skip.items() if name in calls}
+    calls_per_block = {}
+    with _gc_paused():
+        for name, function in calls.items():
+            if name in skip:
+                continue
+            first = _timed(function)
+            if name == "reference" and first > settings.reference_budget:
+                timings[name] = Timing(
+                    skipped=f"skipped: too slow (one call took {first:.1f} s, budget "
+                    f"{settings.reference_budget:g} s)"
+                )
+                continue
+            # a slow call needs no second warm-up; a fast one is timed again once warm
+            estimate = first if first > settings.block_seconds else _timed(function)
+            calls_per_block[name] = int(
+                min(max(1, settings.block_seconds // max(estimate, 1e-9)), settings.max_calls_per_block)
+            )
+        order = list(calls_per_block)
+        samples = {name: [] for name in order}
+        for block in range(settings.blocks):
+            shift = block % len(order) if order else 0
+            for name in order[shift:] + order[:shift]:
+                function = calls[name]
+                samples[name].extend(_timed(function) for _ in range(calls_per_block[name]))
+    for name in order:
+        timings[name] = Timing(times=samples[name])
+    return timings
+
+
+class Progress:
+    """A one-line progress bar on stderr (one line per step when stderr is not a terminal)."""
+
+    def __init__(self, total, stream=None, width=24):
+        self.total = total
+        self.done = 0
+        self.stream = sys.stderr if stream is None else stream
+        self.width = width
+        self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.started = time.perf_counter()
+
+    def show(self, label):
+        filled = self.width * self.done // max(self.total, 1)
+        bar = "#" * filled + "." * (self.width - filled)
+        elapsed = time.perf_counter() - self.started
+        text = f"[{bar}] {self.done}/{self.total} {elapsed:5.0f} s  {label}"
+        if self.interactive:
+            self.stream.write("\r\x1b[K" + text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def advance(self):
+        self.done += 1
+
+    def close(self):
+        if self.interactive:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def _median_ms(timing):
+    return None if timing is None or timing.median is None else timing.median * 1e3
+
+
+def _ratio(numerator, denominator):
+    if numerator is None or denominator is None:
+        return None
+    return numerator / denominator
+
+
+def measure_case(case, pass_name, inputs, settings, gemm_gflops, torch=None, reference_skip=None):
+    """Time one operation of one case with every implementation; return its result row (a dict)."""
+    calls = operations.implementations(case, pass_name, inputs, torch)
+    skip = {} if reference_skip is None else {"reference": reference_skip}
+    timings = time_alternating(calls, settings, skip)
+    peak = peak_extra_bytes(calls["fastconv"])
+    reference_ms = _median_ms(timings["reference"])
+    fastconv_ms = _median_ms(timings["fastconv"])
+    torch_ms = _median_ms(timings.get("torch"))
+    work = operations.gflop(case, pass_name)
+    achieved = None if work is None else work / (fastconv_ms / 1e3)
+    row = {
+        "operation": operations.operation_name(case, pass_name),
+        "family": case.family,
+        "pass": pass_name,
+        "case": case.name,
+        "shape": case.describe(),
+        "x_shape": list(case.x_shape),
+        "dtype": str(inputs["x"].dtype),
+        "gflop": work,
+        "reference_ms": reference_ms,
+        "reference_status": timings["reference"].skipped or "ok",
+        "fastconv_ms": fastconv_ms,
+        "torch_ms": torch_ms,
+        "speedup_vs_reference": _ratio(reference_ms, fastconv_ms),
+        "fastconv_over_torch": _ratio(fastconv_ms, torch_ms),
+        "gflop_per_s": achieved,
+        "percent_of_gemm": None if achieved is None else 100 * achieved / gemm_gflops,
+        "fastconv_peak_bytes": peak,
+        "times_ms": {
+            name: [seconds * 1e3 for seconds in timing.times]
+            for name, timing in timings.items() if timing.times
+        },
+    }
+    if case.family == "conv":
+        row.update(w_shape=list(case.w_shape), stride=case.stride, padding=case.padding)
+    else:
+        row.update(kernel_size=case.kernel_size, stride=case.stride, padding=case.padding)
+    return row
+
+
+def run_suite(cases, *, dtype, settings, gemm_gflops, torch=None, progress=None, seed=0):
+    """Rows for every case x pass, forward first. Run inside thread_limits()."""
+    rows = []
+    for case in cases:
+        inputs = operations.make_inputs(case, dtype, seed)
+        forward_skip = None
+        for pass_name in operations.PASSES:
+            if progress is not None:
+                progress.show(f"{operations.operation_name(case, pass_name)} {case.name}")
+            # forward+backward includes a forward: if that alone was over budget, so is this
+            reference_skip = None
+            if forward_skip is not None:
+                reference_skip = "skipped: too slow (its forward alone was over budget)"
+            row = measure_case(case, pass_name, inputs, settings, gemm_gflops, torch, reference_skip)
+            if pass_name == "forward" and row["reference_status"] != "ok":
+                forward_skip = row["reference_status"]
+            rows.append(row)
+            if progress is not None:
+                progress.advance()
+    return rows

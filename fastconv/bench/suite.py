@@ -1,0 +1,124 @@
+"""The benchmark shape suite: every shape `python -m fastconv.bench` and bench/ time, in one place."""
+from dataclasses import dataclass
+
+from .._shapes import window2d
+
+
+@dataclass(frozen=True)
+class ConvCase:
+    """One convolution layer: x (N, C, H, W), w (F, C, KH, KW), stride, padding (ints)."""
+
+    name: str
+    x_shape: tuple
+    w_shape: tuple
+    stride: int
+    padding: int
+    full_only: bool = False  # too big for --quick
+
+    family = "conv"
+
+    @property
+    def window(self):
+        return window2d(self.x_shape, self.w_shape[2:], self.stride, self.padding)
+
+    @property
+    def out_shape(self):
+        window = self.window
+        return (window.batch, self.w_shape[0], window.out_height, window.out_width)
+
+    def forward_gflop(self):
+        """2 * N * F * OH * OW * C * KH * KW multiply-adds of the forward pass, in GFLOP."""
+        batch, filters, out_height, out_width = self.out_shape
+        _, channels, kernel_height, kernel_width = self.w_shape
+        return 2 * batch * filters * out_height * out_width * channels * kernel_height * kernel_width / 1e9
+
+    def describe(self):
+        return (
+            f"x{'x'.join(map(str, self.x_shape))} w{'x'.join(map(str, self.w_shape))} "
+            f"s{self.stride} p{self.padding}"
+        )
+
+
+@dataclass(frozen=True)
+class PoolCase:
+    """One max-pool layer: x (N, C, H, W), square window, stride, no padding."""
+
+    name: str
+    x_shape: tuple
+    kernel_size: int
+    stride: int
+    full_only: bool = False
+
+    family = "maxpool"
+    padding = 0
+
+    @property
+    def window(self):
+        return window2d(self.x_shape, self.kernel_size, self.stride, self.padding)
+
+    @property
+    def out_shape(self):
+        window = self.window
+        return (window.batch, window.channels, window.out_height, window.out_width)
+
+    def forward_gflop(self):
+        return None  # comparisons, not multiply-adds: no GFLOP figure
+
+    def describe(self):
+        return f"x{'x'.join(map(str, self.x_shape))} k{self.kernel_size} s{self.stride}"
+
+
+CONV_CASES = (
+    ConvCase("cs231n-nb", (100, 3, 31, 31), (25, 3, 3, 3), stride=2, padding=1),
+    ConvCase("cnn-cifar", (50, 3, 32, 32), (32, 3, 7, 7), stride=1, padding=3),
+    ConvCase("vgg-3x3", (16, 64, 32, 32), (64, 64, 3, 3), stride=1, padding=1),
+    ConvCase("res-s2", (16, 128, 28, 28), (256, 128, 3, 3), stride=2, padding=1),
+    ConvCase("1x1", (32, 256, 14, 14), (64, 256, 1, 1), stride=1, padding=0),
+    ConvCase("alexnet-c1", (8, 3, 227, 227), (96, 3, 11, 11), stride=4, padding=0),
+    # batch 256: shows that a call's extra memory stays bounded as the batch grows
+    ConvCase("vgg-3x3-b256", (256, 64, 32, 32), (64, 64, 3, 3), stride=1, padding=1, full_only=True),
+)
+
+POOL_CASES = (
+    PoolCase("pool-cifar", (100, 3, 32, 32), kernel_size=2, stride=2),
+    PoolCase("pool-56", (32, 64, 56, 56), kernel_size=2, stride=2),
+    PoolCase("pool-55-k3s2", (32, 64, 55, 55), kernel_size=3, stride=2),
+)
+
+# Small shapes for the test of the bench itself (hidden --tiny option); never reported.
+TINY_CASES = (
+    ConvCase("tiny-conv", (2, 3, 9, 8), (4, 3, 3, 2), stride=2, padding=1),
+    ConvCase("tiny-1x1", (2, 5, 6, 6), (3, 5, 1, 1), stride=1, padding=0),
+    PoolCase("tiny-pool", (2, 3, 8, 7), kernel_size=3, stride=2),
+)
+
+FAMILIES = ("conv", "maxpool")
+
+
+def all_cases(*, tiny=False):
+    return TINY_CASES if tiny else CONV_CASES + POOL_CASES
+
+
+def select(only=None, *, quick=False, tiny=False):
+    """The cases to run, in suite order.
+
+    only : None, or a comma-separated list of case names and/or families ("conv", "maxpool").
+        Named cases run even when they are full-run only.
+    quick : leave out the full-run-only cases (unless named in `only`).
+    Raises ValueError for a name that is neither a case nor a family.
+    """
+    cases = all_cases(tiny=tiny)
+    if only is None:
+        return [case for case in cases if not (quick and case.full_only)]
+    wanted = [name.strip() for name in only.split(",") if name.strip()]
+    known = {case.name for case in cases} | set(FAMILIES)
+    unknown = [name for name in wanted if name not in known]
+    if unknown or not wanted:
+        raise ValueError(
+            f"unknown name(s) {', '.join(unknown) or repr(only)} for --only; valid names are: "
+            f"{', '.join(FAMILIES)}, {', '.join(case.name for case in cases)}"
+        )
+    return [
+        case for case in cases
+        if case.name in wanted or (case.family in wanted and not (quick and case.full_only))
+    ]
