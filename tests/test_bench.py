@@ -1,0 +1,220 @@
+"""The benchmark suite and `python -m fastconv.bench`, run on tiny shapes (no speed is judged here)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.bench import operations, runner, suite
+from fastconv.bench.__main__ import main
+
+ROW_KEYS = {
+    "operation", "family", "pass", "case", "shape", "x_shape", "dtype", "gflop", "reference_ms",
+    "reference_status", "fastconv_ms", "torch_ms", "speedup_vs_reference", "fastconv_over_torch",
+    "gflop_per_s", "percent_of_gemm", "fastconv_peak_bytes", "times_ms", "stride", "padding",
+}
+
+
+def _torch_available():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --- the suite -------------------------------------------------------------------------------
+
+def test_suite_holds_the_issue_shapes():
+    conv = {c.name: (c.x_shape, c.w_shape, c.stride, c.padding) for c in suite.CONV_CASES}
+    assert conv == {
+        "cs231n-nb": ((100, 3, 31, 31), (25, 3, 3, 3), 2, 1),
+        "cnn-cifar": ((50, 3, 32, 32), (32, 3, 7, 7), 1, 3),
+        "vgg-3x3": ((16, 64, 32, 32), (64, 64, 3, 3), 1, 1),
+        "res-s2": ((16, 128, 28, 28), (256, 128, 3, 3), 2, 1),
+        "1x1": ((32, 256, 14, 14), (64, 256, 1, 1), 1, 0),
+        "alexnet-c1": ((8, 3, 227, 227), (96, 3, 11, 11), 4, 0),
+        "vgg-3x3-b256": ((256, 64, 32, 32), (64, 64, 3, 3), 1, 1),
+    }
+    pool = sorted((c.x_shape, c.kernel_size, c.stride) for c in suite.POOL_CASES)
+    assert pool == [((32, 64, 55, 55), 3, 2), ((32, 64, 56, 56), 2, 2), ((100, 3, 32, 32), 2, 2)]
+
+
+def test_select():
+    quick = [case.name for case in suite.select(quick=True)]
+    assert "vgg-3x3-b256" not in quick and "vgg-3x3" in quick and "pool-56" in quick
+    assert "vgg-3x3-b256" in [case.name for case in suite.select()]
+    assert [case.name for case in suite.select("maxpool", quick=True)] == [c.name for c in suite.POOL_CASES]
+    # a case named explicitly runs even in --quick
+    assert [case.name for case in suite.select("1x1,vgg-3x3-b256", quick=True)] == ["1x1", "vgg-3x3-b256"]
+    with pytest.raises(ValueError, match="valid names are: conv, maxpool, cs231n-nb"):
+        suite.select("vgg")
+
+
+def test_gflop_and_output_shapes():
+    vgg = next(case for case in suite.CONV_CASES if case.name == "vgg-3x3")
+    assert vgg.out_shape == (16, 64, 32, 32)
+    assert operations.gflop(vgg, "forward") == pytest.approx(2 * 16 * 64 * 32 * 32 * 64 * 3 * 3 / 1e9)
+    assert operations.gflop(vgg, "forward+backward") == pytest.approx(3 * operations.gflop(vgg, "forward"))
+    alexnet = next(case for case in suite.CONV_CASES if case.name == "alexnet-c1")
+    assert alexnet.out_shape == (8, 96, 55, 55)
+    pool = next(case for case in suite.POOL_CASES if case.kernel_size == 3)
+    assert pool.out_shape == (32, 64, 27, 27)
+    assert operations.gflop(pool, "forward") is None
+
+
+def _gradients(result):
+    """Backward results as a tuple without None: (dx,) for pooling, (dx, dw[, db]) for conv."""
+    result = result if isinstance(result, tuple) else (result,)
+    return [g for g in result if g is not None]
+
+
+def test_timed_calls_compute_the_results():
+    # the timed callables do the real work: fastconv and the reference agree
+    for case in suite.TINY_CASES:
+        inputs = operations.make_inputs(case, np.float64)
+        forward = operations.implementations(case, "forward", inputs)
+        np.testing.assert_allclose(forward["fastconv"]()[0], forward["reference"]()[0], rtol=1e-12, atol=1e-12)
+        backward = operations.implementations(case, "forward+backward", inputs)
+        fast, slow = _gradients(backward["fastconv"]()), _gradients(backward["reference"]())
+        assert len(fast) == len(slow) == (3 if case.family == "conv" else 1)
+        for fast_gradient, slow_gradient in zip(fast, slow):
+            np.testing.assert_allclose(fast_gradient, slow_gradient, rtol=1e-10, atol=1e-10)
+
+
+def test_timed_torch_calls_compute_the_results():
+    torch = pytest.importorskip("torch")
+    for case in suite.TINY_CASES:
+        inputs = operations.make_inputs(case, np.float64)
+        forward = operations.implementations(case, "forward", inputs, torch)
+        np.testing.assert_allclose(forward["torch"]().detach().numpy(), forward["reference"]()[0],
+                                   rtol=1e-10, atol=1e-10)
+        backward = operations.implementations(case, "forward+backward", inputs, torch)
+        expected = _gradients(backward["reference"]())
+        backward["torch"]()
+        gradients = backward["torch"]()  # a second call: gradients are fresh, not accumulated
+        assert len(gradients) == len(expected)
+        for gradient, slow in zip(gradients, expected):
+            np.testing.assert_allclose(gradient.numpy(), slow, rtol=1e-10, atol=1e-10)
+
+
+# --- the runner ------------------------------------------------------------------------------
+
+def test_blocks_rotate_and_calls_are_counted():
+    log = []
+    calls = {name: (lambda name=name: log.append(name)) for name in ("reference", "fastconv", "torch")}
+    settings = runner.Settings(blocks=3, block_seconds=1.0, max_calls_per_block=2,
+                               reference_budget=10.0, gemm_repeats=1)
+    timings = runner.time_alternating(calls, settings)
+    # warm-up: one call of each (a fast first call is timed once more), then 3 rounds of blocks
+    assert log[:6] == ["reference", "reference", "fastconv", "fastconv", "torch", "torch"]
+    r, f, t = ["reference"] * 2, ["fastconv"] * 2, ["torch"] * 2
+    assert log[6:] == r + f + t + f + t + r + t + r + f
+    assert all(len(timing.times) == 6 for timing in timings.values())
+
+
+def test_slow_reference_is_skipped_not_extrapolated():
+    settings = runner.Settings(blocks=2, block_seconds=0.001, max_calls_per_block=1,
+                               reference_budget=0.0, gemm_repeats=1)
+    case = suite.TINY_CASES[0]
+    rows = runner.run_suite([case], dtype="float32", settings=settings, gemm_gflops=1.0)
+    assert [row["pass"] for row in rows] == ["forward", "forward+backward"]
+    for row in rows:
+        assert row["reference_status"].startswith("skipped: too slow")
+        assert row["reference_ms"] is None and row["speedup_vs_reference"] is None
+        assert "reference" not in row["times_ms"]
+        assert row["fastconv_ms"] > 0 and len(row["times_ms"]["fastconv"]) == 2
+    assert "forward alone" in rows[1]["reference_status"]
+
+
+def test_peak_extra_bytes_sees_numpy_allocations():
+    assert runner.peak_extra_bytes(lambda: np.ones(1_000_000)) >= 8_000_000
+    assert runner.peak_extra_bytes(lambda: None) < 100_000
+
+
+def test_thread_limits_apply_and_restore():
+    from threadpoolctl import threadpool_info
+
+    before = fastconv.get_num_threads()
+    with runner.thread_limits(1):
+        assert fastconv.get_num_threads() == 1
+        assert all(info["num_threads"] == 1 for info in threadpool_info() if info["user_api"] == "blas")
+    assert fastconv.get_num_threads() == before
+
+
+# --- the command line ------------------------------------------------------------------------
+
+def test_cli_writes_table_json_and_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    json_path, plot_path = tmp_path / "out.json", tmp_path / "out.png"
+    threads_before = fastconv.get_num_threads()
+    assert main(["--tiny", "--threads", "1", "--json", str(json_path), "--plot", str(plot_path)]) == 0
+    assert fastconv.get_num_threads() == threads_before
+    out = capsys.readouterr().out
+    for case in suite.TINY_CASES:
+        assert case.name in out
+    assert "geometric mean" in out and "tracemalloc" in out
+
+    document = json.loads(json_path.read_text())
+    assert document["machine"]["threads_used"] == 1
+    assert document["machine"]["cpu"] and document["machine"]["numpy"] == np.__version__
+    assert document["settings"]["dtype"] == "float32" and document["gemm_gflop_per_s"] > 0
+    rows = document["results"]
+    assert [(row["case"], row["pass"]) for row in rows] == [
+        (case.name, pass_name) for case in suite.TINY_CASES for pass_name in operations.PASSES
+    ]
+    with_torch = _torch_available()
+    for row in rows:
+        assert ROW_KEYS <= set(row)
+        assert row["dtype"] == "float32"
+        assert row["reference_status"] == "ok" and row["reference_ms"] > 0
+        assert row["fastconv_ms"] == pytest.approx(float(np.median(row["times_ms"]["fastconv"])))
+        assert (row["torch_ms"] is not None) == with_torch
+        assert row["fastconv_peak_bytes"] > 0
+    assert {mean["operation"] for mean in document["geometric_means"]} == {
+        "conv fwd", "conv fwd+bwd", "maxpool fwd", "maxpool fwd+bwd", "all"
+    }
+    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_without_torch_or_matplotlib(tmp_path, monkeypatch, capsys):
+    # a None entry in sys.modules makes `import name` raise ImportError
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    json_path, plot_path = tmp_path / "out.json", tmp_path / "out.png"
+    code = main(["--tiny", "--only", "tiny-1x1", "--dtype", "float64", "--json", str(json_path),
+                 "--plot", str(plot_path)])
+    assert code == 0
+    captured = capsys.readouterr()
+    header = captured.out.splitlines()[0]
+    assert "fastconv ms" in header and "torch" not in header
+    assert "torch: not installed" in captured.out and "torch: not installed" in captured.err
+    assert "matplotlib is not installed" in captured.err and "pip install" in captured.err
+    assert not plot_path.exists()
+    rows = json.loads(json_path.read_text())["results"]
+    assert len(rows) == 2
+    assert all(row["torch_ms"] is None and row["dtype"] == "float64" for row in rows)
+
+
+def test_cli_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--only", "no-such-case"])
+    assert exit_info.value.code == 2
+    assert "valid names are" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--threads", "0"])
+
+
+def test_module_entry_point_runs():
+    package_root = os.path.dirname(os.path.dirname(fastconv.__file__))
+    environment = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    completed = subprocess.run(
+        [sys.executable, "-m", "fastconv.bench", "--tiny", "--only", "tiny-pool"],
+        capture_output=True, text=True, env=environment, timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "maxpool fwd+bwd" in completed.stdout and "tiny-pool" in completed.stdout
+    assert "1/2" in completed.stderr  # the progress bar
