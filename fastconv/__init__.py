@@ -7,6 +7,7 @@ from ._config import get_num_threads, get_workspace_limit, set_num_threads, set_
 from ._dispatch import available_backends, get_backend, set_backend
 from .conv import available_algorithms, conv2d_backward, conv2d_forward
 from .im2col import col2im, im2col
+from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 
 __version__ = "0.1.0"
 
@@ -15,6 +16,10 @@ __all__ = [
     "conv2d_backward",
     "im2col",
     "col2im",
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
     "available_backends",
     "get_backend",
     "set_backend",

@@ -28,3 +28,32 @@ class ConvCache:
             f"stride={self.window.stride}, padding={self.window.padding}, "
             f"backend={self.backend!r}, algorithm={self.algorithm!r})"
         )
+
+
+class PoolCache:
+    """What max_pool2d_backward / avg_pool2d_backward need from the forward. Treat as opaque.
+
+    kind: "max" or "avg". window: the Window2d geometry. dtype: the input's dtype.
+    argmax (max only, else None): int32 or int64 array of shape (N, C, OH, OW), each
+    output's source as a flat index into its H*W input plane.
+    """
+
+    __slots__ = ("kind", "window", "dtype", "argmax", "backend")
+
+    def __init__(self, kind, window, dtype, argmax, backend):
+        self.kind = kind
+        self.window = window
+        self.dtype = dtype
+        self.argmax = argmax
+        self.backend = backend
+
+    @property
+    def out_shape(self):
+        return (self.window.batch, self.window.channels, self.window.out_height, self.window.out_width)
+
+    def __repr__(self):
+        return (
+            f"PoolCache(kind={self.kind!r}, x={self.window.input_shape}, dtype={self.dtype}, "
+            f"kernel_size={self.window.kernel_size}, stride={self.window.stride}, "
+            f"padding={self.window.padding}, backend={self.backend!r})"
+        )

@@ -114,3 +114,38 @@ def col2im_inputs(cols, x_shape, kernel_size, stride, padding):
             f"got {cols.shape}"
         )
     return window
+
+
+def pool2d_inputs(x, kernel_size, stride, padding):
+    """Check a pooling call's arguments; return the Window2d geometry.
+
+    `stride` None means `kernel_size`. Padding may be at most half the window in each
+    dimension (so every window holds at least one input element), and x must have a
+    non-zero height and width.
+    """
+    from ._shapes import window2d
+
+    check_array(x, "x", 4, "(N, C, H, W)")
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"x must have a non-zero height and width, got shape {x.shape}")
+    window = window2d(x.shape, kernel_size, kernel_size if stride is None else stride, padding)
+    if 2 * window.pad_height > window.kernel_height or 2 * window.pad_width > window.kernel_width:
+        raise ValueError(
+            f"padding {window.padding} must be at most half of kernel_size {window.kernel_size} "
+            "in each dimension"
+        )
+    return window
+
+
+def check_pool_cache(cache, kind):
+    """Check that `cache` is a PoolCache from the forward of this kind ("max" or "avg")."""
+    from ._cache import PoolCache
+
+    function_name = f"{kind}_pool2d_forward"
+    check_cache(cache, PoolCache, function_name)
+    if cache.kind != kind:
+        raise TypeError(
+            f"cache must be the PoolCache returned by {function_name}, got one from "
+            f"{cache.kind}_pool2d_forward"
+        )
+    return cache
