@@ -17,7 +17,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["_im2col", "_conv", "_pool"]
+KERNELS = ["_im2col", "_conv", "_pool", "_winograd"]
 
 
 def _flag(name):

@@ -6,7 +6,7 @@ BACKENDS = ("cython", "reference")
 _CHOICES = ("auto",) + BACKENDS
 
 try:
-    from ._kernels import _conv, _im2col, _pool  # noqa: F401
+    from ._kernels import _conv, _im2col, _pool, _winograd  # noqa: F401
 
     _IMPORT_ERROR = None
 except ImportError as error:  # the package was not compiled (e.g. a source checkout)

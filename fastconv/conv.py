@@ -15,8 +15,25 @@ ALGORITHMS = {
     "gemm-1x1": lambda window: window.kernel_size == (1, 1)
     and window.stride == (1, 1)
     and window.padding == (0, 0),
+    # Winograd F(2x2, 3x3): 3x3 stride-1 kernels; backward-data is again such a
+    # convolution (of dout with the flipped kernels, padding 2 - p), so padding <= 2
+    "winograd": lambda window: window.kernel_size == (3, 3)
+    and window.stride == (1, 1)
+    and max(window.padding) <= 2,
     # im2col over bands of output rows + GEMM: any shape
     "im2col": lambda window: True,
+}
+
+# Below this many channels or filters the Winograd transforms cost more than they save.
+_WINOGRAD_MIN_CHANNELS = 16
+# A Winograd band's transformed tiles are kept near this size per thread to stay in cache.
+_WINOGRAD_BAND_BYTES = 2**20
+
+
+_SUPPORT = {
+    "gemm-1x1": "1x1 kernels with stride 1 and no padding",
+    "winograd": "3x3 kernels with stride 1 and padding <= 2",
+    "im2col": "every shape",
 }
 
 
@@ -25,9 +42,12 @@ def available_algorithms(window=None):
     return [name for name, fits in ALGORITHMS.items() if window is None or fits(window)]
 
 
-def _choose_algorithm(algorithm, window):
+def _choose_algorithm(algorithm, window, filters):
     if algorithm == "auto":
-        return available_algorithms(window)[0]
+        usable = available_algorithms(window)
+        if "winograd" in usable and min(window.channels, filters) < _WINOGRAD_MIN_CHANNELS:
+            usable.remove("winograd")
+        return usable[0]
     if algorithm not in ALGORITHMS:
         raise ValueError(
             f"unknown algorithm {algorithm!r}; valid names are: auto, {', '.join(ALGORITHMS)}"
@@ -35,8 +55,7 @@ def _choose_algorithm(algorithm, window):
     if not ALGORITHMS[algorithm](window):
         raise ValueError(
             f"algorithm {algorithm!r} does not support kernel {window.kernel_size}, stride "
-            f"{window.stride}, padding {window.padding}; it handles: "
-            "1x1 kernels with stride 1 and no padding" if algorithm == "gemm-1x1" else ""
+            f"{window.stride}, padding {window.padding}; it handles {_SUPPORT[algorithm]}"
         )
     return algorithm
 
@@ -88,6 +107,9 @@ def _forward_compiled(x, w, b, window, algorithm):
         out[...] = 0 if b is None else b.reshape(1, filters, 1, 1)
         return out
     _check_blas_limits(window, filters)
+    if algorithm == "winograd":
+        _winograd_forward(x, w, b, out, window.padding)
+        return out
     threads, band_rows = _plan(window, x.itemsize, window.batch)
     direct = algorithm == "gemm-1x1"
     if direct:
@@ -98,6 +120,33 @@ def _forward_compiled(x, w, b, window, algorithm):
     return out
 
 
+def _winograd_forward(x, w, b, out, padding):
+    """out = 3x3 stride-1 conv of x with w (+ b) by Winograd F(2x2, 3x3); out is overwritten."""
+    batch, channels = x.shape[:2]
+    filters = w.shape[0]
+    tiles_h, tiles_w = (out.shape[2] + 1) // 2, (out.shape[3] + 1) // 2
+    threads = get_num_threads()
+    row_bytes = 16 * (channels + filters) * tiles_w * x.itemsize
+    budget = min(_WINOGRAD_BAND_BYTES, get_workspace_limit() // threads)
+    band_rows = int(min(max(1, budget // row_bytes), tiles_h))
+    bands = -(-tiles_h // band_rows)
+    if batch * bands < threads:
+        threads = 1
+    transformed = np.empty((16, filters, channels), dtype=x.dtype)
+    _dispatch._winograd.transform_weights(w, transformed)
+    ntiles = band_rows * tiles_w
+    # The 16 planes of a work buffer are written (inputs) and read (products) in step. Planes
+    # a multiple of 4 KiB apart would all map to the same cache sets, so each is offset by a
+    # cache line.
+    skew = 64 // x.itemsize
+    with scratch((threads, 16, channels * ntiles + skew), x.dtype) as inputs, \
+            scratch((threads, 16, filters * ntiles + skew), x.dtype) as products:
+        inputs = inputs[:, :, : channels * ntiles].reshape(threads, 16, channels, ntiles)
+        products = products[:, :, : filters * ntiles].reshape(threads, 16, filters, ntiles)
+        _run(_dispatch._winograd.forward, threads, x, transformed, b, out, inputs, products,
+             *padding, band_rows)
+
+
 def _backward_compiled(dout, x, w, window, algorithm):
     filters = w.shape[0]
     patch = window.channels * window.kernel_height * window.kernel_width
@@ -106,11 +155,17 @@ def _backward_compiled(dout, x, w, window, algorithm):
     _check_blas_limits(window, filters)
     threads, band_rows = _plan(window, x.itemsize, window.batch)
     direct = algorithm == "gemm-1x1"
+    winograd = algorithm == "winograd"
     dx = np.empty_like(x)
     dweight = np.zeros((threads, filters, patch), dtype=x.dtype)
     with scratch((threads, 0 if direct else patch, band_rows * window.out_width), x.dtype) as workspace:
         _run(_dispatch._conv.backward, threads, dout, x, w, dx, dweight, workspace, *window.stride,
-             *window.padding, band_rows, direct)
+             *window.padding, band_rows, direct, not winograd)
+    if winograd:
+        # dx is the full correlation of dout with the flipped kernels, channels and filters
+        # swapped: again a 3x3 stride-1 convolution, padded by 2 - p
+        flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        _winograd_forward(dout, flipped, None, dx, (2 - window.pad_height, 2 - window.pad_width))
     dw = dweight[0] if threads == 1 else dweight.sum(axis=0)
     return dx, dw.reshape(w.shape)
 
@@ -137,7 +192,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, *, backend="auto", algorit
     """
     window = conv2d_inputs(x, w, b, stride, padding)
     backend = _dispatch.resolve(backend)
-    algorithm = _choose_algorithm(algorithm, window)
+    algorithm = _choose_algorithm(algorithm, window, w.shape[0])
     x, w = contiguous(x), contiguous(w)
     b = None if b is None else contiguous(b)
     if backend == "reference":

@@ -119,11 +119,57 @@ def test_explicit_algorithms_agree(algorithm, dtype):
         assert_close(got, want)
 
 
+# Winograd adds and subtracts transformed values: a looser float32 bound than direct GEMM.
+WINOGRAD_TOLERANCE = {np.dtype(np.float32): 5e-5, np.dtype(np.float64): 1e-12}
+
+WINOGRAD_CASES = [
+    ((2, 16, 7, 8), (16, 16, 3, 3), 1),        # odd output width: last tile half outside
+    ((3, 17, 9, 6), (18, 17, 3, 3), (0, 2)),   # paddings differ in h and w
+    ((1, 20, 5, 5), (16, 20, 3, 3), (2, 0)),
+    ((1, 1, 3, 3), (1, 1, 3, 3), 0),           # a single output, C=1, F=1
+    ((2, 3, 4, 9), (5, 3, 3, 3), 2),
+    ((2, 32, 16, 16), (24, 32, 3, 3), 1),      # several bands of tile rows per image
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, padding", WINOGRAD_CASES)
+def test_winograd_matches_reference(x_shape, w_shape, padding, dtype):
+    x, w, b = _inputs(x_shape, w_shape, dtype)
+    out, cache = fastconv.conv2d_forward(x, w, b, 1, padding, algorithm="winograd")
+    expected, ref_cache = reference.conv2d_forward(x, w, b, 1, padding)
+    tolerance = WINOGRAD_TOLERANCE[np.dtype(dtype)]
+    assert_close(out, expected, tolerance)
+    dout = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
+    for got, want in zip(fastconv.conv2d_backward(dout, cache), reference.conv2d_backward(dout, ref_cache)):
+        assert_close(got, want, tolerance)
+
+
+def test_winograd_with_small_workspace_and_one_thread():
+    x, w, b = _inputs((3, 16, 20, 18), (16, 16, 3, 3), np.float64)
+    expected, _ = reference.conv2d_forward(x, w, b, 1, 1)
+    saved_threads, saved_workspace = fastconv.get_num_threads(), fastconv.get_workspace_limit()
+    try:
+        for threads, workspace in [(1, None), (2, 1), (3, 50_000)]:
+            fastconv.set_num_threads(threads)
+            fastconv.set_workspace_limit(workspace)
+            out, _ = fastconv.conv2d_forward(x, w, b, 1, 1, algorithm="winograd")
+            assert_close(out, expected)
+    finally:
+        fastconv.set_num_threads(saved_threads)
+        fastconv.set_workspace_limit(saved_workspace)
+
+
 def test_auto_algorithm_choice():
     x, w, _ = _inputs((1, 2, 4, 4), (3, 2, 1, 1), np.float32)
     assert fastconv.conv2d_forward(x, w)[1].algorithm == "gemm-1x1"
     assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "im2col"
-    assert fastconv.available_algorithms() == ["gemm-1x1", "im2col"]
+    x, w, _ = _inputs((1, 16, 6, 6), (16, 16, 3, 3), np.float32)
+    assert fastconv.conv2d_forward(x, w, padding=1)[1].algorithm == "winograd"
+    assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "im2col"
+    # too few channels for the transforms to pay
+    assert fastconv.conv2d_forward(x[:, :3], w[:, :3], padding=1)[1].algorithm == "im2col"
+    assert fastconv.available_algorithms() == ["gemm-1x1", "winograd", "im2col"]
 
 
 def test_unsupported_algorithm_is_an_error_not_a_fallback():
@@ -132,6 +178,10 @@ def test_unsupported_algorithm_is_an_error_not_a_fallback():
         fastconv.conv2d_forward(x, w, algorithm="gemm-1x1")
     with pytest.raises(ValueError, match="unknown algorithm 'fft'.*im2col"):
         fastconv.conv2d_forward(x, w, algorithm="fft")
+    with pytest.raises(ValueError, match=r"'winograd' does not support .*stride \(2, 1\).*3x3 kernels with stride 1"):
+        fastconv.conv2d_forward(x, w, stride=(2, 1), algorithm="winograd")
+    with pytest.raises(ValueError, match=r"'winograd' does not support .*padding \(3, 0\)"):
+        fastconv.conv2d_forward(x, w, padding=(3, 0), algorithm="winograd")
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

@@ -1,0 +1,153 @@
+"""Winograd F(2x2, 3x3) convolution for 3x3, stride-1 kernels.
+
+Each 2x2 block of outputs ("tile") comes from a 4x4 block of padded input. With the
+transforms of Lavin & Gray (2015),  Y = A^T [ (G g G^T) * (B^T d B) ] A,  the 36
+multiplications per tile and channel of a direct 3x3 convolution become 16, done as 16
+GEMMs over (filters x channels) @ (channels x tiles): 2.25x fewer multiplications.
+
+    B^T = [1  0 -1  0]      G = [ 1    0    0 ]      A^T = [1  1  1  0]
+          [0  1  1  0]          [1/2  1/2  1/2]            [0  1 -1 -1]
+          [0 -1  1  0]          [1/2 -1/2  1/2]
+          [0  1  0 -1]          [ 0    0    1 ]
+
+The transforms add and subtract, G halves: rounding error stays within a few times that of
+the direct method (the tests state the tolerance).
+"""
+from cython cimport floating
+from cython.parallel cimport parallel, prange, threadid
+
+from ._gemm cimport gemm
+
+
+def transform_weights(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed):
+    """transformed (16, F, C) = G g G^T for every 3x3 kernel g = weight[f, c] (F, C, 3, 3)."""
+    cdef Py_ssize_t filters = weight.shape[0], channels = weight.shape[1], f, c, i, j
+    cdef floating g[3][3]
+    cdef floating t[4][3]   # G g
+    for f in range(filters):
+        for c in range(channels):
+            for i in range(3):
+                for j in range(3):
+                    g[i][j] = weight[f, c, i, j]
+            for j in range(3):
+                t[0][j] = g[0][j]
+                t[1][j] = (g[0][j] + g[1][j] + g[2][j]) * 0.5
+                t[2][j] = (g[0][j] - g[1][j] + g[2][j]) * 0.5
+                t[3][j] = g[2][j]
+            for i in range(4):  # (G g) G^T
+                transformed[4 * i + 0, f, c] = t[i][0]
+                transformed[4 * i + 1, f, c] = (t[i][0] + t[i][1] + t[i][2]) * 0.5
+                transformed[4 * i + 2, f, c] = (t[i][0] - t[i][1] + t[i][2]) * 0.5
+                transformed[4 * i + 3, f, c] = t[i][2]
+
+
+cdef inline void transform_input_tiles(
+        const floating[:, :, :, ::1] x, Py_ssize_t image, Py_ssize_t pad_h, Py_ssize_t pad_w,
+        Py_ssize_t tile_row_start, Py_ssize_t tile_row_stop, Py_ssize_t tiles_w,
+        floating[:, :, :] v) noexcept nogil:
+    """v[(i, j), c, t] = (B^T d B)[i, j] for the 4x4 input block d of each tile t in the band."""
+    cdef Py_ssize_t channels = x.shape[1], height = x.shape[2], width = x.shape[3]
+    cdef Py_ssize_t c, tile_row, tile_col, t, i, j, row0, col0, r, q
+    cdef floating d[4][4]
+    cdef floating s[4][4]   # B^T d
+    for c in range(channels):
+        t = 0
+        for tile_row in range(tile_row_start, tile_row_stop):
+            row0 = 2 * tile_row - pad_h
+            for tile_col in range(tiles_w):
+                col0 = 2 * tile_col - pad_w
+                if row0 >= 0 and row0 + 4 <= height and col0 >= 0 and col0 + 4 <= width:
+                    for i in range(4):
+                        for j in range(4):
+                            d[i][j] = x[image, c, row0 + i, col0 + j]
+                else:
+                    for i in range(4):
+                        r = row0 + i
+                        for j in range(4):
+                            q = col0 + j
+                            if 0 <= r < height and 0 <= q < width:
+                                d[i][j] = x[image, c, r, q]
+                            else:
+                                d[i][j] = 0
+                for j in range(4):
+                    s[0][j] = d[0][j] - d[2][j]
+                    s[1][j] = d[1][j] + d[2][j]
+                    s[2][j] = d[2][j] - d[1][j]
+                    s[3][j] = d[1][j] - d[3][j]
+                for i in range(4):
+                    v[4 * i + 0, c, t] = s[i][0] - s[i][2]
+                    v[4 * i + 1, c, t] = s[i][1] + s[i][2]
+                    v[4 * i + 2, c, t] = s[i][2] - s[i][1]
+                    v[4 * i + 3, c, t] = s[i][1] - s[i][3]
+                t = t + 1
+
+
+cdef inline void transform_output_tiles(
+        const floating[:, :, :] m, const floating[::1] bias, bint has_bias,
+        Py_ssize_t tile_row_start, Py_ssize_t tile_row_stop, Py_ssize_t tiles_w,
+        floating[:, :, :, ::1] out, Py_ssize_t image) noexcept nogil:
+    """out[image, f, 2x2 tile] = A^T m A (+ bias), dropping the rows/columns past the output edge."""
+    cdef Py_ssize_t filters = out.shape[1], out_height = out.shape[2], out_width = out.shape[3]
+    cdef Py_ssize_t f, tile_row, tile_col, t, i, row0, col0
+    cdef floating s[2][4]   # A^T m
+    cdef floating y00, y01, y10, y11, offset
+    for f in range(filters):
+        offset = bias[f] if has_bias else 0
+        t = 0
+        for tile_row in range(tile_row_start, tile_row_stop):
+            row0 = 2 * tile_row
+            for tile_col in range(tiles_w):
+                col0 = 2 * tile_col
+                for i in range(4):
+                    s[0][i] = m[0 + i, f, t] + m[4 + i, f, t] + m[8 + i, f, t]
+                    s[1][i] = m[4 + i, f, t] - m[8 + i, f, t] - m[12 + i, f, t]
+                y00 = s[0][0] + s[0][1] + s[0][2] + offset
+                y01 = s[0][1] - s[0][2] - s[0][3] + offset
+                y10 = s[1][0] + s[1][1] + s[1][2] + offset
+                y11 = s[1][1] - s[1][2] - s[1][3] + offset
+                out[image, f, row0, col0] = y00
+                if col0 + 1 < out_width:
+                    out[image, f, row0, col0 + 1] = y01
+                if row0 + 1 < out_height:
+                    out[image, f, row0 + 1, col0] = y10
+                    if col0 + 1 < out_width:
+                        out[image, f, row0 + 1, col0 + 1] = y11
+                t = t + 1
+
+
+def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transformed_weight,
+            const floating[::1] bias, floating[:, :, :, ::1] out,
+            floating[:, :, :, :] input_work, floating[:, :, :, :] product_work,
+            Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t band_tile_rows, int num_threads):
+    """out (N, F, OH, OW) = 3x3 stride-1 conv of x (N, C, H, W) [+ bias], via F(2x2, 3x3).
+
+    transformed_weight: (16, F, C) from transform_weights. Work buffers per thread:
+    input_work (threads, 16, C, band tiles), product_work (threads, 16, F, band tiles),
+    band tiles = band_tile_rows * ceil(OW / 2). Their rows must be contiguous; the planes
+    may be spaced freely (the caller skews them apart to avoid cache-set conflicts).
+    """
+    cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
+    cdef Py_ssize_t filters = out.shape[1]
+    cdef Py_ssize_t tiles_h = (out.shape[2] + 1) // 2, tiles_w = (out.shape[3] + 1) // 2
+    cdef Py_ssize_t bands = (tiles_h + band_tile_rows - 1) // band_tile_rows
+    cdef Py_ssize_t task, image, tile_row_start, tile_row_stop, element
+    cdef int ntiles, tid = 0
+    cdef int ld_input = input_work.strides[2] // sizeof(floating)
+    cdef int ld_product = product_work.strides[2] // sizeof(floating)
+    cdef bint has_bias = bias is not None
+    with nogil, parallel(num_threads=num_threads):
+        tid = threadid()
+        for task in prange(batch * bands, schedule="static"):
+            image = task // bands
+            tile_row_start = (task % bands) * band_tile_rows
+            tile_row_stop = min(tile_row_start + band_tile_rows, tiles_h)
+            ntiles = (tile_row_stop - tile_row_start) * tiles_w
+            transform_input_tiles(x, image, pad_h, pad_w, tile_row_start, tile_row_stop,
+                                  tiles_w, input_work[tid])
+            for element in range(16):
+                gemm(False, False, filters, ntiles, channels, 1,
+                     &transformed_weight[element, 0, 0], channels,
+                     &input_work[tid, element, 0, 0], ld_input,
+                     0, &product_work[tid, element, 0, 0], ld_product)
+            transform_output_tiles(product_work[tid], bias, has_bias, tile_row_start,
+                                   tile_row_stop, tiles_w, out, image)
