@@ -1,4 +1,5 @@
 """Run-time settings: thread count, workspace budget, and keeping BLAS single-threaded inside our threads."""
+import math
 import os
 import threading
 from contextlib import contextmanager
@@ -79,7 +80,8 @@ class _ScratchPool:
     def borrow(self, shape, dtype):
         """An uninitialised array of `shape` and `dtype` for the duration of the block."""
         dtype = np.dtype(dtype)
-        nbytes = max(1, int(np.prod(shape))) * dtype.itemsize
+        count = math.prod(shape)
+        nbytes = max(1, count) * dtype.itemsize
         with self._lock:
             # the list is kept sorted by size: take the smallest buffer that fits
             index = next((i for i, b in enumerate(self._free) if b.nbytes >= nbytes), None)
@@ -87,7 +89,7 @@ class _ScratchPool:
         if buffer is None:
             buffer = np.empty(nbytes, dtype=np.uint8)
         try:
-            yield buffer[:nbytes].view(dtype)[: int(np.prod(shape))].reshape(shape)
+            yield buffer[:nbytes].view(dtype)[:count].reshape(shape)
         finally:
             with self._lock:
                 self._free.append(buffer)

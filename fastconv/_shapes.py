@@ -14,7 +14,9 @@ def as_pair(value, name, *, minimum):
     Raises TypeError for anything that is not an int or a length-2 sequence of ints
     (bools and floats included), ValueError for a wrong length or a value below `minimum`.
     """
-    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_)):
+    if type(value) is int:  # the common case, checked first: this runs on every call
+        pair = (value, value)
+    elif isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_)):
         pair = (int(value), int(value))
     elif isinstance(value, (tuple, list, np.ndarray)):
         items = list(np.asarray(value, dtype=object).ravel()) if isinstance(value, np.ndarray) else list(value)

@@ -75,7 +75,11 @@ def _check_blas_limits(window, filters):
             )
 
 
-def _plan(window, itemsize, tasks):
+# Below about this much work per call, waking a second thread costs more than it saves.
+_MIN_PARALLEL_FLOPS = 2_000_000
+
+
+def _plan(window, filters, itemsize):
     """Threads and band height for one call: (num_threads, band_rows).
 
     Work is split into bands of output rows whose im2col buffer fits one thread's share
@@ -83,9 +87,10 @@ def _plan(window, itemsize, tasks):
     and BLAS keeps its own threads.
     """
     threads = get_num_threads()
-    if tasks < threads:
-        threads = 1
     patch = window.channels * window.kernel_height * window.kernel_width
+    flops = 2 * window.batch * filters * patch * window.out_height * window.out_width
+    if window.batch < threads or flops < _MIN_PARALLEL_FLOPS:
+        threads = 1
     row_bytes = max(1, patch * window.out_width * itemsize)
     band_rows = get_workspace_limit() // threads // row_bytes
     return threads, int(min(max(1, band_rows), window.out_height))
@@ -110,7 +115,7 @@ def _forward_compiled(x, w, b, window, algorithm):
     if algorithm == "winograd":
         _winograd_forward(x, w, b, out, window.padding)
         return out
-    threads, band_rows = _plan(window, x.itemsize, window.batch)
+    threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
     if direct:
         band_rows = window.out_height
@@ -130,7 +135,8 @@ def _winograd_forward(x, w, b, out, padding):
     budget = min(_WINOGRAD_BAND_BYTES, get_workspace_limit() // threads)
     band_rows = int(min(max(1, budget // row_bytes), tiles_h))
     bands = -(-tiles_h // band_rows)
-    if batch * bands < threads:
+    direct_flops = 2 * batch * filters * channels * 9 * out.shape[2] * out.shape[3]
+    if batch * bands < threads or direct_flops < _MIN_PARALLEL_FLOPS:
         threads = 1
     transformed = np.empty((16, filters, channels), dtype=x.dtype)
     _dispatch._winograd.transform_weights(w, transformed)
@@ -153,7 +159,7 @@ def _backward_compiled(dout, x, w, window, algorithm):
     if dout.size == 0 or x.size == 0 or patch == 0:
         return np.zeros_like(x), np.zeros_like(w)
     _check_blas_limits(window, filters)
-    threads, band_rows = _plan(window, x.itemsize, window.batch)
+    threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
     winograd = algorithm == "winograd"
     dx = np.empty_like(x)

@@ -145,7 +145,8 @@ def test_winograd_matches_reference(x_shape, w_shape, padding, dtype):
         assert_close(got, want, tolerance)
 
 
-def test_winograd_with_small_workspace_and_one_thread():
+def test_winograd_with_small_workspace_and_one_thread(monkeypatch):
+    monkeypatch.setattr(fastconv.conv, "_MIN_PARALLEL_FLOPS", 0)
     x, w, b = _inputs((3, 16, 20, 18), (16, 16, 3, 3), np.float64)
     expected, _ = reference.conv2d_forward(x, w, b, 1, 1)
     saved_threads, saved_workspace = fastconv.get_num_threads(), fastconv.get_workspace_limit()
@@ -186,7 +187,9 @@ def test_unsupported_algorithm_is_an_error_not_a_fallback():
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("workspace", [1, 4096, None])
-def test_threads_and_workspace_bands_do_not_change_results(threads, workspace):
+def test_threads_and_workspace_bands_do_not_change_results(threads, workspace, monkeypatch):
+    # small inputs normally run on one thread: lift that so the parallel path runs here
+    monkeypatch.setattr(fastconv.conv, "_MIN_PARALLEL_FLOPS", 0)
     x, w, b = _inputs((5, 3, 12, 10), (4, 3, 3, 3), np.float64)
     expected, ref_cache = reference.conv2d_forward(x, w, b, (2, 1), 1)
     dout = np.random.default_rng(3).standard_normal(expected.shape)
