@@ -14,7 +14,8 @@ from fastconv.bench.__main__ import main
 ROW_KEYS = {
     "operation", "family", "pass", "case", "shape", "x_shape", "dtype", "gflop", "reference_ms",
     "reference_status", "fastconv_ms", "torch_ms", "speedup_vs_reference", "fastconv_over_torch",
-    "gflop_per_s", "percent_of_gemm", "fastconv_peak_bytes", "times_ms", "stride", "padding",
+    "gflop_per_s", "percent_of_gemm", "fastconv_peak_bytes", "fastconv_result_bytes", "times_ms",
+    "stride", "padding",
 }
 
 
@@ -120,7 +121,7 @@ def test_slow_reference_is_skipped_not_extrapolated():
     settings = runner.Settings(blocks=2, block_seconds=0.001, max_calls_per_block=1,
                                reference_budget=0.0, gemm_repeats=1)
     case = suite.TINY_CASES[0]
-    rows = runner.run_suite([case], dtype="float32", settings=settings, gemm_gflops=1.0)
+    rows = runner.run_suite([case], dtype="float32", settings=settings)
     assert [row["pass"] for row in rows] == ["forward", "forward+backward"]
     for row in rows:
         assert row["reference_status"].startswith("skipped: too slow")
@@ -130,9 +131,16 @@ def test_slow_reference_is_skipped_not_extrapolated():
     assert "forward alone" in rows[1]["reference_status"]
 
 
-def test_peak_extra_bytes_sees_numpy_allocations():
-    assert runner.peak_extra_bytes(lambda: np.ones(1_000_000)) >= 8_000_000
-    assert runner.peak_extra_bytes(lambda: None) < 100_000
+def test_traced_memory_sees_numpy_allocations():
+    def scratch_then_result():
+        scratch = np.ones(2_000_000)  # 16 MB, freed before returning
+        return scratch[:1_000_000].copy()  # 8 MB result
+
+    peak, held = runner.traced_memory(scratch_then_result)
+    assert 24_000_000 <= peak < 25_000_000
+    assert 8_000_000 <= held < 8_100_000
+    peak, held = runner.traced_memory(lambda: None)
+    assert peak < 100_000 and held < 100_000
 
 
 def test_thread_limits_apply_and_restore():
@@ -153,10 +161,13 @@ def test_cli_writes_table_json_and_plot(tmp_path, capsys):
     threads_before = fastconv.get_num_threads()
     assert main(["--tiny", "--threads", "1", "--json", str(json_path), "--plot", str(plot_path)]) == 0
     assert fastconv.get_num_threads() == threads_before
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     for case in suite.TINY_CASES:
         assert case.name in out
     assert "geometric mean" in out and "tracemalloc" in out
+    steps = f"{2 * len(suite.TINY_CASES)}/{2 * len(suite.TINY_CASES)}"
+    assert steps in captured.err and steps not in out  # the progress bar is on stderr
 
     document = json.loads(json_path.read_text())
     assert document["machine"]["threads_used"] == 1
@@ -173,7 +184,14 @@ def test_cli_writes_table_json_and_plot(tmp_path, capsys):
         assert row["reference_status"] == "ok" and row["reference_ms"] > 0
         assert row["fastconv_ms"] == pytest.approx(float(np.median(row["times_ms"]["fastconv"])))
         assert (row["torch_ms"] is not None) == with_torch
-        assert row["fastconv_peak_bytes"] > 0
+        assert row["fastconv_peak_bytes"] >= row["fastconv_result_bytes"] > 0
+        if row["family"] == "conv":
+            assert row["gflop_per_s"] == pytest.approx(row["gflop"] / row["fastconv_ms"] * 1e3)
+            assert row["percent_of_gemm"] == pytest.approx(
+                100 * row["gflop_per_s"] / document["gemm_gflop_per_s"])
+        else:
+            assert row["gflop"] is row["gflop_per_s"] is row["percent_of_gemm"] is None
+    assert document["gemm_gflop_per_s"] == max(document["gemm_gflop_per_s_before_and_after"])
     assert {mean["operation"] for mean in document["geometric_means"]} == {
         "conv fwd", "conv fwd+bwd", "maxpool fwd", "maxpool fwd+bwd", "all"
     }
@@ -209,12 +227,15 @@ def test_cli_rejects_bad_arguments(capsys):
 
 
 def test_module_entry_point_runs():
+    # `python -m fastconv.bench` reaches main(); --list keeps the subprocess cheap (the full
+    # command line is run in-process above)
     package_root = os.path.dirname(os.path.dirname(fastconv.__file__))
     environment = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     completed = subprocess.run(
-        [sys.executable, "-m", "fastconv.bench", "--tiny", "--only", "tiny-pool"],
+        [sys.executable, "-m", "fastconv.bench", "--list"],
         capture_output=True, text=True, env=environment, timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
-    assert "maxpool fwd+bwd" in completed.stdout and "tiny-pool" in completed.stdout
-    assert "1/2" in completed.stderr  # the progress bar
+    listed = completed.stdout.splitlines()
+    assert len(listed) == len(suite.all_cases())
+    assert "vgg-3x3-b256" in listed[len(suite.CONV_CASES) - 1] and "full run only" in listed[len(suite.CONV_CASES) - 1]

@@ -83,13 +83,19 @@ def main(argv=None):
     progress = runner.Progress(total=len(cases) * 2)
     with runner.thread_limits(threads, torch):
         machine = report.machine_info(threads, torch)
+        # measured before and after the suite; the higher rate is the machine's, the
+        # other one was disturbed (by other work on the machine, or warming up)
         progress.show("GEMM rate")
-        gemm_gflops = runner.gemm_rate(args.dtype, threads, settings.gemm_repeats)
+        gemm_before = runner.gemm_rate(args.dtype, settings.gemm_repeats)
         try:
-            rows = runner.run_suite(cases, dtype=args.dtype, settings=settings, gemm_gflops=gemm_gflops,
-                                    torch=torch, progress=progress, seed=args.seed)
+            rows = runner.run_suite(cases, dtype=args.dtype, settings=settings, torch=torch,
+                                    progress=progress, seed=args.seed)
+            progress.show("GEMM rate")
+            gemm_after = runner.gemm_rate(args.dtype, settings.gemm_repeats)
         finally:
             progress.close()
+    gemm_gflops = max(gemm_before, gemm_after)
+    runner.add_gemm_share(rows, gemm_gflops)
 
     with_torch = torch is not None
     means = report.geometric_means(rows)
@@ -107,6 +113,7 @@ def main(argv=None):
             "settings": {"mode": settings_name, "dtype": args.dtype, "threads": threads,
                          "seed": args.seed, **vars(settings)},
             "gemm_gflop_per_s": gemm_gflops,
+            "gemm_gflop_per_s_before_and_after": [gemm_before, gemm_after],
             "results": rows,
             "geometric_means": means,
             "notes": footer.splitlines(),

@@ -7,8 +7,9 @@ import platform
 from .runner import usable_cores
 
 MEMORY_METHOD = (
-    "peak MiB: the fastconv call's peak extra allocation, outputs included, traced by "
-    "tracemalloc (NumPy reports its array memory to it) in one extra untimed call"
+    "peak MiB: the most memory the fastconv call had allocated at once beyond what existed "
+    "before it, outputs included, traced by tracemalloc (NumPy reports its array memory to it) "
+    "in one extra untimed call"
 )
 
 
@@ -161,8 +162,9 @@ def notes(rows, *, machine, settings_name, settings, gemm_gflops, dtype, torch_n
     lines = [
         f"machine: {machine['cpu']}, {machine['usable_cpus']} usable cores; {machine['threads_used']} "
         f"threads for fastconv, BLAS and torch alike; {dtype}",
-        f"GEMM rate (numpy.matmul, 1024x1024 {dtype}, same threads): {gemm_gflops:.1f} GFLOP/s; "
-        "% GEMM = fastconv's GFLOP/s as a share of it",
+        f"GEMM rate (numpy.matmul, 1024x1024 {dtype}, same threads; the higher of a measurement "
+        f"before and one after the suite): {gemm_gflops:.1f} GFLOP/s; % GEMM = fastconv's "
+        "GFLOP/s as a share of it",
         f"times: median per call over {settings.blocks} rounds of blocks in rotating order, after "
         f"warm-up ({settings_name} settings); every implementation on the same arrays",
         "vs ref = reference ms / fastconv ms"

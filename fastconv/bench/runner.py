@@ -85,7 +85,7 @@ def _gc_paused():
             gc.enable()
 
 
-def gemm_rate(dtype, threads, repeats, size=1024, seed=0):
+def gemm_rate(dtype, repeats, size=1024, seed=0):
     """GFLOP/s of numpy.matmul on two (size, size) matrices of `dtype`: median of `repeats`
     timed products after two warm-up ones. Run inside thread_limits()."""
     rng = np.random.default_rng(seed)
@@ -103,21 +103,23 @@ def gemm_rate(dtype, threads, repeats, size=1024, seed=0):
     return 2 * size**3 / seconds / 1e9
 
 
-def peak_extra_bytes(function):
-    """Peak bytes allocated during one call of `function` above what was allocated before it,
-    outputs included, as traced by tracemalloc (NumPy reports its array memory to it)."""
+def traced_memory(function):
+    """(peak, held) bytes of one call of `function`, as traced by tracemalloc (NumPy reports
+    its array memory to it): peak = the most allocated at once during the call above what was
+    allocated before it, outputs included; held = what its result still holds afterwards."""
     started_here = not tracemalloc.is_tracing()
     if started_here:
         tracemalloc.start()
     try:
         tracemalloc.reset_peak()
         before, _ = tracemalloc.get_traced_memory()
-        function()
-        _, peak = tracemalloc.get_traced_memory()
+        result = function()
+        held, peak = tracemalloc.get_traced_memory()
+        del result
     finally:
         if started_here:
             tracemalloc.stop()
-    return peak - before
+    return peak - before, held - before
 
 
 @dataclass
@@ -218,12 +220,12 @@ def _ratio(numerator, denominator):
     return numerator / denominator
 
 
-def measure_case(case, pass_name, inputs, settings, gemm_gflops, torch=None, reference_skip=None):
+def measure_case(case, pass_name, inputs, settings, torch=None, reference_skip=None):
     """Time one operation of one case with every implementation; return its result row (a dict)."""
     calls = operations.implementations(case, pass_name, inputs, torch)
     skip = {} if reference_skip is None else {"reference": reference_skip}
     timings = time_alternating(calls, settings, skip)
-    peak = peak_extra_bytes(calls["fastconv"])
+    peak, held = traced_memory(calls["fastconv"])
     reference_ms = _median_ms(timings["reference"])
     fastconv_ms = _median_ms(timings["fastconv"])
     torch_ms = _median_ms(timings.get("torch"))
@@ -245,8 +247,9 @@ def measure_case(case, pass_name, inputs, settings, gemm_gflops, torch=None, ref
         "speedup_vs_reference": _ratio(reference_ms, fastconv_ms),
         "fastconv_over_torch": _ratio(fastconv_ms, torch_ms),
         "gflop_per_s": achieved,
-        "percent_of_gemm": None if achieved is None else 100 * achieved / gemm_gflops,
+        "percent_of_gemm": None,  # set by add_gemm_share() once the GEMM rate is known
         "fastconv_peak_bytes": peak,
+        "fastconv_result_bytes": held,
         "times_ms": {
             name: [seconds * 1e3 for seconds in timing.times]
             for name, timing in timings.items() if timing.times
@@ -259,7 +262,7 @@ def measure_case(case, pass_name, inputs, settings, gemm_gflops, torch=None, ref
     return row
 
 
-def run_suite(cases, *, dtype, settings, gemm_gflops, torch=None, progress=None, seed=0):
+def run_suite(cases, *, dtype, settings, torch=None, progress=None, seed=0):
     """Rows for every case x pass, forward first. Run inside thread_limits()."""
     rows = []
     for case in cases:
@@ -272,10 +275,17 @@ def run_suite(cases, *, dtype, settings, gemm_gflops, torch=None, progress=None,
             reference_skip = None
             if forward_skip is not None:
                 reference_skip = "skipped: too slow (its forward alone was over budget)"
-            row = measure_case(case, pass_name, inputs, settings, gemm_gflops, torch, reference_skip)
+            row = measure_case(case, pass_name, inputs, settings, torch, reference_skip)
             if pass_name == "forward" and row["reference_status"] != "ok":
                 forward_skip = row["reference_status"]
             rows.append(row)
             if progress is not None:
                 progress.advance()
     return rows
+
+
+def add_gemm_share(rows, gemm_gflops):
+    """Set each row's percent_of_gemm: its GFLOP/s as a share of the machine's GEMM rate."""
+    for row in rows:
+        if row["gflop_per_s"] is not None:
+            row["percent_of_gemm"] = 100 * row["gflop_per_s"] / gemm_gflops
