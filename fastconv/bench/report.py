@@ -161,7 +161,7 @@ def notes(rows, *, machine, settings_name, settings, gemm_gflops, dtype, torch_n
     """Footer lines: what was measured how. torch_note: why torch is missing (None: it ran)."""
     lines = [
         f"machine: {machine['cpu']}, {machine['usable_cpus']} usable cores; {machine['threads_used']} "
-        f"threads for fastconv, BLAS and torch alike; {dtype}",
+        f"thread{'s' if machine['threads_used'] != 1 else ''} for fastconv, BLAS and torch alike; {dtype}",
         f"GEMM rate (numpy.matmul, 1024x1024 {dtype}, same threads; the higher of a measurement "
         f"before and one after the suite): {gemm_gflops:.1f} GFLOP/s; % GEMM = fastconv's "
         "GFLOP/s as a share of it",
