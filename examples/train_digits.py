@@ -72,11 +72,13 @@ def seconds_per_batch(backend, x, y, batch_size, batches, seed):
     model = build_model(seed, backend=backend)
     trainer = Trainer(model, Adam(model.params, lr=1e-3), batch_size=batch_size, verbose=False, rng=seed)
     trainer.train_step(x[:batch_size], y[:batch_size])
-    started = time.perf_counter()
+    times = []
     for index in range(batches):
-        batch = slice(index * batch_size, (index + 1) * batch_size)
-        trainer.train_step(x[batch], y[batch])
-    return (time.perf_counter() - started) / batches
+        start = (index * batch_size) % max(1, len(y) - batch_size)
+        started = time.perf_counter()
+        trainer.train_step(x[start:start + batch_size], y[start:start + batch_size])
+        times.append(time.perf_counter() - started)
+    return float(np.mean(times))
 
 
 def plotting_module():
@@ -133,7 +135,7 @@ def main(argv=None):
     plt = plotting_module() if args.plot else None  # fail before training, not after
     x_train, y_train, x_val, y_val, x_test, y_test = load_digits_split(args.seed)
     print(f"digits: {len(y_train)} train, {len(y_val)} validation, {len(y_test)} test images of 8x8; "
-          f"{fastconv.get_num_threads()} threads, backend {fastconv.get_backend()}")
+          f"fastconv threads: {fastconv.get_num_threads()}, backend: {fastconv.get_backend()}")
 
     model = build_model(args.seed)
     print(model)
@@ -161,16 +163,18 @@ def main(argv=None):
 
     if args.reference_batches > 0:
         steps_per_epoch = -(-len(y_train) // args.batch_size)
+        # the compiled steps are cheap: time more of them for a steadier mean
+        batches = {"cython": max(20, args.reference_batches), "reference": args.reference_batches}
         timings = {
-            backend: seconds_per_batch(backend, x_train, y_train, args.batch_size,
-                                       args.reference_batches, args.seed)
-            for backend in ("cython", "reference")
+            backend: seconds_per_batch(backend, x_train, y_train, args.batch_size, count, args.seed)
+            for backend, count in batches.items()
         }
-        print(f"time per batch of {args.batch_size} over {args.reference_batches} batches "
-              f"(estimated epoch = {steps_per_epoch} batches):")
+        print(f"mean time per training step, batch of {args.batch_size} "
+              f"(an epoch is {steps_per_epoch} steps):")
         for backend, seconds in timings.items():
-            print(f"  {backend:9s} {1e3 * seconds:9.2f} ms per batch, ~{seconds * steps_per_epoch:7.2f} s per epoch")
-        print(f"  compiled is {timings['reference'] / timings['cython']:.0f}x faster per batch")
+            print(f"  {backend:9s} {1e3 * seconds:8.2f} ms per batch (mean of {batches[backend]}), "
+                  f"~{seconds * steps_per_epoch:6.2f} s per epoch")
+        print(f"  the compiled backend is {timings['reference'] / timings['cython']:.0f}x faster per step")
         results["batch_seconds"] = timings
 
     if args.plot:

@@ -223,3 +223,17 @@ def test_bad_arguments():
         trainer.fit(x.tolist(), y)
     with pytest.raises(ValueError, match="'softmax' or 'svm'"):
         expected_initial_loss("mse", 3)
+
+
+def test_readme_training_snippet_runs_and_learns(capsys):
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Training a small CNN"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert len(namespace["history"]["val_acc"]) == 10
+    assert namespace["accuracy"](namespace["model"], namespace["x"][250:], namespace["y"][250:]) >= 0.75
+    assert "epoch 10/10" in capsys.readouterr().err
