@@ -472,3 +472,26 @@ def test_sandwiches_match_torch(dtype, tolerance):
     for got, want in zip((out,) + tuple(conv_relu_backward(dout, cache)), expected):
         assert got.shape == want.shape and got.dtype == dtype
         assert np.max(np.abs(got - want)) <= tolerance * max(1.0, np.max(np.abs(want)))
+
+
+# --- the README's "Three ways in" snippets ---------------------------------------------------
+
+def test_readme_three_ways_in_snippets_run():
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index("## Three ways in")
+    section = readme[start:readme.index("\n## ", start + 1)]
+    functional, layers, drop_in = ({}, {}, {})
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 3
+    for code, namespace in zip(blocks, (functional, layers, drop_in)):
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert functional["out"].shape == (4, 3, 7, 15) and functional["dx"].shape == (4, 3, 16, 16)
+    assert functional["avg"].shape == (4, 3, 8, 8)
+    assert layers["out"].shape == (4, 8, 8, 8) and layers["dx"].shape == (4, 3, 16, 16)
+    assert layers["conv"].grads["weight"].shape == (8, 3, 3, 3)
+    assert drop_in["out_naive"].shape == (2, 4, 8, 9) and drop_in["out"].shape == (2, 4, 3, 4)
+    assert np.max(np.abs(drop_in["out_naive"] - drop_in["out_fast"])) < 1e-12
+    assert drop_in["dw"].shape == (4, 3, 3, 2)
