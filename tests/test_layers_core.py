@@ -203,6 +203,12 @@ def test_relu_values_and_gradient():
     _check_gradients(ReLU(), _away_from_zero((3, 4, 5)))
 
 
+@pytest.mark.parametrize("layer", [ReLU(), LeakyReLU(0.1)])
+def test_activations_keep_nan(layer):
+    out = layer.forward(np.array([np.nan, 1.0, -1.0]))
+    assert np.isnan(out[0]) and out[1] == 1.0
+
+
 def test_leaky_relu_values_and_gradient():
     layer = LeakyReLU(alpha=0.2)
     np.testing.assert_allclose(layer.forward(np.array([-2.0, 3.0])), [-0.4, 3.0])

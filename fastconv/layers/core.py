@@ -145,14 +145,15 @@ class Linear(Layer):
 class ReLU(Layer):
     """max(x, 0) elementwise; any shape, float32 or float64 (the output keeps x's dtype).
 
-    At exactly 0 the gradient is taken as 0.
+    At exactly 0 the gradient is taken as 0. NaN stays NaN (as in PyTorch).
     """
 
     def forward(self, x):
         check_layer_input(self, x)
         positive = x > 0
         self._cache = (positive, x.dtype)
-        return np.where(positive, x, x.dtype.type(0))
+        # np.maximum, not np.where(x > 0, ...): a NaN must stay NaN, or a diverging net hides
+        return np.maximum(x, x.dtype.type(0))
 
     def backward(self, dout):
         positive, dtype = self._saved()
