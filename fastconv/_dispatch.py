@@ -5,12 +5,24 @@ import warnings
 BACKENDS = ("cython", "reference")
 _CHOICES = ("auto",) + BACKENDS
 
+# GNU OpenMP's idle threads spin for a long while (GOMP_SPINCOUNT, 300,000 by default) after
+# each parallel region, holding a core that BLAS, torch or the caller's next step wants; on a
+# busy machine that makes small parallel calls many times slower. Unless the user chose a
+# policy, the kernels' OpenMP runtime, which reads the environment once as it loads, is told to
+# spin only briefly; the variable is removed again so that it reaches no other library.
+_SPIN_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+_set_spin = not any(name in os.environ for name in _SPIN_SETTINGS)
+if _set_spin:
+    os.environ["GOMP_SPINCOUNT"] = "10000"
 try:
     from ._kernels import _conv, _im2col, _pool, _winograd  # noqa: F401
 
     _IMPORT_ERROR = None
 except ImportError as error:  # the package was not compiled (e.g. a source checkout)
     _IMPORT_ERROR = error
+finally:
+    if _set_spin:
+        del os.environ["GOMP_SPINCOUNT"]
 
 _default = None  # None: not set by set_backend(), read FASTCONV_BACKEND
 _warned = False

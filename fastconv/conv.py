@@ -76,7 +76,7 @@ def _check_blas_limits(window, filters):
 
 
 # Below about this much work per call, waking a second thread costs more than it saves.
-_MIN_PARALLEL_FLOPS = 2_000_000
+_MIN_PARALLEL_FLOPS = 10_000_000
 
 
 def _plan(window, filters, itemsize):
