@@ -4,6 +4,10 @@ from dataclasses import dataclass
 from .._shapes import window2d
 
 
+def _tuple(shape):
+    return "(" + ",".join(map(str, shape)) + ")"
+
+
 @dataclass(frozen=True)
 class ConvCase:
     """One convolution layer: x (N, C, H, W), w (F, C, KH, KW), stride, padding (ints)."""
@@ -33,10 +37,7 @@ class ConvCase:
         return 2 * batch * filters * out_height * out_width * channels * kernel_height * kernel_width / 1e9
 
     def describe(self):
-        return (
-            f"x{'x'.join(map(str, self.x_shape))} w{'x'.join(map(str, self.w_shape))} "
-            f"s{self.stride} p{self.padding}"
-        )
+        return f"{_tuple(self.x_shape)} {_tuple(self.w_shape)} s{self.stride} p{self.padding}"
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class PoolCase:
         return None  # comparisons, not multiply-adds: no GFLOP figure
 
     def describe(self):
-        return f"x{'x'.join(map(str, self.x_shape))} k{self.kernel_size} s{self.stride}"
+        return f"{_tuple(self.x_shape)} k{self.kernel_size} s{self.stride}"
 
 
 CONV_CASES = (
