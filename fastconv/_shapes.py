@@ -6,6 +6,8 @@ import numpy as np
 
 # BLAS takes 32-bit ints for sizes and leading dimensions.
 BLAS_INT_MAX = 2**31 - 1
+# The largest index (and element count) numpy and the kernels' Py_ssize_t arithmetic hold.
+INDEX_MAX = int(np.iinfo(np.intp).max)
 
 
 def as_pair(value, name, *, minimum):
@@ -98,6 +100,8 @@ def window2d(input_shape, kernel_size, stride, padding, *, kernel_name="kernel_s
             f"{input_name} has spatial shape ({height}, {width}) and padding "
             f"({pad_height}, {pad_width}) gives ({height + 2 * pad_height}, {width + 2 * pad_width})"
         )
+    _check_indexable(height, width, (stride_height, stride_width), (pad_height, pad_width),
+                     (kernel_height, kernel_width))
     return Window2d(
         batch, channels, height, width,
         kernel_height, kernel_width,
@@ -106,3 +110,21 @@ def window2d(input_shape, kernel_size, stride, padding, *, kernel_name="kernel_s
         output_size(height, kernel_height, stride_height, pad_height),
         output_size(width, kernel_width, stride_width, pad_width),
     )
+
+
+def _check_indexable(height, width, stride, padding, kernel):
+    """Raise ValueError, naming the argument, for a stride or padding no array could index.
+
+    Positions in the padded input must fit the kernels' signed 64-bit (Py_ssize_t) index
+    arithmetic and the output plane must fit an array; otherwise numpy or Cython would fail
+    later with a message that names neither argument.
+    """
+    if max(stride) > INDEX_MAX:
+        raise ValueError(f"stride {stride} is too large: at most {INDEX_MAX} in each dimension")
+    padded = (height + 2 * padding[0], width + 2 * padding[1])
+    out = tuple(output_size(size, k, s, p) for size, k, s, p in zip((height, width), kernel, stride, padding))
+    if max(padded) > INDEX_MAX or out[0] * out[1] > INDEX_MAX:
+        raise ValueError(
+            f"padding {padding} is too large: it makes a padded input of {padded} and an output "
+            f"of {out} per plane, beyond what an array can index ({INDEX_MAX} elements)"
+        )
