@@ -51,16 +51,17 @@ cdef inline void im2col_rows(
                     if in_row < 0 or in_row >= height or first == stop:
                         memset(dst, 0, out_width * sizeof(floating))
                     else:
-                        if first > 0:
-                            memset(dst, 0, first * sizeof(floating))
+                        # the zero margins are at most the padding wide: plain loops beat calls
+                        for ow in range(first):
+                            dst[ow] = 0
                         src = &x[image, c, in_row, first * stride_w + kw - pad_w]
                         if stride_w == 1:
                             memcpy(dst + first, src, (stop - first) * sizeof(floating))
                         else:
                             for ow in range(stop - first):
                                 dst[first + ow] = src[ow * stride_w]
-                        if stop < out_width:
-                            memset(dst + stop, 0, (out_width - stop) * sizeof(floating))
+                        for ow in range(stop, out_width):
+                            dst[ow] = 0
                     dst = dst + out_width
 
 
