@@ -83,18 +83,21 @@ def main(argv=None):
     progress = runner.Progress(total=len(cases) * 2)
     with runner.thread_limits(threads, torch):
         machine = report.machine_info(threads, torch)
-        # measured before and after the suite; the higher rate is the machine's, the
-        # other one was disturbed (by other work on the machine, or warming up)
+        # sampled before the suite and after each case: the highest rate is the machine's,
+        # lower ones were disturbed (by other work on the machine, or warming up)
+        gemm_samples = []
+
+        def sample_gemm():
+            gemm_samples.append(runner.gemm_rate(args.dtype, settings.gemm_repeats))
+
         progress.show("GEMM rate")
-        gemm_before = runner.gemm_rate(args.dtype, settings.gemm_repeats)
+        sample_gemm()
         try:
             rows = runner.run_suite(cases, dtype=args.dtype, settings=settings, torch=torch,
-                                    progress=progress, seed=args.seed)
-            progress.show("GEMM rate")
-            gemm_after = runner.gemm_rate(args.dtype, settings.gemm_repeats)
+                                    progress=progress, seed=args.seed, after_case=sample_gemm)
         finally:
             progress.close()
-    gemm_gflops = max(gemm_before, gemm_after)
+    gemm_gflops = max(gemm_samples)
     runner.add_gemm_share(rows, gemm_gflops)
 
     with_torch = torch is not None
@@ -113,7 +116,7 @@ def main(argv=None):
             "settings": {"mode": settings_name, "dtype": args.dtype, "threads": threads,
                          "seed": args.seed, **vars(settings)},
             "gemm_gflop_per_s": gemm_gflops,
-            "gemm_gflop_per_s_before_and_after": [gemm_before, gemm_after],
+            "gemm_gflop_per_s_samples": gemm_samples,
             "results": rows,
             "geometric_means": means,
             "notes": footer.splitlines(),

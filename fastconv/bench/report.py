@@ -162,8 +162,8 @@ def notes(rows, *, machine, settings_name, settings, gemm_gflops, dtype, torch_n
     lines = [
         f"machine: {machine['cpu']}, {machine['usable_cpus']} usable cores; {machine['threads_used']} "
         f"thread{'s' if machine['threads_used'] != 1 else ''} for fastconv, BLAS and torch alike; {dtype}",
-        f"GEMM rate (numpy.matmul, 1024x1024 {dtype}, same threads; the higher of a measurement "
-        f"before and one after the suite): {gemm_gflops:.1f} GFLOP/s; % GEMM = fastconv's "
+        f"GEMM rate (numpy.matmul, 1024x1024 {dtype}, same threads; the highest of samples taken "
+        f"before the suite and after each case): {gemm_gflops:.1f} GFLOP/s; % GEMM = fastconv's "
         "GFLOP/s as a share of it",
         f"times: median per call over {settings.blocks} rounds of blocks in rotating order, after "
         f"warm-up ({settings_name} settings); every implementation on the same arrays",

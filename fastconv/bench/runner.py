@@ -208,6 +208,8 @@ class Progress:
         if self.interactive:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
+        else:
+            self.show("done")
 
 
 def _median_ms(timing):
@@ -262,8 +264,11 @@ def measure_case(case, pass_name, inputs, settings, torch=None, reference_skip=N
     return row
 
 
-def run_suite(cases, *, dtype, settings, torch=None, progress=None, seed=0):
-    """Rows for every case x pass, forward first. Run inside thread_limits()."""
+def run_suite(cases, *, dtype, settings, torch=None, progress=None, seed=0, after_case=None):
+    """Rows for every case x pass, forward first. Run inside thread_limits().
+
+    after_case : called with no arguments after each case (e.g. to sample the GEMM rate).
+    """
     rows = []
     for case in cases:
         inputs = operations.make_inputs(case, dtype, seed)
@@ -281,6 +286,8 @@ def run_suite(cases, *, dtype, settings, torch=None, progress=None, seed=0):
             rows.append(row)
             if progress is not None:
                 progress.advance()
+        if after_case is not None:
+            after_case()
     return rows
 
 
