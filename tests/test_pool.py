@@ -28,6 +28,11 @@ CASES = [
     ((2, 2, 6, 5), (1, 3), (2, 1), (0, 1)),      # one-row windows
     ((3, 2, 12, 1), (3, 1), (2, 1), (1, 0)),     # width 1
     ((1, 5, 9, 9), 5, 4, 2),                     # big stride, windows do not tile
+    ((2, 3, 10, 9), 3, 2, (1, 0)),               # unrolled 3x3/2: padded top/bottom, odd width
+    ((2, 2, 7, 6), 2, 2, (1, 0)),                # unrolled 2x2/2: padded top/bottom only
+    ((2, 2, 2, 3), 3, 1, 1),                     # unrolled 3x3/1: no window wholly inside
+    ((1, 2, 3, 2), 3, 2, 1),                     # unrolled 3x3/2: no window wholly inside
+    ((1, 2, 12, 5), 3, 1, (0, 1)),               # unrolled 3x3/1: padded left/right only
 ]
 
 

@@ -7,9 +7,10 @@ Ties and NaN follow fastconv.reference.pool exactly: each window is scanned in r
 order, a value strictly greater than the best so far or a NaN takes over, so the first
 maximum wins, and the last NaN when there is one.
 
-Each output row is built in place, one input row and window column at a time: every output
-still sees its window in row-major order, and the innermost loop runs along the output row,
-so the compiler vectorises it.
+Speed: max pooling unrolls the commonest windows (2x2/2, 3x3/2, 3x3/1) by inlining one
+window loop with literal sizes. Other max windows, and average pooling, build each output
+row in place, one input row and window column at a time (every output still sees its window
+in row-major order), so the innermost loop runs along the output row and vectorises.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -31,11 +32,123 @@ cdef inline Py_ssize_t clamp_high(Py_ssize_t stop, Py_ssize_t size) noexcept nog
     return stop if stop < size else size
 
 
-cdef void max_plane(const floating[:, ::1] x, floating[:, ::1] out, index_t[:, ::1] argmax,
-                    Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-                    Py_ssize_t stride_h, Py_ssize_t stride_w,
-                    Py_ssize_t pad_h, Py_ssize_t pad_w) noexcept nogil:
-    """Any window, stride and padding: out and argmax (flat index into x) of one plane."""
+cdef inline void max_window(const floating[:, ::1] x, floating[:, ::1] out,
+                            index_t[:, ::1] argmax, Py_ssize_t oh, Py_ssize_t ow,
+                            Py_ssize_t top, Py_ssize_t rows,
+                            Py_ssize_t left, Py_ssize_t cols) noexcept nogil:
+    """out[oh, ow] and argmax[oh, ow] over the rows x cols block of x starting at (top, left)."""
+    cdef index_t width = <index_t>x.shape[1]
+    # -inf loses to everything but -inf, so a window of -inf keeps its first element
+    cdef index_t best_index = <index_t>top * width + <index_t>left
+    cdef floating best = -INFINITY, value
+    cdef Py_ssize_t row, col
+    cdef bint take
+    for row in range(rows):
+        for col in range(cols):
+            value = x[top + row, left + col]
+            take = (value > best) | (value != value)
+            best = value if take else best
+            best_index = <index_t>(top + row) * width + <index_t>(left + col) if take else best_index
+    out[oh, ow] = best
+    argmax[oh, ow] = best_index
+
+
+cdef inline void max_inside(const floating[:, ::1] x, floating[:, ::1] out, index_t[:, ::1] argmax,
+                            Py_ssize_t oh_first, Py_ssize_t oh_stop,
+                            Py_ssize_t ow_first, Py_ssize_t ow_stop,
+                            Py_ssize_t kernel_height, Py_ssize_t kernel_width,
+                            Py_ssize_t stride_h, Py_ssize_t stride_w,
+                            Py_ssize_t pad_h, Py_ssize_t pad_w) noexcept nogil:
+    """Outputs [oh_first, oh_stop) x [ow_first, ow_stop), whose windows lie wholly inside x.
+
+    Called with literal window sizes, it is inlined with them and each window unrolled:
+    about 2x faster than max_plane_rows, 4-8x faster than this loop with run-time sizes.
+    """
+    cdef Py_ssize_t oh, ow, top, left
+    for oh in range(oh_first, oh_stop):
+        top = oh * stride_h - pad_h
+        for ow in range(ow_first, ow_stop):
+            left = ow * stride_w - pad_w
+            max_window(x, out, argmax, oh, ow, top, kernel_height, left, kernel_width)
+
+
+cdef void max_clamped(const floating[:, ::1] x, floating[:, ::1] out, index_t[:, ::1] argmax,
+                      Py_ssize_t oh, Py_ssize_t ow_first, Py_ssize_t ow_stop,
+                      Py_ssize_t kernel_height, Py_ssize_t kernel_width,
+                      Py_ssize_t stride_h, Py_ssize_t stride_w,
+                      Py_ssize_t pad_h, Py_ssize_t pad_w) noexcept nogil:
+    """Outputs [ow_first, ow_stop) of row oh, windows clamped to x."""
+    cdef Py_ssize_t ow, left, top = oh * stride_h - pad_h
+    cdef Py_ssize_t row_first = clamp_low(top)
+    cdef Py_ssize_t rows = clamp_high(top + kernel_height, x.shape[0]) - row_first
+    cdef Py_ssize_t col_first
+    for ow in range(ow_first, ow_stop):
+        left = ow * stride_w - pad_w
+        col_first = clamp_low(left)
+        max_window(x, out, argmax, oh, ow, row_first, rows,
+                   col_first, clamp_high(left + kernel_width, x.shape[1]) - col_first)
+
+
+cdef inline void inside_outputs(Py_ssize_t size, Py_ssize_t out_size, Py_ssize_t kernel,
+                                Py_ssize_t stride, Py_ssize_t pad,
+                                Py_ssize_t* first, Py_ssize_t* stop) noexcept nogil:
+    """Outputs [first, stop) along one axis whose whole window lies inside [0, size)."""
+    cdef Py_ssize_t unused
+    valid_columns(0, size, out_size, stride, pad, first, &unused)
+    valid_columns(kernel - 1, size, out_size, stride, pad, &unused, stop)
+    if stop[0] < first[0]:
+        stop[0] = first[0]
+
+
+cdef void max_plane_fixed(const floating[:, ::1] x, floating[:, ::1] out, index_t[:, ::1] argmax,
+                          Py_ssize_t kernel_height, Py_ssize_t kernel_width,
+                          Py_ssize_t stride_h, Py_ssize_t stride_w,
+                          Py_ssize_t pad_h, Py_ssize_t pad_w) noexcept nogil:
+    """One plane for the window sizes unrolled here: 2x2/2, 3x3/2, 3x3/1; any padding.
+
+    Windows wholly inside x take the unrolled path, the rest (padding, edges) the clamped one.
+    """
+    cdef Py_ssize_t out_height = out.shape[0], out_width = out.shape[1]
+    cdef Py_ssize_t oh, oh_first, oh_stop, ow_first, ow_stop
+    inside_outputs(x.shape[0], out_height, kernel_height, stride_h, pad_h, &oh_first, &oh_stop)
+    inside_outputs(x.shape[1], out_width, kernel_width, stride_w, pad_w, &ow_first, &ow_stop)
+    if kernel_height == 2 and kernel_width == 2 and stride_h == 2 and stride_w == 2:
+        max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 2, 2, 2, 2, pad_h, pad_w)
+    elif kernel_height == 3 and kernel_width == 3 and stride_h == 2 and stride_w == 2:
+        max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 3, 3, 2, 2, pad_h, pad_w)
+    else:  # 3x3/1
+        max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 3, 3, 1, 1, pad_h, pad_w)
+    for oh in range(out_height):
+        if oh_first <= oh < oh_stop:
+            max_clamped(x, out, argmax, oh, 0, ow_first, kernel_height, kernel_width,
+                        stride_h, stride_w, pad_h, pad_w)
+            max_clamped(x, out, argmax, oh, ow_stop, out_width, kernel_height, kernel_width,
+                        stride_h, stride_w, pad_h, pad_w)
+        else:
+            max_clamped(x, out, argmax, oh, 0, out_width, kernel_height, kernel_width,
+                        stride_h, stride_w, pad_h, pad_w)
+
+
+cdef bint is_fixed(Py_ssize_t kernel_height, Py_ssize_t kernel_width,
+                   Py_ssize_t stride_h, Py_ssize_t stride_w) noexcept nogil:
+    """True for the window sizes max_plane_fixed unrolls."""
+    if kernel_height == 2 and kernel_width == 2:
+        return stride_h == 2 and stride_w == 2
+    if kernel_height == 3 and kernel_width == 3:
+        return stride_h == stride_w and (stride_h == 1 or stride_h == 2)
+    return False
+
+
+cdef void max_plane_rows(const floating[:, ::1] x, floating[:, ::1] out, index_t[:, ::1] argmax,
+                         Py_ssize_t kernel_height, Py_ssize_t kernel_width,
+                         Py_ssize_t stride_h, Py_ssize_t stride_w,
+                         Py_ssize_t pad_h, Py_ssize_t pad_w) noexcept nogil:
+    """One plane, any window sizes (known only at run time).
+
+    Each output row is built in place, one input row and window column at a time: every
+    output still sees its window in row-major order, and the innermost loop runs along the
+    output row, so it vectorises (about 2x faster than max_window with run-time sizes).
+    """
     cdef Py_ssize_t height = x.shape[0], width = x.shape[1], out_width = out.shape[1]
     cdef Py_ssize_t oh, ow, kw, top, row_first, row_stop, row, offset, first, stop
     cdef index_t row_start, candidate
@@ -63,36 +176,6 @@ cdef void max_plane(const floating[:, ::1] x, floating[:, ::1] out, index_t[:, :
                     argmax[oh, ow] = candidate if take else argmax[oh, ow]
 
 
-cdef void max_plane_2x2(const floating[:, ::1] x, floating[:, ::1] out,
-                        index_t[:, ::1] argmax) noexcept nogil:
-    """2x2 windows, stride 2, no padding: the commonest case, unrolled (about 3x faster)."""
-    cdef Py_ssize_t oh, ow
-    cdef index_t top, bottom, column, best_index
-    cdef floating best, value
-    cdef bint take
-    for oh in range(out.shape[0]):
-        top = <index_t>(2 * oh * x.shape[1])
-        bottom = top + <index_t>x.shape[1]
-        for ow in range(out.shape[1]):
-            column = 2 * <index_t>ow
-            best = x[2 * oh, 2 * ow]
-            best_index = top + column
-            value = x[2 * oh, 2 * ow + 1]
-            take = (value > best) | (value != value)
-            best = value if take else best
-            best_index = top + column + 1 if take else best_index
-            value = x[2 * oh + 1, 2 * ow]
-            take = (value > best) | (value != value)
-            best = value if take else best
-            best_index = bottom + column if take else best_index
-            value = x[2 * oh + 1, 2 * ow + 1]
-            take = (value > best) | (value != value)
-            best = value if take else best
-            best_index = bottom + column + 1 if take else best_index
-            out[oh, ow] = best
-            argmax[oh, ow] = best_index
-
-
 def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out, index_t[:, :, ::1] argmax,
                 Py_ssize_t kernel_height, Py_ssize_t kernel_width,
                 Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
@@ -102,14 +185,14 @@ def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out, index_t[:,
     argmax: flat index into the H*W plane of each output's source element.
     """
     cdef Py_ssize_t plane, planes = x.shape[0]
-    cdef bint two_by_two = (kernel_height == 2 and kernel_width == 2 and stride_h == 2
-                            and stride_w == 2 and pad_h == 0 and pad_w == 0)
+    cdef bint fixed = is_fixed(kernel_height, kernel_width, stride_h, stride_w)
     for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
-        if two_by_two:
-            max_plane_2x2(x[plane], out[plane], argmax[plane])
+        if fixed:
+            max_plane_fixed(x[plane], out[plane], argmax[plane], kernel_height, kernel_width,
+                            stride_h, stride_w, pad_h, pad_w)
         else:
-            max_plane(x[plane], out[plane], argmax[plane], kernel_height, kernel_width,
-                      stride_h, stride_w, pad_h, pad_w)
+            max_plane_rows(x[plane], out[plane], argmax[plane], kernel_height, kernel_width,
+                           stride_h, stride_w, pad_h, pad_w)
 
 
 def max_backward(const floating[:, ::1] dout, const index_t[:, ::1] argmax,
