@@ -36,16 +36,30 @@ class PoolCache:
     kind: "max" or "avg". window: the Window2d geometry. dtype: the input's dtype.
     argmax (max only, else None): int32 or int64 array of shape (N, C, OH, OW), each
     output's source as a flat index into its H*W input plane.
+
+    Read-only, argmax included: the compiled backward scatters through argmax without
+    checking it, so a changed cache raises (TypeError, or NumPy's ValueError for argmax)
+    instead of making the backward write out of bounds.
     """
 
     __slots__ = ("kind", "window", "dtype", "argmax", "backend")
 
     def __init__(self, kind, window, dtype, argmax, backend):
-        self.kind = kind
-        self.window = window
-        self.dtype = dtype
-        self.argmax = argmax
-        self.backend = backend
+        if argmax is not None:
+            argmax.flags.writeable = False
+        for name, value in zip(self.__slots__, (kind, window, dtype, argmax, backend)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise TypeError(f"PoolCache is read-only: a cache must stay as its forward returned it "
+                        f"(tried to set {name!r})")
+
+    def __delattr__(self, name):
+        raise TypeError(f"PoolCache is read-only: a cache must stay as its forward returned it "
+                        f"(tried to delete {name!r})")
+
+    def __reduce__(self):  # copy and pickle through __init__, as __setattr__ is closed
+        return (PoolCache, (self.kind, self.window, self.dtype, self.argmax, self.backend))
 
     @property
     def out_shape(self):

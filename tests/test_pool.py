@@ -1,4 +1,7 @@
 """max/avg pool2d forward and backward: compiled vs reference, gradients, ties, NaN, torch, errors."""
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -507,6 +510,27 @@ def test_foreign_cache(module, options, kind):
             backward(dout, cache)
     with pytest.raises(TypeError, match=f"{other_kind}_pool2d_forward"):
         backward(dout, other_cache)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("backend", ["cython", "reference"])
+def test_cache_is_read_only_and_copies_work(kind, backend):
+    """The compiled backward scatters through argmax unchecked, so a cache cannot be changed."""
+    forward, backward = _forward(kind)
+    out, cache = forward(np.random.default_rng(0).standard_normal((2, 3, 8, 8)), 2, backend=backend)
+    dout = np.random.default_rng(1).standard_normal(out.shape)
+    dx = backward(dout, cache)
+    with pytest.raises(TypeError, match="read-only"):
+        cache.window = fastconv.max_pool2d_forward(np.zeros((2, 3, 40, 40)), 10)[1].window
+    with pytest.raises(TypeError, match="read-only"):
+        del cache.backend
+    if kind == "max":
+        with pytest.raises(ValueError, match="read-only"):
+            cache.argmax[0, 0, 0, 0] = 10**6
+    for copied in (copy.copy(cache), copy.deepcopy(cache), pickle.loads(pickle.dumps(cache))):
+        assert copied.backend == backend and copied.kind == kind
+        np.testing.assert_array_equal(backward(dout, copied), dx)
+    np.testing.assert_array_equal(backward(dout, cache), dx)
 
 
 def test_unknown_backend_is_rejected():
