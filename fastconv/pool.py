@@ -20,7 +20,7 @@ def _threads(window):
     planes = window.batch * window.channels
     if planes * window.height * window.width < _PARALLEL_MIN_ELEMENTS:
         return 1
-    return max(1, min(get_num_threads(), planes))
+    return min(get_num_threads(), planes)
 
 
 def _planes(a, height, width):
