@@ -327,6 +327,14 @@ def _pool_cases(kind):
         case(backward, f"tampered cache: {label}",
              lambda api, f=fields: call_backward(api, dout(), _tampered(_pool_cache(api, kind), **f(api))),
              (ValueError, TypeError), r"cache")
+    if kind == "max":
+        def overwrite_argmax(api):
+            cache = _pool_cache(api, kind)
+            cache.argmax[...] = 10**6  # in place, past the end of every plane
+            return call_backward(api, dout(), cache)
+
+        case(backward, "tampered cache: argmax overwritten in place", overwrite_argmax,
+             (ValueError, TypeError), r"read-only|cache")
 
 
 _pool_cases("max")
