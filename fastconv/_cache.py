@@ -1,22 +1,43 @@
 """Caches returned by forward calls and read back by the matching backward calls."""
 
 
-class ConvCache:
-    """What conv2d_backward needs from conv2d_forward. Treat as opaque.
+class _ReadOnlyCache:
+    """Base of the caches: read-only once built.
+
+    The compiled backward trusts a cache (its shapes, its argmax indices) without checking
+    it again, so a changed cache raises TypeError instead of reaching a kernel.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, *values):
+        for name, value in zip(self.__slots__, values):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise TypeError(f"{type(self).__name__} is read-only: a cache must stay as its forward "
+                        f"returned it (tried to set {name!r})")
+
+    def __delattr__(self, name):
+        raise TypeError(f"{type(self).__name__} is read-only: a cache must stay as its forward "
+                        f"returned it (tried to delete {name!r})")
+
+    def __reduce__(self):  # copy and pickle through __init__, as __setattr__ is closed
+        return (type(self), tuple(getattr(self, name) for name in self.__slots__))
+
+
+class ConvCache(_ReadOnlyCache):
+    """What conv2d_backward needs from conv2d_forward. Treat as opaque; read-only.
 
     x, weight: the forward's inputs as C-contiguous arrays (the caller's own arrays
     when they already were; never written). window: the Window2d geometry.
+    algorithm: the one the forward ran; automatic: whether "auto" chose it.
     """
 
-    __slots__ = ("x", "weight", "has_bias", "window", "backend", "algorithm")
+    __slots__ = ("x", "weight", "has_bias", "window", "backend", "algorithm", "automatic")
 
-    def __init__(self, x, weight, has_bias, window, backend, algorithm):
-        self.x = x
-        self.weight = weight
-        self.has_bias = has_bias
-        self.window = window
-        self.backend = backend
-        self.algorithm = algorithm
+    def __init__(self, x, weight, has_bias, window, backend, algorithm, automatic=False):
+        super().__init__(x, weight, has_bias, window, backend, algorithm, automatic)
 
     @property
     def out_shape(self):
@@ -30,7 +51,7 @@ class ConvCache:
         )
 
 
-class PoolCache:
+class PoolCache(_ReadOnlyCache):
     """What max_pool2d_backward / avg_pool2d_backward need from the forward. Treat as opaque.
 
     kind: "max" or "avg". window: the Window2d geometry. dtype: the input's dtype.
@@ -47,19 +68,7 @@ class PoolCache:
     def __init__(self, kind, window, dtype, argmax, backend):
         if argmax is not None:
             argmax.flags.writeable = False
-        for name, value in zip(self.__slots__, (kind, window, dtype, argmax, backend)):
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name, value):
-        raise TypeError(f"PoolCache is read-only: a cache must stay as its forward returned it "
-                        f"(tried to set {name!r})")
-
-    def __delattr__(self, name):
-        raise TypeError(f"PoolCache is read-only: a cache must stay as its forward returned it "
-                        f"(tried to delete {name!r})")
-
-    def __reduce__(self):  # copy and pickle through __init__, as __setattr__ is closed
-        return (PoolCache, (self.kind, self.window, self.dtype, self.argmax, self.backend))
+        super().__init__(kind, window, dtype, argmax, backend)
 
     @property
     def out_shape(self):

@@ -42,10 +42,22 @@ def available_algorithms(window=None):
     return [name for name, fits in ALGORITHMS.items() if window is None or fits(window)]
 
 
-def _choose_algorithm(algorithm, window, filters):
+def _all_finite(a):
+    """False if `a` holds a NaN or an infinity (or finite values whose sum overflows)."""
+    return bool(np.isfinite(np.add.reduce(a, axis=None)))
+
+
+def _choose_algorithm(algorithm, window, filters, x, w):
     if algorithm == "auto":
         usable = available_algorithms(window)
-        if "winograd" in usable and min(window.channels, filters) < _WINOGRAD_MIN_CHANNELS:
+        # Winograd mixes each 4x4 input block into all four outputs of its tile, where
+        # the contributions of pixels outside an output's window cancel exactly, but
+        # inf - inf does not: an infinity in x would turn neighbouring outputs into NaN.
+        # "auto" keeps the direct method for such inputs (one cheap pass over x and w).
+        if "winograd" in usable and (
+            min(window.channels, filters) < _WINOGRAD_MIN_CHANNELS
+            or not (_all_finite(x) and _all_finite(w))
+        ):
             usable.remove("winograd")
         return usable[0]
     if algorithm not in ALGORITHMS:
@@ -111,7 +123,6 @@ def _forward_compiled(x, w, b, window, algorithm):
     if out.size == 0 or patch == 0:  # nothing to multiply: the output is the bias
         out[...] = 0 if b is None else b.reshape(1, filters, 1, 1)
         return out
-    _check_blas_limits(window, filters)
     if algorithm == "winograd":
         _winograd_forward(x, w, b, out, window.padding)
         return out
@@ -127,41 +138,44 @@ def _forward_compiled(x, w, b, window, algorithm):
 
 def _winograd_forward(x, w, b, out, padding):
     """out = 3x3 stride-1 conv of x with w (+ b) by Winograd F(2x2, 3x3); out is overwritten."""
+    elements = 16
     batch, channels = x.shape[:2]
     filters = w.shape[0]
-    tiles_h, tiles_w = (out.shape[2] + 1) // 2, (out.shape[3] + 1) // 2
+    tiles_h, tiles_w = -(-out.shape[2] // 2), -(-out.shape[3] // 2)
     threads = get_num_threads()
-    row_bytes = 16 * (channels + filters) * tiles_w * x.itemsize
+    row_bytes = elements * (channels + filters) * tiles_w * x.itemsize
     budget = min(_WINOGRAD_BAND_BYTES, get_workspace_limit() // threads)
-    band_rows = int(min(max(1, budget // row_bytes), tiles_h))
-    bands = -(-tiles_h // band_rows)
+    rows = batch * tiles_h  # bands of tile rows run on across images
+    band_rows = int(min(max(1, budget // row_bytes), -(-rows // threads)))
+    bands = -(-rows // band_rows)
+    band_rows = -(-rows // bands)  # the same number of bands, evened out
     direct_flops = 2 * batch * filters * channels * 9 * out.shape[2] * out.shape[3]
-    if batch * bands < threads or direct_flops < _MIN_PARALLEL_FLOPS:
+    if bands < threads or direct_flops < _MIN_PARALLEL_FLOPS:
         threads = 1
-    transformed = np.empty((16, filters, channels), dtype=x.dtype)
+    transformed = np.empty((elements, filters, channels), dtype=x.dtype)
     _dispatch._winograd.transform_weights(w, transformed)
     ntiles = band_rows * tiles_w
-    # The 16 planes of a work buffer are written (inputs) and read (products) in step. Planes
+    # The planes of a work buffer are written (inputs) and read (products) in step. Planes
     # a multiple of 4 KiB apart would all map to the same cache sets, so each is offset by a
     # cache line.
     skew = 64 // x.itemsize
-    with scratch((threads, 16, channels * ntiles + skew), x.dtype) as inputs, \
-            scratch((threads, 16, filters * ntiles + skew), x.dtype) as products:
-        inputs = inputs[:, :, : channels * ntiles].reshape(threads, 16, channels, ntiles)
-        products = products[:, :, : filters * ntiles].reshape(threads, 16, filters, ntiles)
+    with scratch((threads, elements, channels * ntiles + skew), x.dtype) as inputs, \
+            scratch((threads, elements, filters * ntiles + skew), x.dtype) as products:
+        inputs = inputs[:, :, : channels * ntiles].reshape(threads, elements, channels, ntiles)
+        products = products[:, :, : filters * ntiles].reshape(threads, elements, filters, ntiles)
         _run(_dispatch._winograd.forward, threads, x, transformed, b, out, inputs, products,
              *padding, band_rows)
 
 
-def _backward_compiled(dout, x, w, window, algorithm):
+def _backward_compiled(dout, x, w, window, algorithm, automatic):
     filters = w.shape[0]
     patch = window.channels * window.kernel_height * window.kernel_width
     if dout.size == 0 or x.size == 0 or patch == 0:
         return np.zeros_like(x), np.zeros_like(w)
-    _check_blas_limits(window, filters)
     threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
-    winograd = algorithm == "winograd"
+    # backward-data by Winograd too, unless "auto" chose it and dout is not finite
+    winograd = algorithm == "winograd" and (not automatic or _all_finite(dout))
     dx = np.empty_like(x)
     dweight = np.zeros((threads, filters, patch), dtype=x.dtype)
     with scratch((threads, 0 if direct else patch, band_rows * window.out_width), x.dtype) as workspace:
@@ -198,14 +212,17 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, *, backend="auto", algorit
     """
     window = conv2d_inputs(x, w, b, stride, padding)
     backend = _dispatch.resolve(backend)
-    algorithm = _choose_algorithm(algorithm, window, w.shape[0])
+    automatic = algorithm == "auto"
+    algorithm = _choose_algorithm(algorithm, window, w.shape[0], x, w)
+    if backend == "cython":  # before any copy or allocation
+        _check_blas_limits(window, w.shape[0])
     x, w = contiguous(x), contiguous(w)
     b = None if b is None else contiguous(b)
     if backend == "reference":
         out = _reference_forward(x, w, b, window)
     else:
         out = _forward_compiled(x, w, b, window, algorithm)
-    return out, ConvCache(x, w, b is not None, window, backend, algorithm)
+    return out, ConvCache(x, w, b is not None, window, backend, algorithm, automatic)
 
 
 def conv2d_backward(dout, cache):
@@ -220,6 +237,7 @@ def conv2d_backward(dout, cache):
     dout = contiguous(dout)
     if cache.backend == "reference":
         return _reference_backward(dout, cache.x, cache.weight, cache.has_bias, cache.window)
-    dx, dw = _backward_compiled(dout, cache.x, cache.weight, cache.window, cache.algorithm)
+    dx, dw = _backward_compiled(dout, cache.x, cache.weight, cache.window, cache.algorithm,
+                                cache.automatic)
     db = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
     return dx, dw, db

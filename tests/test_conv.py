@@ -145,6 +145,53 @@ def test_winograd_matches_reference(x_shape, w_shape, padding, dtype):
         assert_close(got, want, tolerance)
 
 
+def _with_infinity(shape, dtype, seed, index):
+    a = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+    a[index] = np.inf
+    return a
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_auto_keeps_the_direct_method_for_non_finite_inputs():
+    w = np.random.default_rng(1).standard_normal((16, 16, 3, 3))
+    finite = np.random.default_rng(2).standard_normal((2, 16, 8, 8))
+    assert fastconv.conv2d_forward(finite, w, None, 1, 1)[1].algorithm == "winograd"
+    x = _with_infinity((2, 16, 8, 8), np.float64, 3, (0, 5, 3, 4))
+    out, cache = fastconv.conv2d_forward(x, w, None, 1, 1)
+    assert cache.algorithm == "im2col"
+    expected, _ = reference.conv2d_forward(x, w, None, 1, 1)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+    bad_w = w.copy()
+    bad_w[3, 2, 1, 1] = -np.inf
+    assert fastconv.conv2d_forward(finite, bad_w, None, 1, 1)[1].algorithm == "im2col"
+    # a non-finite dout: backward-data leaves Winograd too, gradients as the reference's
+    out, cache = fastconv.conv2d_forward(finite, w, None, 1, 1)
+    _, ref_cache = reference.conv2d_forward(finite, w, None, 1, 1)
+    dout = _with_infinity(out.shape, np.float64, 4, (1, 7, 2, 2))
+    dx, dw, _ = fastconv.conv2d_backward(dout, cache)
+    want_dx, want_dw, _ = reference.conv2d_backward(dout, ref_cache)
+    for got, want in ((dx, want_dx), (dw, want_dw)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_explicit_winograd_never_makes_an_infinity_finite(dtype):
+    """Documented: explicit Winograd may give NaN where the direct method gives +-inf, and
+    NaN in the outputs sharing an infinity's tile; it never turns them finite, and every
+    finite output it gives is right."""
+    x = _with_infinity((1, 16, 8, 8), dtype, 5, (0, 4, 3, 5))
+    w = np.random.default_rng(6).standard_normal((16, 16, 3, 3)).astype(dtype)
+    out, _ = fastconv.conv2d_forward(x, w, None, 1, 1, algorithm="winograd")
+    expected, _ = reference.conv2d_forward(x, w, None, 1, 1)
+    assert np.all(~np.isfinite(out[~np.isfinite(expected)]))
+    finite = np.isfinite(out)
+    assert finite.sum() > out.size // 2
+    assert_close(out[finite], expected[finite], WINOGRAD_TOLERANCE[np.dtype(dtype)])
+
+
 def test_winograd_with_small_workspace_and_one_thread(monkeypatch):
     monkeypatch.setattr(fastconv.conv, "_MIN_PARALLEL_FLOPS", 0)
     x, w, b = _inputs((3, 16, 20, 18), (16, 16, 3, 3), np.float64)

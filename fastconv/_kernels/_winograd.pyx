@@ -42,17 +42,22 @@ def transform_weights(const floating[:, :, :, ::1] weight, floating[:, :, ::1] t
 
 
 cdef inline void transform_input_tiles(
-        const floating[:, :, :, ::1] x, Py_ssize_t image, Py_ssize_t pad_h, Py_ssize_t pad_w,
-        Py_ssize_t tile_row_start, Py_ssize_t tile_row_stop, Py_ssize_t tiles_w,
+        const floating[:, :, :, ::1] x, Py_ssize_t pad_h, Py_ssize_t pad_w,
+        Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
         floating[:, :, :] v) noexcept nogil:
-    """v[(i, j), c, t] = (B^T d B)[i, j] for the 4x4 input block d of each tile t in the band."""
+    """v[(i, j), c, t] = (B^T d B)[i, j] for the 4x4 input block d of each tile t in the band.
+
+    A band is the rows of tiles [band_start, band_stop) counted across the whole batch.
+    """
     cdef Py_ssize_t channels = x.shape[1], height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t c, tile_row, tile_col, t, i, j, row0, col0, r, q
+    cdef Py_ssize_t c, band_row, image, tile_row, tile_col, t, i, j, row0, col0, r, q
     cdef floating d[4][4]
     cdef floating s[4][4]   # B^T d
     for c in range(channels):
         t = 0
-        for tile_row in range(tile_row_start, tile_row_stop):
+        for band_row in range(band_start, band_stop):  # rows of tiles, across images
+            image = band_row // tiles_h
+            tile_row = band_row - image * tiles_h
             row0 = 2 * tile_row - pad_h
             for tile_col in range(tiles_w):
                 col0 = 2 * tile_col - pad_w
@@ -84,17 +89,19 @@ cdef inline void transform_input_tiles(
 
 cdef inline void transform_output_tiles(
         const floating[:, :, :] m, const floating[::1] bias, bint has_bias,
-        Py_ssize_t tile_row_start, Py_ssize_t tile_row_stop, Py_ssize_t tiles_w,
-        floating[:, :, :, ::1] out, Py_ssize_t image) noexcept nogil:
+        Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
+        floating[:, :, :, ::1] out) noexcept nogil:
     """out[image, f, 2x2 tile] = A^T m A (+ bias), dropping the rows/columns past the output edge."""
     cdef Py_ssize_t filters = out.shape[1], out_height = out.shape[2], out_width = out.shape[3]
-    cdef Py_ssize_t f, tile_row, tile_col, t, i, row0, col0
+    cdef Py_ssize_t f, band_row, image, tile_row, tile_col, t, i, row0, col0
     cdef floating s[2][4]   # A^T m
     cdef floating y00, y01, y10, y11, offset
     for f in range(filters):
         offset = bias[f] if has_bias else 0
         t = 0
-        for tile_row in range(tile_row_start, tile_row_stop):
+        for band_row in range(band_start, band_stop):  # rows of tiles, across images
+            image = band_row // tiles_h
+            tile_row = band_row - image * tiles_h
             row0 = 2 * tile_row
             for tile_col in range(tiles_w):
                 col0 = 2 * tile_col
@@ -123,31 +130,32 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
 
     transformed_weight: (16, F, C) from transform_weights. Work buffers per thread:
     input_work (threads, 16, C, band tiles), product_work (threads, 16, F, band tiles),
-    band tiles = band_tile_rows * ceil(OW / 2). Their rows must be contiguous; the planes
-    may be spaced freely (the caller skews them apart to avoid cache-set conflicts).
+    band tiles = band_tile_rows * ceil(OW / 2); bands of tile rows run on across images.
+    Their rows must be contiguous; the planes may be spaced
+    freely (the caller skews them apart to avoid cache-set conflicts).
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t filters = out.shape[1]
     cdef Py_ssize_t tiles_h = (out.shape[2] + 1) // 2, tiles_w = (out.shape[3] + 1) // 2
-    cdef Py_ssize_t bands = (tiles_h + band_tile_rows - 1) // band_tile_rows
-    cdef Py_ssize_t task, image, tile_row_start, tile_row_stop, element
+    cdef Py_ssize_t task, band_start, band_stop, element
+    cdef Py_ssize_t rows = batch * tiles_h
+    cdef Py_ssize_t bands = (rows + band_tile_rows - 1) // band_tile_rows
     cdef int ntiles, tid = 0
     cdef int ld_input = input_work.strides[2] // sizeof(floating)
     cdef int ld_product = product_work.strides[2] // sizeof(floating)
     cdef bint has_bias = bias is not None
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
-        for task in prange(batch * bands, schedule="static"):
-            image = task // bands
-            tile_row_start = (task % bands) * band_tile_rows
-            tile_row_stop = min(tile_row_start + band_tile_rows, tiles_h)
-            ntiles = (tile_row_stop - tile_row_start) * tiles_w
-            transform_input_tiles(x, image, pad_h, pad_w, tile_row_start, tile_row_stop,
-                                  tiles_w, input_work[tid])
+        for task in prange(bands, schedule="static"):
+            band_start = task * band_tile_rows
+            band_stop = min(band_start + band_tile_rows, rows)
+            ntiles = (band_stop - band_start) * tiles_w
+            transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
+                                  input_work[tid])
             for element in range(16):
                 gemm(False, False, filters, ntiles, channels, 1,
                      &transformed_weight[element, 0, 0], channels,
                      &input_work[tid, element, 0, 0], ld_input,
                      0, &product_work[tid, element, 0, 0], ld_product)
-            transform_output_tiles(product_work[tid], bias, has_bias, tile_row_start,
-                                   tile_row_stop, tiles_w, out, image)
+            transform_output_tiles(product_work[tid], bias, has_bias, band_start, band_stop,
+                                   tiles_h, tiles_w, out)

@@ -8,7 +8,7 @@ from .im2col import output_positions, pad_images
 
 def _forward(x, w, b, window):
     filters = w.shape[0]
-    weight_rows = w.reshape(filters, -1)
+    weight_rows = w.reshape(filters, window.channels * window.kernel_height * window.kernel_width)
     padded = pad_images(x, window)
     out = np.empty((window.batch, filters, window.out_height, window.out_width), dtype=x.dtype)
     for n, oh, ow, top, left in output_positions(window):
@@ -21,7 +21,7 @@ def _forward(x, w, b, window):
 
 def _backward(dout, x, w, has_bias, window):
     filters = w.shape[0]
-    weight_rows = w.reshape(filters, -1)
+    weight_rows = w.reshape(filters, window.channels * window.kernel_height * window.kernel_width)
     padded = pad_images(x, window)
     dpadded = np.zeros_like(padded)
     dweight_rows = np.zeros_like(weight_rows)
