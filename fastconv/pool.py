@@ -13,7 +13,7 @@ from ._validate import check_dout, check_pool_cache, contiguous, pool2d_inputs
 from .reference import pool as reference
 
 # Below this many input elements a call takes some microseconds: one thread, no waking others.
-_PARALLEL_MIN_ELEMENTS = 2**15
+_PARALLEL_MIN_ELEMENTS = 2**17
 
 
 def _threads(window):

@@ -128,6 +128,7 @@ def test_stride_defaults_to_kernel_size(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_many_planes_and_threads_agree(kind, monkeypatch):
     """Above the parallel threshold, 1 and 2 threads give the same bits as the reference."""
+    monkeypatch.setattr(fastconv.pool, "_PARALLEL_MIN_ELEMENTS", 0)  # small input, still parallel
     forward, backward = _forward(kind)
     x = np.random.default_rng(5).standard_normal((6, 7, 30, 29)).astype(np.float32)
     dout = None
@@ -135,6 +136,7 @@ def test_many_planes_and_threads_agree(kind, monkeypatch):
     for threads in (1, 2):
         monkeypatch.setattr(fastconv._config, "_num_threads", threads)
         out, cache = forward(x, 3, 2, 1, backend="cython")
+        assert fastconv.pool._threads(cache.window) == threads
         if dout is None:
             dout = np.random.default_rng(6).standard_normal(out.shape).astype(np.float32)
         results.append((out, backward(dout, cache)))
