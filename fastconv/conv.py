@@ -91,6 +91,11 @@ def _check_blas_limits(window, filters):
 _MIN_PARALLEL_FLOPS = 10_000_000
 
 
+# Band sizing (im2col algorithm), measured on the benchmark suite: see _plan.
+_BAND_BYTES = 128 * 2**10
+_BAND_MIN_COLUMNS = 256
+
+
 def _plan(window, filters, itemsize):
     """Threads and band height for one call: (num_threads, band_rows).
 
@@ -104,8 +109,11 @@ def _plan(window, filters, itemsize):
     if window.batch < threads or flops < _MIN_PARALLEL_FLOPS:
         threads = 1
     row_bytes = max(1, patch * window.out_width * itemsize)
-    band_rows = get_workspace_limit() // threads // row_bytes
-    return threads, int(min(max(1, band_rows), window.out_height))
+    # A band small enough to stay in cache between its im2col and its GEMM, wide enough
+    # (in columns) for the GEMM to run at speed; never past the workspace budget.
+    wanted = max(_BAND_BYTES // row_bytes, -(-_BAND_MIN_COLUMNS // window.out_width))
+    allowed = get_workspace_limit() // threads // row_bytes
+    return threads, int(min(max(1, min(wanted, allowed)), window.out_height))
 
 
 def _run(kernel, threads, *args):
