@@ -96,12 +96,16 @@ _BAND_BYTES = 128 * 2**10
 _BAND_MIN_COLUMNS = 256
 
 
-def _plan(window, filters, itemsize):
+def _plan(window, filters, itemsize, cache_sized):
     """Threads and band height for one call: (num_threads, band_rows).
 
     Work is split into bands of output rows whose im2col buffer fits one thread's share
-    of the workspace budget. With fewer tasks than threads the kernel runs on one thread
-    and BLAS keeps its own threads.
+    of the workspace budget; `cache_sized` bands are smaller still (the forward's). With
+    fewer tasks than threads the kernel runs on one thread and BLAS keeps its own threads.
+
+    The backward keeps whole-image bands where the budget allows: its GEMMs on a band of
+    dout are strided, and for those the BLAS here (OpenBLAS 0.3.30) gave last-bit
+    differences between a call from the main thread and from another thread.
     """
     threads = get_num_threads()
     patch = window.channels * window.kernel_height * window.kernel_width
@@ -111,8 +115,8 @@ def _plan(window, filters, itemsize):
     row_bytes = max(1, patch * window.out_width * itemsize)
     # A band small enough to stay in cache between its im2col and its GEMM, wide enough
     # (in columns) for the GEMM to run at speed; never past the workspace budget.
-    wanted = max(_BAND_BYTES // row_bytes, -(-_BAND_MIN_COLUMNS // window.out_width))
     allowed = get_workspace_limit() // threads // row_bytes
+    wanted = max(_BAND_BYTES // row_bytes, -(-_BAND_MIN_COLUMNS // window.out_width)) if cache_sized else allowed
     return threads, int(min(max(1, min(wanted, allowed)), window.out_height))
 
 
@@ -134,7 +138,7 @@ def _forward_compiled(x, w, b, window, algorithm):
     if algorithm == "winograd":
         _winograd_forward(x, w, b, out, window.padding)
         return out
-    threads, band_rows = _plan(window, filters, x.itemsize)
+    threads, band_rows = _plan(window, filters, x.itemsize, cache_sized=True)
     direct = algorithm == "gemm-1x1"
     if direct:
         band_rows = window.out_height
@@ -180,7 +184,7 @@ def _backward_compiled(dout, x, w, window, algorithm, automatic):
     patch = window.channels * window.kernel_height * window.kernel_width
     if dout.size == 0 or x.size == 0 or patch == 0:
         return np.zeros_like(x), np.zeros_like(w)
-    threads, band_rows = _plan(window, filters, x.itemsize)
+    threads, band_rows = _plan(window, filters, x.itemsize, cache_sized=False)
     direct = algorithm == "gemm-1x1"
     # backward-data by Winograd too, unless "auto" chose it and dout is not finite
     winograd = algorithm == "winograd" and (not automatic or _all_finite(dout))
