@@ -6,25 +6,16 @@ from threadpoolctl import threadpool_info
 
 import fastconv
 
+from _helpers import with_layout
+
 BACKENDS = ("cython", "reference")
 LAYOUTS = ("C", "F", "strided", "broadcast", "readonly")
 
 
 def _laid_out(values, layout):
-    if layout == "C":
-        return np.ascontiguousarray(values)
-    if layout == "F":
-        return np.asfortranarray(values)
-    if layout == "strided":
-        big = np.zeros(tuple(2 * s for s in values.shape), values.dtype)
-        view = big[tuple(slice(None, None, 2) for _ in values.shape)]
-        view[...] = values
-        return view
     if layout == "broadcast":  # read-only, zero stride along the first axis
         return np.broadcast_to(values[:1], values.shape)
-    out = np.array(values)
-    out.flags.writeable = False
-    return out
+    return with_layout(values, layout)
 
 
 def _random(shape, seed, dtype=np.float32):
