@@ -1,6 +1,9 @@
 """Input checks shared by every public op: ValueError/TypeError that name the argument and shapes."""
 import numpy as np
 
+from ._cache import PoolCache
+from ._shapes import window2d
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -64,8 +67,6 @@ def contiguous(a):
 
 def conv2d_inputs(x, w, b, stride, padding):
     """Check conv2d_forward's arguments; return the Window2d geometry."""
-    from ._shapes import window2d
-
     check_array(x, "x", 4, "(N, C, H, W)")
     check_array(w, "w", 4, "(F, C, KH, KW)")
     if b is not None:
@@ -86,16 +87,12 @@ def conv2d_inputs(x, w, b, stride, padding):
 
 def window_inputs(x, kernel_size, stride, padding):
     """Check an (N, C, H, W) input and window arguments; return the Window2d geometry."""
-    from ._shapes import window2d
-
     check_array(x, "x", 4, "(N, C, H, W)")
     return window2d(x.shape, kernel_size, stride, padding)
 
 
 def col2im_inputs(cols, x_shape, kernel_size, stride, padding):
     """Check col2im's arguments; return the Window2d geometry of the image batch."""
-    from ._shapes import window2d
-
     check_array(cols, "cols", 2, "(C*KH*KW, N*OH*OW)")
     if not isinstance(x_shape, (tuple, list)) or len(x_shape) != 4 or not all(
         isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) and s >= 0
@@ -123,8 +120,6 @@ def pool2d_inputs(x, kernel_size, stride, padding):
     dimension (so every window holds at least one input element), and x must have a
     non-zero height and width.
     """
-    from ._shapes import window2d
-
     check_array(x, "x", 4, "(N, C, H, W)")
     if x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"x must have a non-zero height and width, got shape {x.shape}")
@@ -139,8 +134,6 @@ def pool2d_inputs(x, kernel_size, stride, padding):
 
 def check_pool_cache(cache, kind):
     """Check that `cache` is a PoolCache from the forward of this kind ("max" or "avg")."""
-    from ._cache import PoolCache
-
     function_name = f"{kind}_pool2d_forward"
     check_cache(cache, PoolCache, function_name)
     if cache.kind != kind:
