@@ -23,6 +23,42 @@ cdef inline void valid_columns(Py_ssize_t kernel_col, Py_ssize_t width, Py_ssize
     stop[0] = hi
 
 
+cdef inline void gather(floating* dst, const floating* src, Py_ssize_t count,
+                        Py_ssize_t stride) noexcept nogil:
+    """dst[i] = src[i * stride] for i < count. The common strides get loops of their own,
+    which the compiler vectorises (a literal stride); the general loop stays scalar."""
+    cdef Py_ssize_t i
+    if stride == 1:
+        memcpy(dst, src, count * sizeof(floating))
+    elif stride == 2:
+        for i in range(count):
+            dst[i] = src[2 * i]
+    elif stride == 4:
+        for i in range(count):
+            dst[i] = src[4 * i]
+    else:
+        for i in range(count):
+            dst[i] = src[i * stride]
+
+
+cdef inline void scatter_add(floating* dst, const floating* src, Py_ssize_t count,
+                             Py_ssize_t stride) noexcept nogil:
+    """dst[i * stride] += src[i] for i < count: the adjoint of gather()."""
+    cdef Py_ssize_t i
+    if stride == 1:
+        for i in range(count):
+            dst[i] += src[i]
+    elif stride == 2:
+        for i in range(count):
+            dst[2 * i] += src[i]
+    elif stride == 4:
+        for i in range(count):
+            dst[4 * i] += src[i]
+    else:
+        for i in range(count):
+            dst[i * stride] += src[i]
+
+
 cdef inline void im2col_rows(
         const floating[:, :, :, ::1] x, Py_ssize_t image,
         Py_ssize_t kernel_height, Py_ssize_t kernel_width,
@@ -54,12 +90,8 @@ cdef inline void im2col_rows(
                         # the zero margins are at most the padding wide: plain loops beat calls
                         for ow in range(first):
                             dst[ow] = 0
-                        src = &x[image, c, in_row, first * stride_w + kw - pad_w]
-                        if stride_w == 1:
-                            memcpy(dst + first, src, (stop - first) * sizeof(floating))
-                        else:
-                            for ow in range(stop - first):
-                                dst[first + ow] = src[ow * stride_w]
+                        gather(dst + first, &x[image, c, in_row, first * stride_w + kw - pad_w],
+                               stop - first, stride_w)
                         for ow in range(stop, out_width):
                             dst[ow] = 0
                     dst = dst + out_width
@@ -87,13 +119,8 @@ cdef inline void col2im_rows(
                 for oh in range(row_start, row_stop):
                     in_row = oh * stride_h + kh - pad_h
                     if 0 <= in_row < height:
-                        dst = &dx[image, c, in_row, first * stride_w + kw - pad_w]
-                        if stride_w == 1:
-                            for ow in range(stop - first):
-                                dst[ow] += src[first + ow]
-                        else:
-                            for ow in range(stop - first):
-                                dst[ow * stride_w] += src[first + ow]
+                        scatter_add(&dx[image, c, in_row, first * stride_w + kw - pad_w],
+                                    src + first, stop - first, stride_w)
                     src = src + out_width
 
 
