@@ -140,11 +140,20 @@ def _forward_compiled(x, w, b, window, algorithm):
         return out
     threads, band_rows = _plan(window, filters, x.itemsize, cache_sized=True)
     direct = algorithm == "gemm-1x1"
+    weight = w.reshape(filters, patch)
+    depth = patch
     if direct:
         band_rows = window.out_height
-    with scratch((threads, 0 if direct else patch, band_rows * window.out_width), x.dtype) as workspace:
-        _run(_dispatch._conv.forward, threads, x, w, b, out, workspace, *window.stride,
-             *window.padding, band_rows, direct)
+        depth = 0
+    elif b is not None:
+        # the bias as one more column of the weights, against a row of ones under the
+        # im2col buffer: the GEMM adds it, with no separate pass over the output
+        weight = np.concatenate((weight, b.reshape(filters, 1)), axis=1)
+        depth, b = patch + 1, None
+    with scratch((threads, depth, band_rows * window.out_width), x.dtype) as workspace:
+        _run(_dispatch._conv.forward, threads, x, weight, window.kernel_height,
+             window.kernel_width, b, out, workspace, *window.stride, *window.padding,
+             band_rows, direct)
     return out
 
 

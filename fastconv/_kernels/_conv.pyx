@@ -23,24 +23,27 @@ cdef inline void fill_bias(floating[:, :, :, ::1] out, const floating[::1] bias,
                 out[image, f, oh, ow] = value
 
 
-def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] weight,
+def forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
+            Py_ssize_t kernel_height, Py_ssize_t kernel_width,
             const floating[::1] bias, floating[:, :, :, ::1] out,
             floating[:, :, ::1] workspace,
             Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
             Py_ssize_t band_rows, bint direct, int num_threads):
-    """out (N, F, OH, OW) = conv(x (N, C, H, W), weight (F, C, KH, KW)) [+ bias (F,)].
+    """out (N, F, OH, OW) = conv(x (N, C, H, W), weight) [+ bias (F,)].
 
-    workspace: (num_threads, C*KH*KW, band_rows*OW), unused when `direct` (a 1x1, stride-1,
-    unpadded convolution, which is a plain GEMM on x).
+    weight: (F, C*KH*KW), or (F, C*KH*KW + 1) with the bias as its last column: the
+    im2col buffer then gets a row of ones and the GEMM adds the bias (`bias` is then None).
+    workspace: (num_threads, weight.shape[1], band_rows*OW), unused when `direct` (a 1x1,
+    stride-1, unpadded convolution, which is a plain GEMM on x; `weight` is (F, C)).
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
     cdef Py_ssize_t filters = weight.shape[0]
-    cdef Py_ssize_t kernel_height = weight.shape[2], kernel_width = weight.shape[3]
     cdef Py_ssize_t out_height = out.shape[2], out_width = out.shape[3]
     cdef Py_ssize_t bands = (out_height + band_rows - 1) // band_rows
-    cdef Py_ssize_t task, image, row_start, row_stop
+    cdef Py_ssize_t task, image, row_start, row_stop, column
     cdef int patch = channels * kernel_height * kernel_width
+    cdef int depth = weight.shape[1]  # patch, or patch + 1 with the bias folded in
     cdef int plane = out_height * out_width
     cdef int ld_work = workspace.shape[2]
     cdef int ncols, tid = 0
@@ -48,6 +51,9 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] weight,
     cdef floating beta = 1 if has_bias else 0
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
+        if not direct and depth > patch:
+            for column in range(ld_work):
+                workspace[tid, patch, column] = 1
         for task in prange(batch * bands, schedule="static"):
             image = task // bands
             row_start = (task % bands) * band_rows
@@ -56,13 +62,13 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] weight,
             if has_bias:
                 fill_bias(out, bias, image, row_start, row_stop)
             if direct:
-                gemm(False, False, filters, ncols, channels, 1, &weight[0, 0, 0, 0], channels,
+                gemm(False, False, filters, ncols, channels, 1, &weight[0, 0], channels,
                      &x[image, 0, row_start, 0], height * width,
                      beta, &out[image, 0, row_start, 0], plane)
             else:
                 im2col_rows(x, image, kernel_height, kernel_width, stride_h, stride_w,
                             pad_h, pad_w, out_width, row_start, row_stop, workspace[tid], 0)
-                gemm(False, False, filters, ncols, patch, 1, &weight[0, 0, 0, 0], patch,
+                gemm(False, False, filters, ncols, depth, 1, &weight[0, 0], depth,
                      &workspace[tid, 0, 0], ld_work, beta, &out[image, 0, row_start, 0], plane)
 
 
