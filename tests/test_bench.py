@@ -117,6 +117,21 @@ def test_blocks_rotate_and_calls_are_counted():
     assert all(len(timing.times) == 6 for timing in timings.values())
 
 
+def test_every_block_starts_with_a_pause_and_untimed_calls(monkeypatch):
+    log = []
+    monkeypatch.setattr(runner.time, "sleep", lambda seconds: log.append(("pause", seconds)))
+    calls = {name: (lambda name=name: log.append(name)) for name in ("reference", "fastconv")}
+    settings = runner.Settings(blocks=2, block_seconds=1.0, max_calls_per_block=2,
+                               reference_budget=10.0, gemm_repeats=1, settle_seconds=0.25,
+                               block_warmup_seconds=1.0)
+    timings = runner.time_alternating(calls, settings)
+    pause = ("pause", 0.25)
+    r, f = ["reference"] * 4, ["fastconv"] * 4  # 2 untimed calls, then 2 timed ones
+    assert log[4:] == [pause] + r + [pause] + f + [pause] + f + [pause] + r
+    assert all(len(timing.times) == 4 for timing in timings.values())
+    assert runner.QUICK.settle_seconds >= 0.1 and runner.FULL.settle_seconds >= 0.1
+
+
 def test_slow_reference_is_skipped_not_extrapolated():
     settings = runner.Settings(blocks=2, block_seconds=0.001, max_calls_per_block=1,
                                reference_budget=0.0, gemm_repeats=1)

@@ -166,7 +166,9 @@ def notes(rows, *, machine, settings_name, settings, gemm_gflops, dtype, torch_n
         f"before the suite and after each case): {gemm_gflops:.1f} GFLOP/s; % GEMM = fastconv's "
         "GFLOP/s as a share of it",
         f"times: median per call over {settings.blocks} rounds of blocks in rotating order, after "
-        f"warm-up ({settings_name} settings); every implementation on the same arrays",
+        f"warm-up ({settings_name} settings), each block after a {settings.settle_seconds:g} s pause "
+        "for the thread pools of the block before to go idle and "
+        f"{settings.block_warmup_seconds:g} s of untimed calls; every implementation on the same arrays",
         "vs ref = reference ms / fastconv ms"
         + ("; fc/torch = fastconv ms / torch ms (< 1: fastconv faster)" if torch_note is None else ""),
         "GFLOP: 2*N*F*OH*OW*C*KH*KW for a conv forward, 3x that with the backward; '-' for pooling",

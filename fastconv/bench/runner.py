@@ -22,6 +22,13 @@ class Settings:
         (by its warm-up call), at least 1 and at most `max_calls_per_block`.
     reference_budget : seconds one reference call may take; slower operations are
         reported as skipped, never extrapolated.
+    settle_seconds : pause before each block. A thread pool that has just worked keeps its
+        threads spinning for a while: NumPy's OpenBLAS (which the reference uses) spins
+        about 0.1 s after a multi-threaded call on this machine, taking a core from
+        whatever runs next. The pause lets it go idle, so no block pays for the one before.
+    block_warmup_seconds : untimed calls at the start of each block, about this long (at
+        least one): after the pause, the first calls of an implementation whose threads
+        went to sleep run slowly while they wake up.
     """
 
     blocks: int
@@ -29,10 +36,14 @@ class Settings:
     max_calls_per_block: int
     reference_budget: float
     gemm_repeats: int
+    settle_seconds: float = 0.0
+    block_warmup_seconds: float = 0.0
 
 
-QUICK = Settings(blocks=3, block_seconds=0.08, max_calls_per_block=10, reference_budget=2.0, gemm_repeats=5)
-FULL = Settings(blocks=7, block_seconds=0.25, max_calls_per_block=50, reference_budget=10.0, gemm_repeats=11)
+QUICK = Settings(blocks=3, block_seconds=0.08, max_calls_per_block=10, reference_budget=2.0, gemm_repeats=5,
+                 settle_seconds=0.15, block_warmup_seconds=0.02)
+FULL = Settings(blocks=7, block_seconds=0.25, max_calls_per_block=50, reference_budget=10.0, gemm_repeats=11,
+                settle_seconds=0.15, block_warmup_seconds=0.02)
 TINY = Settings(blocks=2, block_seconds=0.002, max_calls_per_block=2, reference_budget=2.0, gemm_repeats=2)
 
 
@@ -141,9 +152,10 @@ def time_alternating(calls, settings, skip=None):
     whether it fits `settings.reference_budget`). Then `settings.blocks` rounds run, each
     giving every implementation one block of consecutive calls, in an order rotated by
     one each round (A B C, B C A, C A B, ...). A thread pool that has just finished keeps
-    spinning for a while and slows whatever runs next; blocks and rotation spread that
-    cost over all implementations instead of always charging the same one. Every call
-    is timed on its own; the median is taken per implementation.
+    spinning for a while and slows whatever runs next: each block starts after a pause of
+    `settle_seconds` for it to go idle, then makes untimed calls for about
+    `block_warmup_seconds`, and the rotation spreads what remains over all implementations.
+    Every call is timed on its own; the median is taken per implementation.
 
     skip : {name: reason} for implementations not to run at all.
     Returns {name: Timing}.
@@ -151,6 +163,7 @@ def time_alternating(calls, settings, skip=None):
     skip = dict(skip or {})
     timings = {name: Timing(skipped=reason) for name, reason in skip.items() if name in calls}
     calls_per_block = {}
+    warmup_calls = {}
     with _gc_paused():
         for name, function in calls.items():
             if name in skip:
@@ -167,12 +180,20 @@ def time_alternating(calls, settings, skip=None):
             calls_per_block[name] = int(
                 min(max(1, settings.block_seconds // max(estimate, 1e-9)), settings.max_calls_per_block)
             )
+            warmup_calls[name] = 0 if not settings.block_warmup_seconds else int(
+                min(max(1, settings.block_warmup_seconds // max(estimate, 1e-9)),
+                    settings.max_calls_per_block)
+            )
         order = list(calls_per_block)
         samples = {name: [] for name in order}
         for block in range(settings.blocks):
             shift = block % len(order) if order else 0
             for name in order[shift:] + order[:shift]:
                 function = calls[name]
+                if settings.settle_seconds:
+                    time.sleep(settings.settle_seconds)
+                for _ in range(warmup_calls[name]):
+                    function()
                 samples[name].extend(_timed(function) for _ in range(calls_per_block[name]))
     for name in order:
         timings[name] = Timing(times=samples[name])
