@@ -255,3 +255,16 @@ def test_module_entry_point_runs():
     listed = completed.stdout.splitlines()
     assert len(listed) == len(suite.all_cases())
     assert "vgg-3x3-b256" in listed[len(suite.CONV_CASES) - 1] and "full run only" in listed[len(suite.CONV_CASES) - 1]
+
+
+def test_mixed_step_script_runs():
+    # bench/mixed_step.py: a training step mixing fastconv kernels and NumPy matmuls
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "mixed_step.py")
+    package_root = os.path.dirname(os.path.dirname(fastconv.__file__))
+    environment = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    completed = subprocess.run(
+        [sys.executable, script, "--batch", "2", "--steps", "2", "--rounds", "2"],
+        capture_output=True, text=True, env=environment, timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "batch 2," in completed.stdout and completed.stdout.count(".") >= 2
