@@ -122,17 +122,38 @@ def _blas_controller():
     return _controller
 
 
+def _release_openblas_control():
+    """Let the calling thread change OpenBLAS's thread count.
+
+    threadpoolctl (3.8 and later) lets only one "controlling" Python thread change a
+    process-wide OpenBLAS pool: the first to do so, until it is released; calls from any
+    other thread are silently ignored. Left held by one thread, fastconv calls made from
+    another thread would run BLAS multi-threaded inside the kernels' own threads (more
+    threads than cores, and other rounding). fastconv changes the limit only under its
+    own lock, so it releases control before and after each change.
+    """
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:
+        return
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:  # older threadpoolctl: every thread may set the limit
+        clear(force=True)
+
+
 @contextmanager
 def single_threaded_blas():
     """Run the body with every loaded BLAS limited to one thread.
 
     Used around kernels that call BLAS from inside their own OpenMP threads, so the
-    two thread pools do not oversubscribe the cores.
+    two thread pools do not oversubscribe the cores. Works from any Python thread.
     """
     global _holders, _limiter
     with _lock:
         if _holders == 0:
+            _release_openblas_control()
             _limiter = _blas_controller().limit(limits=1)
+            _release_openblas_control()
         _holders += 1
     try:
         yield
@@ -140,5 +161,7 @@ def single_threaded_blas():
         with _lock:
             _holders -= 1
             if _holders == 0:
+                _release_openblas_control()
                 _limiter.restore_original_limits()
+                _release_openblas_control()
                 _limiter = None

@@ -1,4 +1,6 @@
 """Run-time settings: thread count, workspace budget, the scratch pool."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -48,3 +50,54 @@ def test_scratch_handles_empty_shapes():
     pool = _config._ScratchPool()
     with pool.borrow((2, 0, 7), np.float32) as empty:
         assert empty.shape == (2, 0, 7)
+
+
+def _blas_thread_counts():
+    from threadpoolctl import threadpool_info
+
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_blas_is_single_threaded_inside_kernels_called_from_any_python_thread():
+    # threadpoolctl >= 3.8 ignores OpenBLAS limits set from any Python thread but the one
+    # that set one first, unless released: a call from a worker thread after one from the
+    # main thread used to run BLAS multi-threaded inside the kernels' OpenMP threads
+    from fastconv._config import single_threaded_blas
+
+    before = _blas_thread_counts()
+    seen = []
+
+    def worker():
+        with single_threaded_blas():
+            seen.append(_blas_thread_counts())
+
+    for _ in range(2):
+        with single_threaded_blas():  # the main thread first
+            seen.append(_blas_thread_counts())
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+    assert len(seen) == 4 and all(counts and set(counts) == {1} for counts in seen), seen
+    assert _blas_thread_counts() == before  # and restored afterwards
+
+
+def test_conv_from_another_python_thread_matches_the_main_thread_bit_for_bit():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 3, 99, 99))  # big enough for threads and BLAS threads
+    w = rng.standard_normal((32, 3, 11, 11))
+    saved = fastconv.get_num_threads()
+    fastconv.set_num_threads(2)
+    try:
+        def call():
+            out, cache = fastconv.conv2d_forward(x, w, None, 4, 0, algorithm="im2col")
+            return (out,) + fastconv.conv2d_backward(np.cos(out), cache)[:2]
+
+        main = call()
+        results = []
+        thread = threading.Thread(target=lambda: results.append(call()))
+        thread.start()
+        thread.join()
+    finally:
+        fastconv.set_num_threads(saved)
+    for got, want in zip(results[0], main):
+        np.testing.assert_array_equal(got, want)
