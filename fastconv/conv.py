@@ -96,16 +96,12 @@ _BAND_BYTES = 128 * 2**10
 _BAND_MIN_COLUMNS = 256
 
 
-def _plan(window, filters, itemsize, cache_sized):
-    """Threads and band height for one call: (num_threads, band_rows).
+def _plan(window, filters, itemsize):
+    """Threads and band height for one im2col call: (num_threads, band_rows).
 
-    Work is split into bands of output rows whose im2col buffer fits one thread's share
-    of the workspace budget; `cache_sized` bands are smaller still (the forward's). With
+    Work is split into bands of output rows whose im2col buffer stays in cache between
+    its im2col and its GEMM (and within one thread's share of the workspace budget). With
     fewer tasks than threads the kernel runs on one thread and BLAS keeps its own threads.
-
-    The backward keeps whole-image bands where the budget allows: its GEMMs on a band of
-    dout are strided, and for those the BLAS here (OpenBLAS 0.3.30) gave last-bit
-    differences between a call from the main thread and from another thread.
     """
     threads = get_num_threads()
     patch = window.channels * window.kernel_height * window.kernel_width
@@ -116,7 +112,7 @@ def _plan(window, filters, itemsize, cache_sized):
     # A band small enough to stay in cache between its im2col and its GEMM, wide enough
     # (in columns) for the GEMM to run at speed; never past the workspace budget.
     allowed = get_workspace_limit() // threads // row_bytes
-    wanted = max(_BAND_BYTES // row_bytes, -(-_BAND_MIN_COLUMNS // window.out_width)) if cache_sized else allowed
+    wanted = max(_BAND_BYTES // row_bytes, -(-_BAND_MIN_COLUMNS // window.out_width))
     return threads, int(min(max(1, min(wanted, allowed)), window.out_height))
 
 
@@ -138,7 +134,7 @@ def _forward_compiled(x, w, b, window, algorithm):
     if algorithm == "winograd":
         _winograd_forward(x, w, b, out, window.padding)
         return out
-    threads, band_rows = _plan(window, filters, x.itemsize, cache_sized=True)
+    threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
     weight = w.reshape(filters, patch)
     depth = patch
@@ -193,7 +189,7 @@ def _backward_compiled(dout, x, w, window, algorithm, automatic):
     patch = window.channels * window.kernel_height * window.kernel_width
     if dout.size == 0 or x.size == 0 or patch == 0:
         return np.zeros_like(x), np.zeros_like(w)
-    threads, band_rows = _plan(window, filters, x.itemsize, cache_sized=False)
+    threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
     # backward-data by Winograd too, unless "auto" chose it and dout is not finite
     winograd = algorithm == "winograd" and (not automatic or _all_finite(dout))
