@@ -109,36 +109,36 @@ def scratch(shape, dtype):
 # setting, so it is taken by the first caller in and given back by the last one out.
 _lock = threading.Lock()
 _holders = 0
-_limiter = None
-_controller = None
+_restore = None  # [(library controller, its thread count before the limit)]
+_libraries = None
+_clear_control = None
 
 
-def _blas_controller():
-    global _controller
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController
+def _blas_libraries():
+    """threadpoolctl's controllers of the loaded BLAS libraries (looked up once)."""
+    global _libraries, _clear_control
+    if _libraries is None:
+        import threadpoolctl
 
-        _controller = ThreadpoolController().select(user_api="blas")
-    return _controller
+        # threadpoolctl 3.8 and later let only one "controlling" Python thread change a
+        # process-wide OpenBLAS pool: the first to do so, until it is released; calls from
+        # any other thread are silently ignored. Left held by one thread, fastconv calls
+        # made from another would run BLAS multi-threaded inside the kernels' own threads
+        # (more threads than cores, and other rounding). fastconv changes the limit only
+        # under its own lock, and releases control before and after each change.
+        controller = getattr(threadpoolctl, "OpenBLASController", None)
+        _clear_control = getattr(controller, "clear_controlling_thread", None)
+        _libraries = threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
+    return _libraries
 
 
-def _release_openblas_control():
-    """Let the calling thread change OpenBLAS's thread count.
-
-    threadpoolctl (3.8 and later) lets only one "controlling" Python thread change a
-    process-wide OpenBLAS pool: the first to do so, until it is released; calls from any
-    other thread are silently ignored. Left held by one thread, fastconv calls made from
-    another thread would run BLAS multi-threaded inside the kernels' own threads (more
-    threads than cores, and other rounding). fastconv changes the limit only under its
-    own lock, so it releases control before and after each change.
-    """
-    try:
-        from threadpoolctl import OpenBLASController
-    except ImportError:
-        return
-    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
-    if clear is not None:  # older threadpoolctl: every thread may set the limit
-        clear(force=True)
+def _set_threads(changes):
+    if _clear_control is not None:
+        _clear_control(force=True)
+    for library, count in changes:
+        library.set_num_threads(count)
+    if _clear_control is not None:
+        _clear_control(force=True)
 
 
 @contextmanager
@@ -148,12 +148,12 @@ def single_threaded_blas():
     Used around kernels that call BLAS from inside their own OpenMP threads, so the
     two thread pools do not oversubscribe the cores. Works from any Python thread.
     """
-    global _holders, _limiter
+    global _holders, _restore
     with _lock:
         if _holders == 0:
-            _release_openblas_control()
-            _limiter = _blas_controller().limit(limits=1)
-            _release_openblas_control()
+            counts = [(library, library.get_num_threads()) for library in _blas_libraries()]
+            _restore = [(library, count) for library, count in counts if count != 1]
+            _set_threads([(library, 1) for library, _ in _restore])
         _holders += 1
     try:
         yield
@@ -161,7 +161,5 @@ def single_threaded_blas():
         with _lock:
             _holders -= 1
             if _holders == 0:
-                _release_openblas_control()
-                _limiter.restore_original_limits()
-                _release_openblas_control()
-                _limiter = None
+                _set_threads(_restore)
+                _restore = None
