@@ -1,4 +1,6 @@
 """conv2d forward/backward: validate, choose backend and algorithm, run the kernel."""
+from contextlib import contextmanager
+
 import numpy as np
 
 from . import _dispatch
@@ -153,35 +155,73 @@ def _forward_compiled(x, w, b, window, algorithm):
     return out
 
 
-def _winograd_forward(x, w, b, out, padding):
-    """out = 3x3 stride-1 conv of x with w (+ b) by Winograd F(2x2, 3x3); out is overwritten."""
+def _winograd_plan(batch, channels, filters, out_height, out_width, itemsize):
+    """Threads and band height (in rows of 2x2 tiles, run on across images) for a Winograd
+    pass: (num_threads, band_rows, tiles_w). A band's transformed tiles, channels and
+    filters, stay near _WINOGRAD_BAND_BYTES per thread."""
     elements = 16
-    batch, channels = x.shape[:2]
-    filters = w.shape[0]
-    tiles_h, tiles_w = -(-out.shape[2] // 2), -(-out.shape[3] // 2)
+    tiles_h, tiles_w = -(-out_height // 2), -(-out_width // 2)
     threads = get_num_threads()
-    row_bytes = elements * (channels + filters) * tiles_w * x.itemsize
+    row_bytes = elements * (channels + filters) * tiles_w * itemsize
     budget = min(_WINOGRAD_BAND_BYTES, get_workspace_limit() // threads)
-    rows = batch * tiles_h  # bands of tile rows run on across images
+    rows = batch * tiles_h
     band_rows = int(min(max(1, budget // row_bytes), -(-rows // threads)))
     bands = -(-rows // band_rows)
     band_rows = -(-rows // bands)  # the same number of bands, evened out
-    direct_flops = 2 * batch * filters * channels * 9 * out.shape[2] * out.shape[3]
+    direct_flops = 2 * batch * filters * channels * 9 * out_height * out_width
     if bands < threads or direct_flops < _MIN_PARALLEL_FLOPS:
         threads = 1
-    transformed = np.empty((elements, filters, channels), dtype=x.dtype)
-    _dispatch._winograd.transform_weights(w, transformed)
+    return threads, band_rows, tiles_w
+
+
+@contextmanager
+def _winograd_work(threads, band_rows, tiles_w, first, second, dtype):
+    """Per-thread work buffers (threads, 16, first, band tiles) and (threads, 16, second,
+    band tiles). The planes of a buffer are written and read in step: planes a multiple of
+    4 KiB apart would all map to the same cache sets, so each is offset by a cache line."""
+    elements = 16
     ntiles = band_rows * tiles_w
-    # The planes of a work buffer are written (inputs) and read (products) in step. Planes
-    # a multiple of 4 KiB apart would all map to the same cache sets, so each is offset by a
-    # cache line.
-    skew = 64 // x.itemsize
-    with scratch((threads, elements, channels * ntiles + skew), x.dtype) as inputs, \
-            scratch((threads, elements, filters * ntiles + skew), x.dtype) as products:
-        inputs = inputs[:, :, : channels * ntiles].reshape(threads, elements, channels, ntiles)
-        products = products[:, :, : filters * ntiles].reshape(threads, elements, filters, ntiles)
+    skew = 64 // np.dtype(dtype).itemsize
+    with scratch((threads, elements, first * ntiles + skew), dtype) as one, \
+            scratch((threads, elements, second * ntiles + skew), dtype) as two:
+        yield (one[:, :, : first * ntiles].reshape(threads, elements, first, ntiles),
+               two[:, :, : second * ntiles].reshape(threads, elements, second, ntiles))
+
+
+def _winograd_forward(x, w, b, out, padding):
+    """out = 3x3 stride-1 conv of x with w (+ b) by Winograd F(2x2, 3x3); out is overwritten."""
+    channels, filters = x.shape[1], w.shape[0]
+    threads, band_rows, tiles_w = _winograd_plan(x.shape[0], channels, filters, *out.shape[2:],
+                                                 x.itemsize)
+    transformed = np.empty((16, filters, channels), dtype=x.dtype)
+    _dispatch._winograd.transform_weights(w, transformed)
+    with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype) as (inputs, products):
         _run(_dispatch._winograd.forward, threads, x, transformed, b, out, inputs, products,
              *padding, band_rows)
+
+
+# G of F(2x2, 3x3): the weight transform U = G g G^T (see _kernels/_winograd.pyx)
+_WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+
+
+def _winograd_weight_gradient(x, dout, padding):
+    """dW (F, C, 3, 3) of a 3x3 stride-1 conv of x giving dout, by Winograd F(2x2, 3x3).
+
+    The forward is out = A^T [(G g G^T) * (B^T d B)] A per tile, so the gradient of G g G^T
+    is the sum over tiles of (A dy A^T) * (B^T d B): 16 GEMMs over the tiles, then
+    dW = G^T (that sum) G.
+    """
+    channels, filters = x.shape[1], dout.shape[1]
+    threads, band_rows, tiles_w = _winograd_plan(x.shape[0], channels, filters, *dout.shape[2:],
+                                                 x.itemsize)
+    products = np.zeros((threads, 16, filters, channels), dtype=x.dtype)
+    with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype) as (inputs, douts):
+        _run(_dispatch._winograd.weight_gradient, threads, x, dout, products, inputs, douts,
+             *padding, band_rows)
+    summed = products[0] if threads == 1 else products.sum(axis=0)
+    g = np.array(_WINOGRAD_G, dtype=x.dtype)
+    return np.einsum("ia,ijfc,jb->fcab", g, summed.reshape(4, 4, filters, channels), g,
+                     optimize=True)
 
 
 def _backward_compiled(dout, x, w, window, algorithm, automatic):
@@ -189,20 +229,22 @@ def _backward_compiled(dout, x, w, window, algorithm, automatic):
     patch = window.channels * window.kernel_height * window.kernel_width
     if dout.size == 0 or x.size == 0 or patch == 0:
         return np.zeros_like(x), np.zeros_like(w)
+    # Winograd for both gradients, unless "auto" chose it and dout is not finite
+    if algorithm == "winograd" and (not automatic or _all_finite(dout)):
+        dw = _winograd_weight_gradient(x, dout, window.padding)
+        # dx is the full correlation of dout with the flipped kernels, channels and filters
+        # swapped: again a 3x3 stride-1 convolution, padded by 2 - p
+        dx = np.empty_like(x)
+        flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        _winograd_forward(dout, flipped, None, dx, (2 - window.pad_height, 2 - window.pad_width))
+        return dx, dw
     threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
-    # backward-data by Winograd too, unless "auto" chose it and dout is not finite
-    winograd = algorithm == "winograd" and (not automatic or _all_finite(dout))
     dx = np.empty_like(x)
     dweight = np.zeros((threads, filters, patch), dtype=x.dtype)
     with scratch((threads, 0 if direct else patch, band_rows * window.out_width), x.dtype) as workspace:
         _run(_dispatch._conv.backward, threads, dout, x, w, dx, dweight, workspace, *window.stride,
-             *window.padding, band_rows, direct, not winograd)
-    if winograd:
-        # dx is the full correlation of dout with the flipped kernels, channels and filters
-        # swapped: again a 3x3 stride-1 convolution, padded by 2 - p
-        flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        _winograd_forward(dout, flipped, None, dx, (2 - window.pad_height, 2 - window.pad_width))
+             *window.padding, band_rows, direct)
     dw = dweight[0] if threads == 1 else dweight.sum(axis=0)
     return dx, dw.reshape(w.shape)
 

@@ -77,19 +77,21 @@ def test_no_bias_gives_no_db(backend):
     assert db is None and dx.shape == x.shape and dw.shape == w.shape
 
 
-@pytest.mark.parametrize("x_shape, w_shape, stride, padding", [
-    ((2, 2, 5, 6), (3, 2, 2, 3), (1, 2), (1, 0)),
-    ((1, 3, 6, 5), (2, 3, 3, 2), (2, 1), (0, 1)),
-    ((2, 3, 4, 4), (2, 3, 1, 1), 1, 0),
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, algorithm", [
+    ((2, 2, 5, 6), (3, 2, 2, 3), (1, 2), (1, 0), "im2col"),
+    ((1, 3, 6, 5), (2, 3, 3, 2), (2, 1), (0, 1), "im2col"),
+    ((2, 3, 4, 4), (2, 3, 1, 1), 1, 0, "gemm-1x1"),
+    ((2, 3, 5, 6), (4, 3, 3, 3), 1, (1, 2), "winograd"),  # odd output height: half tiles
 ])
-def test_gradients_match_numerical(x_shape, w_shape, stride, padding):
+def test_gradients_match_numerical(x_shape, w_shape, stride, padding, algorithm):
     x, w, b = _inputs(x_shape, w_shape, np.float64, seed=3)
-    out, cache = fastconv.conv2d_forward(x, w, b, stride, padding)
+    out, cache = fastconv.conv2d_forward(x, w, b, stride, padding, algorithm=algorithm)
+    assert cache.algorithm == algorithm
     dout = np.random.default_rng(4).standard_normal(out.shape)
     dx, dw, db = fastconv.conv2d_backward(dout, cache)
 
     def forward(x_, w_, b_):
-        return fastconv.conv2d_forward(x_, w_, b_, stride, padding)[0]
+        return fastconv.conv2d_forward(x_, w_, b_, stride, padding, algorithm=algorithm)[0]
 
     assert rel_error(dx, numerical_gradient(lambda v: forward(v, w, b), x.copy(), dout)) < 1e-8
     assert rel_error(dw, numerical_gradient(lambda v: forward(x, v, b), w.copy(), dout)) < 1e-8

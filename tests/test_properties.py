@@ -237,8 +237,9 @@ def test_conv2d_forward_and_backward_equal_reference(problem, data, run):
     # the same sums over absolute values bound the rounding error of each result
     magnitude, abs_cache = reference.conv2d_forward(_abs64(x), _abs64(w), _abs64(b), stride, padding)
     magnitudes = list(reference.conv2d_backward(_abs64(dout), abs_cache))
-    if cache.algorithm == "winograd":  # forward and dx are Winograd convolutions
-        magnitude, magnitudes[0] = _winograd_magnitude(magnitude), _winograd_magnitude(magnitudes[0])
+    if cache.algorithm == "winograd":  # out, dx and dw all come from Winograd transforms
+        magnitude = _winograd_magnitude(magnitude)
+        magnitudes[:2] = [_winograd_magnitude(m) for m in magnitudes[:2]]
 
     filters, channels, kernel_height, kernel_width = w.shape
     batch_positions = out.shape[0] * out.shape[2] * out.shape[3]

@@ -76,11 +76,10 @@ def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
              const floating[:, :, :, ::1] weight, floating[:, :, :, ::1] dx,
              floating[:, :, ::1] dweight_per_thread, floating[:, :, ::1] workspace,
              Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-             Py_ssize_t band_rows, bint direct, bint compute_dx, int num_threads):
+             Py_ssize_t band_rows, bint direct, int num_threads):
     """dx (N, C, H, W) and per-thread partial sums of dweight, (num_threads, F, C*KH*KW).
 
-    dx is overwritten (left untouched when not compute_dx); dweight_per_thread must be zero
-    on entry and is summed by the caller.
+    dx is overwritten; dweight_per_thread must be zero on entry and is summed by the caller.
     Each thread owns whole images, so the col2im scatter into dx never races.
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
@@ -101,12 +100,10 @@ def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                 # dW += dout[n] (F, HW) @ x[n]^T (HW, C);  dx[n] = W^T (C, F) @ dout[n] (F, HW)
                 gemm(False, True, filters, channels, plane, 1, &dout[image, 0, 0, 0], plane,
                      &x[image, 0, 0, 0], plane, 1, &dweight_per_thread[tid, 0, 0], channels)
-                if compute_dx:
-                    gemm(True, False, channels, plane, filters, 1, &weight[0, 0, 0, 0], channels,
-                         &dout[image, 0, 0, 0], plane, 0, &dx[image, 0, 0, 0], plane)
+                gemm(True, False, channels, plane, filters, 1, &weight[0, 0, 0, 0], channels,
+                     &dout[image, 0, 0, 0], plane, 0, &dx[image, 0, 0, 0], plane)
                 continue
-            if compute_dx:
-                zero_image(dx, image)
+            zero_image(dx, image)
             for band in range(bands):
                 row_start = band * band_rows
                 row_stop = min(row_start + band_rows, out_height)
@@ -116,8 +113,6 @@ def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                 # dW += dout band (F, ncols) @ cols^T (ncols, patch)
                 gemm(False, True, filters, patch, ncols, 1, &dout[image, 0, row_start, 0], plane,
                      &workspace[tid, 0, 0], ld_work, 1, &dweight_per_thread[tid, 0, 0], patch)
-                if not compute_dx:
-                    continue
                 # dcols (patch, ncols) = W^T (patch, F) @ dout band (F, ncols), reusing the buffer
                 gemm(True, False, patch, ncols, filters, 1, &weight[0, 0, 0, 0], patch,
                      &dout[image, 0, row_start, 0], plane, 0, &workspace[tid, 0, 0], ld_work)
