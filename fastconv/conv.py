@@ -220,8 +220,8 @@ def _winograd_weight_gradient(x, dout, padding):
              *padding, band_rows)
     summed = products[0] if threads == 1 else products.sum(axis=0)
     g = np.array(_WINOGRAD_G, dtype=x.dtype)
-    return np.einsum("ia,ijfc,jb->fcab", g, summed.reshape(4, 4, filters, channels), g,
-                     optimize=True)
+    return np.ascontiguousarray(
+        np.einsum("ia,ijfc,jb->fcab", g, summed.reshape(4, 4, filters, channels), g, optimize=True))
 
 
 def _backward_compiled(dout, x, w, window, algorithm, automatic):

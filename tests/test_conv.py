@@ -146,6 +146,7 @@ def test_winograd_matches_reference(x_shape, w_shape, padding, dtype):
     dout = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
     for got, want in zip(fastconv.conv2d_backward(dout, cache), reference.conv2d_backward(dout, ref_cache)):
         assert_close(got, want, tolerance)
+        assert got.flags.c_contiguous and got.flags.writeable
 
 
 def _with_infinity(shape, dtype, seed, index):
