@@ -229,18 +229,17 @@ def _backward_compiled(dout, x, w, window, algorithm, automatic):
     patch = window.channels * window.kernel_height * window.kernel_width
     if dout.size == 0 or x.size == 0 or patch == 0:
         return np.zeros_like(x), np.zeros_like(w)
+    dx = np.empty_like(x)
     # Winograd for both gradients, unless "auto" chose it and dout is not finite
     if algorithm == "winograd" and (not automatic or _all_finite(dout)):
         dw = _winograd_weight_gradient(x, dout, window.padding)
         # dx is the full correlation of dout with the flipped kernels, channels and filters
         # swapped: again a 3x3 stride-1 convolution, padded by 2 - p
-        dx = np.empty_like(x)
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         _winograd_forward(dout, flipped, None, dx, (2 - window.pad_height, 2 - window.pad_width))
         return dx, dw
     threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
-    dx = np.empty_like(x)
     dweight = np.zeros((threads, filters, patch), dtype=x.dtype)
     with scratch((threads, 0 if direct else patch, band_rows * window.out_width), x.dtype) as workspace:
         _run(_dispatch._conv.backward, threads, dout, x, w, dx, dweight, workspace, *window.stride,

@@ -242,14 +242,18 @@ def test_cli_rejects_bad_arguments(capsys):
         main(["--threads", "0"])
 
 
+def _environment_finding_fastconv():
+    """os.environ for a child Python that imports this same fastconv (installed or in place)."""
+    package_root = os.path.dirname(os.path.dirname(fastconv.__file__))
+    return dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
 def test_module_entry_point_runs():
     # `python -m fastconv.bench` reaches main(); --list keeps the subprocess cheap (the full
     # command line is run in-process above)
-    package_root = os.path.dirname(os.path.dirname(fastconv.__file__))
-    environment = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     completed = subprocess.run(
         [sys.executable, "-m", "fastconv.bench", "--list"],
-        capture_output=True, text=True, env=environment, timeout=120,
+        capture_output=True, text=True, env=_environment_finding_fastconv(), timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
     listed = completed.stdout.splitlines()
@@ -260,11 +264,9 @@ def test_module_entry_point_runs():
 def test_mixed_step_script_runs():
     # bench/mixed_step.py: a training step mixing fastconv kernels and NumPy matmuls
     script = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "mixed_step.py")
-    package_root = os.path.dirname(os.path.dirname(fastconv.__file__))
-    environment = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     completed = subprocess.run(
         [sys.executable, script, "--batch", "2", "--steps", "2", "--rounds", "2"],
-        capture_output=True, text=True, env=environment, timeout=120,
+        capture_output=True, text=True, env=_environment_finding_fastconv(), timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
     assert "batch 2," in completed.stdout and completed.stdout.count(".") >= 2
