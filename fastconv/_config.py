@@ -132,6 +132,33 @@ def _blas_libraries():
     return _libraries
 
 
+# OpenBLAS's kernels for AVX-512 CPUs multiply a product of M*N*K <= 100**3 straight from
+# the caller's arrays, without the packing copies its general path makes. At the sizes of a
+# conv band that path ran at 100-108 GFLOP/s on one core of the benchmark machine where the
+# packed one ran at 63-91 (float32; float64 51-56 against 39-48), so the kernels split a
+# larger product into pieces of columns that stay under the limit.
+_SMALL_GEMM_LIMIT = 100**3
+_SMALL_GEMM_ARCHITECTURES = ("skylakex", "cooperlake", "sapphirerapids")
+_small_gemm = None
+
+
+def small_gemm_limit():
+    """M*N*K up to which the BLAS has its unpacked small-matrix GEMM, or 0 if it has none.
+
+    Only OpenBLAS on the AVX-512 architectures above is known to have it; any other BLAS
+    library loaded (MKL, or OpenBLAS's AVX2 kernels) gives 0, and products are not split.
+    """
+    global _small_gemm
+    if _small_gemm is None:
+        libraries = _blas_libraries()
+        _small_gemm = _SMALL_GEMM_LIMIT if libraries and all(
+            library.internal_api == "openblas"
+            and str(getattr(library, "architecture", "")).lower() in _SMALL_GEMM_ARCHITECTURES
+            for library in libraries
+        ) else 0
+    return _small_gemm
+
+
 def _set_threads(changes):
     if _clear_control is not None:
         _clear_control(force=True)

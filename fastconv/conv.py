@@ -5,7 +5,8 @@ import numpy as np
 
 from . import _dispatch
 from ._cache import ConvCache
-from ._config import get_num_threads, get_workspace_limit, scratch, single_threaded_blas
+from ._config import (get_num_threads, get_workspace_limit, scratch, single_threaded_blas,
+                      small_gemm_limit)
 from ._shapes import BLAS_INT_MAX
 from ._validate import check_cache, check_dout, contiguous, conv2d_inputs
 from .reference.conv import _backward as _reference_backward
@@ -98,6 +99,19 @@ _BAND_BYTES = 128 * 2**10
 _BAND_MIN_COLUMNS = 256
 
 
+def _stage_size(window, band_rows):
+    """Elements of one thread's im2col stage (see _kernels/_tiles.pxd) for a band of
+    band_rows output rows; 0 when windows do not overlap and plain im2col copies each
+    input pixel at most once anyway."""
+    kernel_h, kernel_w = window.kernel_size
+    stride_h, stride_w = window.stride
+    if kernel_h * kernel_w <= stride_h * stride_w:
+        return 0
+    rows = (band_rows - 1) * stride_h + kernel_h
+    stage_width = window.out_width + (kernel_w - 1) // stride_w
+    return window.channels * rows * stride_w * stage_width
+
+
 def _plan(window, filters, itemsize):
     """Threads and band height for one im2col call: (num_threads, band_rows).
 
@@ -110,12 +124,25 @@ def _plan(window, filters, itemsize):
     flops = 2 * window.batch * filters * patch * window.out_height * window.out_width
     if window.batch < threads or flops < _MIN_PARALLEL_FLOPS:
         threads = 1
-    row_bytes = max(1, patch * window.out_width * itemsize)
+    # bytes per output row of a band: its im2col columns and its share of the stage
+    row_bytes = max(1, (patch * window.out_width + _stage_size(window, 2)
+                        - _stage_size(window, 1)) * itemsize)
     # A band small enough to stay in cache between its im2col and its GEMM, wide enough
     # (in columns) for the GEMM to run at speed; never past the workspace budget.
     allowed = get_workspace_limit() // threads // row_bytes
     wanted = max(_BAND_BYTES // row_bytes, -(-_BAND_MIN_COLUMNS // window.out_width))
     return threads, int(min(max(1, min(wanted, allowed)), window.out_height))
+
+
+# A GEMM piece narrower than this runs slower unsplit than split (one 512-bit vector of floats).
+_MIN_GEMM_COLUMNS = 16
+
+
+def _gemm_columns(rows, inner):
+    """Columns per GEMM call for (rows x inner) @ (inner x columns) products: the most that
+    keeps each call on the BLAS's small-matrix path (a multiple of 16), or 0 (one call)."""
+    columns = small_gemm_limit() // max(1, rows * inner) // 16 * 16
+    return columns if columns >= _MIN_GEMM_COLUMNS else 0
 
 
 def _run(kernel, threads, *args):
@@ -148,10 +175,12 @@ def _forward_compiled(x, w, b, window, algorithm):
         # im2col buffer: the GEMM adds it, with no separate pass over the output
         weight = np.concatenate((weight, b.reshape(filters, 1)), axis=1)
         depth, b = patch + 1, None
-    with scratch((threads, depth, band_rows * window.out_width), x.dtype) as workspace:
+    stage_size = 0 if direct else _stage_size(window, band_rows)
+    with scratch((threads, depth, band_rows * window.out_width), x.dtype) as workspace, \
+            scratch((threads, stage_size), x.dtype) as stage:
         _run(_dispatch._conv.forward, threads, x, weight, window.kernel_height,
-             window.kernel_width, b, out, workspace, *window.stride, *window.padding,
-             band_rows, direct)
+             window.kernel_width, b, out, workspace, stage, *window.stride, *window.padding,
+             band_rows, direct, _gemm_columns(filters, depth or window.channels))
     return out
 
 
@@ -197,7 +226,7 @@ def _winograd_forward(x, w, b, out, padding):
     _dispatch._winograd.transform_weights(w, transformed)
     with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype) as (inputs, products):
         _run(_dispatch._winograd.forward, threads, x, transformed, b, out, inputs, products,
-             *padding, band_rows)
+             *padding, band_rows, _gemm_columns(filters, channels))
 
 
 # G of F(2x2, 3x3): the weight transform U = G g G^T (see _kernels/_winograd.pyx)
@@ -243,7 +272,7 @@ def _backward_compiled(dout, x, w, window, algorithm, automatic):
     dweight = np.zeros((threads, filters, patch), dtype=x.dtype)
     with scratch((threads, 0 if direct else patch, band_rows * window.out_width), x.dtype) as workspace:
         _run(_dispatch._conv.backward, threads, dout, x, w, dx, dweight, workspace, *window.stride,
-             *window.padding, band_rows, direct)
+             *window.padding, band_rows, direct, _gemm_columns(patch, filters))
     dw = dweight[0] if threads == 1 else dweight.sum(axis=0)
     return dx, dw.reshape(w.shape)
 

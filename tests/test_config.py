@@ -101,3 +101,21 @@ def test_conv_from_another_python_thread_matches_the_main_thread_bit_for_bit():
         fastconv.set_num_threads(saved)
     for got, want in zip(results[0], main):
         np.testing.assert_array_equal(got, want)
+
+
+class _FakeBlas:
+    def __init__(self, internal_api, architecture):
+        self.internal_api, self.architecture = internal_api, architecture
+
+
+@pytest.mark.parametrize("libraries, limit", [
+    ([_FakeBlas("openblas", "SkylakeX")], 100**3),
+    ([_FakeBlas("openblas", "SkylakeX"), _FakeBlas("openblas", "SapphireRapids")], 100**3),
+    ([_FakeBlas("openblas", "Haswell")], 0),                 # AVX2 kernels: no small path
+    ([_FakeBlas("openblas", "SkylakeX"), _FakeBlas("mkl", None)], 0),
+    ([], 0),
+])
+def test_small_gemm_limit_only_for_openblas_avx512_kernels(libraries, limit, monkeypatch):
+    monkeypatch.setattr(_config, "_blas_libraries", lambda: libraries)
+    monkeypatch.setattr(_config, "_small_gemm", None)
+    assert _config.small_gemm_limit() == limit

@@ -259,6 +259,58 @@ def test_threads_and_workspace_bands_do_not_change_results(threads, workspace, m
         assert_close(g, e)
 
 
+# Shapes for each algorithm whose GEMMs have more than 16 columns in a band.
+SPLIT_CASES = CASES + [
+    ((2, 16, 9, 11), (16, 16, 3, 3), 1, 1, "winograd"),
+    ((2, 20, 7, 9), (6, 20, 1, 1), 1, 0, "gemm-1x1"),
+]
+
+
+@pytest.mark.parametrize("workspace", [1, None])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", SPLIT_CASES)
+def test_gemms_split_into_column_pieces_give_the_same_results(case, dtype, workspace, monkeypatch):
+    # every GEMM over at most 16 columns, so most bands split into uneven pieces
+    monkeypatch.setattr(fastconv.conv, "_gemm_columns", lambda rows, inner: 16)
+    x_shape, w_shape, stride, padding, *algorithm = case
+    x, w, b = _inputs(x_shape, w_shape, dtype)
+    expected, ref_cache = reference.conv2d_forward(x, w, b, stride, padding)
+    dout = np.random.default_rng(4).standard_normal(expected.shape).astype(dtype)
+    saved = fastconv.get_workspace_limit()
+    try:
+        fastconv.set_workspace_limit(workspace)  # 1: bands of one output row
+        out, cache = fastconv.conv2d_forward(x, w, b, stride, padding,
+                                             algorithm=(algorithm or ["auto"])[0])
+        got = fastconv.conv2d_backward(dout, cache)
+    finally:
+        fastconv.set_workspace_limit(saved)
+    tolerance = WINOGRAD_TOLERANCE[np.dtype(dtype)] if algorithm == ["winograd"] else None
+    assert_close(out, expected, tolerance)
+    for g, e in zip(got, reference.conv2d_backward(dout, ref_cache)):
+        assert_close(g, e, tolerance)
+
+
+def test_gemm_column_pieces_follow_the_blas_small_matrix_limit(monkeypatch):
+    monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 100**3)
+    assert fastconv.conv._gemm_columns(32, 148) == 208   # 100**3 // (32*148) = 211
+    assert fastconv.conv._gemm_columns(96, 364) == 16    # 28 columns
+    assert fastconv.conv._gemm_columns(256, 1153) == 0   # 3 columns: not worth splitting
+    monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 0)
+    assert fastconv.conv._gemm_columns(32, 148) == 0
+
+
+@pytest.mark.parametrize("kernel, stride, staged", [
+    ((3, 3), (1, 1), True), ((11, 11), (4, 4), True), ((2, 2), (2, 2), False),
+    ((1, 1), (2, 2), False), ((3, 1), (1, 2), True), ((1, 3), (2, 1), True),
+])
+def test_im2col_stage_only_where_windows_overlap(kernel, stride, staged):
+    x, w, b = _inputs((2, 3, 13, 12), (4, 3) + kernel, np.float32)
+    window = fastconv._validate.conv2d_inputs(x, w, b, stride, 1)
+    assert (fastconv.conv._stage_size(window, 2) > 0) == staged
+    out, _ = fastconv.conv2d_forward(x, w, b, stride, 1, algorithm="im2col")
+    assert_close(out, reference.conv2d_forward(x, w, b, stride, 1)[0])
+
+
 def test_single_image_and_batch_of_one_band_row():
     # one image: the kernel runs on one thread and BLAS keeps its own threads
     x, w, b = _inputs((1, 8, 33, 17), (6, 8, 3, 3), np.float32)

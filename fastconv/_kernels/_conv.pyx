@@ -7,8 +7,8 @@ when num_threads > 1 (the OpenMP threads here each run their own single-threaded
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 
-from ._gemm cimport gemm
-from ._tiles cimport col2im_rows, im2col_rows, zero_image
+from ._gemm cimport gemm, gemm_by_columns
+from ._tiles cimport col2im_rows, im2col_rows, im2col_staged, zero_image
 
 
 cdef inline void fill_bias(floating[:, :, :, ::1] out, const floating[::1] bias, Py_ssize_t image,
@@ -26,15 +26,17 @@ cdef inline void fill_bias(floating[:, :, :, ::1] out, const floating[::1] bias,
 def forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
             Py_ssize_t kernel_height, Py_ssize_t kernel_width,
             const floating[::1] bias, floating[:, :, :, ::1] out,
-            floating[:, :, ::1] workspace,
+            floating[:, :, ::1] workspace, floating[:, ::1] stage,
             Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-            Py_ssize_t band_rows, bint direct, int num_threads):
+            Py_ssize_t band_rows, bint direct, int gemm_columns, int num_threads):
     """out (N, F, OH, OW) = conv(x (N, C, H, W), weight) [+ bias (F,)].
 
     weight: (F, C*KH*KW), or (F, C*KH*KW + 1) with the bias as its last column: the
     im2col buffer then gets a row of ones and the GEMM adds the bias (`bias` is then None).
     workspace: (num_threads, weight.shape[1], band_rows*OW), unused when `direct` (a 1x1,
     stride-1, unpadded convolution, which is a plain GEMM on x; `weight` is (F, C)).
+    stage: (num_threads, stage size) for im2col_staged(), or (num_threads, 0) for im2col_rows().
+    gemm_columns: at most this many output columns per GEMM call (0: no limit).
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
@@ -62,21 +64,27 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
             if has_bias:
                 fill_bias(out, bias, image, row_start, row_stop)
             if direct:
-                gemm(False, False, filters, ncols, channels, 1, &weight[0, 0], channels,
-                     &x[image, 0, row_start, 0], height * width,
-                     beta, &out[image, 0, row_start, 0], plane)
+                gemm_by_columns(False, filters, ncols, channels, 1, &weight[0, 0], channels,
+                                &x[image, 0, row_start, 0], height * width,
+                                beta, &out[image, 0, row_start, 0], plane, gemm_columns)
             else:
-                im2col_rows(x, image, kernel_height, kernel_width, stride_h, stride_w,
-                            pad_h, pad_w, out_width, row_start, row_stop, workspace[tid], 0)
-                gemm(False, False, filters, ncols, depth, 1, &weight[0, 0], depth,
-                     &workspace[tid, 0, 0], ld_work, beta, &out[image, 0, row_start, 0], plane)
+                if stage.shape[1] > 0:
+                    im2col_staged(x, image, kernel_height, kernel_width, stride_h, stride_w,
+                                  pad_h, pad_w, out_width, row_start, row_stop, workspace[tid], 0,
+                                  stage[tid])
+                else:
+                    im2col_rows(x, image, kernel_height, kernel_width, stride_h, stride_w,
+                                pad_h, pad_w, out_width, row_start, row_stop, workspace[tid], 0)
+                gemm_by_columns(False, filters, ncols, depth, 1, &weight[0, 0], depth,
+                                &workspace[tid, 0, 0], ld_work, beta,
+                                &out[image, 0, row_start, 0], plane, gemm_columns)
 
 
 def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
              const floating[:, :, :, ::1] weight, floating[:, :, :, ::1] dx,
              floating[:, :, ::1] dweight_per_thread, floating[:, :, ::1] workspace,
              Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-             Py_ssize_t band_rows, bint direct, int num_threads):
+             Py_ssize_t band_rows, bint direct, int gemm_columns, int num_threads):
     """dx (N, C, H, W) and per-thread partial sums of dweight, (num_threads, F, C*KH*KW).
 
     dx is overwritten; dweight_per_thread must be zero on entry and is summed by the caller.
@@ -100,8 +108,9 @@ def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                 # dW += dout[n] (F, HW) @ x[n]^T (HW, C);  dx[n] = W^T (C, F) @ dout[n] (F, HW)
                 gemm(False, True, filters, channels, plane, 1, &dout[image, 0, 0, 0], plane,
                      &x[image, 0, 0, 0], plane, 1, &dweight_per_thread[tid, 0, 0], channels)
-                gemm(True, False, channels, plane, filters, 1, &weight[0, 0, 0, 0], channels,
-                     &dout[image, 0, 0, 0], plane, 0, &dx[image, 0, 0, 0], plane)
+                gemm_by_columns(True, channels, plane, filters, 1, &weight[0, 0, 0, 0], channels,
+                                &dout[image, 0, 0, 0], plane, 0, &dx[image, 0, 0, 0], plane,
+                                gemm_columns)
                 continue
             zero_image(dx, image)
             for band in range(bands):
@@ -114,7 +123,8 @@ def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                 gemm(False, True, filters, patch, ncols, 1, &dout[image, 0, row_start, 0], plane,
                      &workspace[tid, 0, 0], ld_work, 1, &dweight_per_thread[tid, 0, 0], patch)
                 # dcols (patch, ncols) = W^T (patch, F) @ dout band (F, ncols), reusing the buffer
-                gemm(True, False, patch, ncols, filters, 1, &weight[0, 0, 0, 0], patch,
-                     &dout[image, 0, row_start, 0], plane, 0, &workspace[tid, 0, 0], ld_work)
+                gemm_by_columns(True, patch, ncols, filters, 1, &weight[0, 0, 0, 0], patch,
+                                &dout[image, 0, row_start, 0], plane, 0, &workspace[tid, 0, 0],
+                                ld_work, gemm_columns)
                 col2im_rows(workspace[tid], 0, kernel_height, kernel_width, stride_h, stride_w,
                             pad_h, pad_w, out_width, row_start, row_stop, dx, image)

@@ -128,3 +128,76 @@ cdef inline void zero_image(floating[:, :, :, ::1] a, Py_ssize_t image) noexcept
     cdef Py_ssize_t count = a.shape[1] * a.shape[2] * a.shape[3]
     if count > 0:
         memset(&a[image, 0, 0, 0], 0, count * sizeof(floating))
+
+
+# Staged im2col. When windows overlap (KH*KW > stride_h*stride_w) every input pixel is copied
+# into many columns; the plain im2col_rows() then pays for edge tests and a strided gather on
+# each copy. Instead, the input rows a band needs are first copied once into a "stage": zero
+# padded and, for stride_w > 1, split by column phase,
+#     stage[c, r, phase, j] = padded x[image, c, first_row + r, j*stride_w + phase],
+# so that every row of the im2col buffer is a contiguous run of the stage:
+#     cols[(c, kh, kw), (oh - row_start)*OW + ow]
+#         = stage[c, (oh - row_start)*stride_h + kh, kw % stride_w, kw // stride_w + ow].
+
+cdef inline void stage_rows(
+        const floating[:, :, :, ::1] x, Py_ssize_t image, Py_ssize_t first_row,
+        Py_ssize_t rows, Py_ssize_t stride_w, Py_ssize_t pad_w, Py_ssize_t stage_width,
+        floating* stage) noexcept nogil:
+    """Fill stage (C, rows, stride_w, stage_width) from input rows first_row + r (may be padding)."""
+    cdef Py_ssize_t channels = x.shape[1], height = x.shape[2], width = x.shape[3]
+    cdef Py_ssize_t c, r, phase, j, in_row, first, stop
+    cdef floating* dst = stage
+    for c in range(channels):
+        for r in range(rows):
+            in_row = first_row + r
+            if in_row < 0 or in_row >= height:
+                memset(dst, 0, stride_w * stage_width * sizeof(floating))
+                dst = dst + stride_w * stage_width
+                continue
+            for phase in range(stride_w):
+                # stage column j reads input column j*stride_w + phase - pad_w
+                valid_columns(phase, width, stage_width, stride_w, pad_w, &first, &stop)
+                for j in range(first):
+                    dst[j] = 0
+                if first < stop:
+                    gather(dst + first, &x[image, c, in_row, first * stride_w + phase - pad_w],
+                           stop - first, stride_w)
+                for j in range(stop, stage_width):
+                    dst[j] = 0
+                dst = dst + stage_width
+
+
+cdef inline void copy_run(floating* dst, const floating* src, Py_ssize_t count) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(count):
+        dst[i] = src[i]
+
+
+cdef inline void im2col_staged(
+        const floating[:, :, :, ::1] x, Py_ssize_t image,
+        Py_ssize_t kernel_height, Py_ssize_t kernel_width,
+        Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+        Py_ssize_t out_width, Py_ssize_t row_start, Py_ssize_t row_stop,
+        floating[:, ::1] cols, Py_ssize_t col_offset, floating[::1] stage) noexcept nogil:
+    """im2col_rows() through a stage; stage needs C * rows * stride_w * stage_width elements,
+    rows = (row_stop - row_start - 1)*stride_h + KH, stage_width = OW + (KW - 1) // stride_w."""
+    cdef Py_ssize_t channels = x.shape[1]
+    cdef Py_ssize_t rows = (row_stop - row_start - 1) * stride_h + kernel_height
+    cdef Py_ssize_t stage_width = out_width + (kernel_width - 1) // stride_w
+    cdef Py_ssize_t row_step = stride_h * stride_w * stage_width
+    cdef Py_ssize_t c, kh, kw, oh, band_rows = row_stop - row_start
+    cdef floating* dst
+    cdef const floating* src
+    stage_rows(x, image, row_start * stride_h - pad_h, rows, stride_w, pad_w, stage_width,
+               &stage[0])
+    dst = &cols[0, col_offset]
+    for c in range(channels):
+        for kh in range(kernel_height):
+            for kw in range(kernel_width):
+                dst = &cols[(c * kernel_height + kh) * kernel_width + kw, col_offset]
+                src = &stage[((c * rows + kh) * stride_w + kw % stride_w) * stage_width
+                             + kw // stride_w]
+                for oh in range(band_rows):
+                    copy_run(dst, src, out_width)
+                    dst = dst + out_width
+                    src = src + row_step
