@@ -56,7 +56,9 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
         if not direct and depth > patch:
             for column in range(ld_work):
                 workspace[tid, patch, column] = 1
-        for task in prange(batch * bands, schedule="static"):
+        # dynamic: a thread that starts late (woken from sleep) takes fewer bands; every
+        # band is computed the same way whichever thread runs it, so results do not change
+        for task in prange(batch * bands, schedule="dynamic"):
             image = task // bands
             row_start = (task % bands) * band_rows
             row_stop = min(row_start + band_rows, out_height)

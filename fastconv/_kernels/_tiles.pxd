@@ -168,9 +168,7 @@ cdef inline void stage_rows(
 
 
 cdef inline void copy_run(floating* dst, const floating* src, Py_ssize_t count) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(count):
-        dst[i] = src[i]
+    memcpy(dst, src, count * sizeof(floating))
 
 
 cdef inline void im2col_staged(
