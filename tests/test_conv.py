@@ -270,8 +270,10 @@ SPLIT_CASES = CASES + [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", SPLIT_CASES)
 def test_gemms_split_into_column_pieces_give_the_same_results(case, dtype, workspace, monkeypatch):
-    # every GEMM over at most 16 columns, so most bands split into uneven pieces
-    monkeypatch.setattr(fastconv.conv, "_gemm_columns", lambda rows, inner: 16)
+    # GEMMs split into pieces of at most 3 rows, 5 inner terms and 16 columns, so most
+    # products split along every dimension into uneven pieces
+    monkeypatch.setattr(fastconv.conv, "_gemm_pieces",
+                        lambda rows, inner: np.array((3, 5, 16), dtype=np.intc))
     x_shape, w_shape, stride, padding, *algorithm = case
     x, w, b = _inputs(x_shape, w_shape, dtype)
     expected, ref_cache = reference.conv2d_forward(x, w, b, stride, padding)
@@ -290,13 +292,16 @@ def test_gemms_split_into_column_pieces_give_the_same_results(case, dtype, works
         assert_close(g, e, tolerance)
 
 
-def test_gemm_column_pieces_follow_the_blas_small_matrix_limit(monkeypatch):
+def test_gemm_pieces_follow_the_blas_small_matrix_limit(monkeypatch):
     monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 100**3)
-    assert fastconv.conv._gemm_columns(32, 148) == 208   # 100**3 // (32*148) = 211
-    assert fastconv.conv._gemm_columns(96, 364) == 16    # 28 columns
-    assert fastconv.conv._gemm_columns(256, 1153) == 0   # 3 columns: not worth splitting
+    pieces = fastconv.conv._gemm_pieces
+    assert pieces(32, 148).tolist() == [32, 74, 416]     # 100**3 // (32*74) = 422
+    assert pieces(96, 364).tolist() == [48, 122, 160]    # 2 x 48 rows, 3 x 122 inner
+    assert pieces(256, 1153).tolist() == [64, 116, 128]
+    monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 10_000)
+    assert pieces(32, 148).tolist() == [0, 0, 0]         # 4 columns: not worth splitting
     monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 0)
-    assert fastconv.conv._gemm_columns(32, 148) == 0
+    assert pieces(32, 148).tolist() == [0, 0, 0]
 
 
 @pytest.mark.parametrize("kernel, stride, staged", [

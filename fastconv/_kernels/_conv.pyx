@@ -7,7 +7,7 @@ when num_threads > 1 (the OpenMP threads here each run their own single-threaded
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 
-from ._gemm cimport gemm, gemm_by_columns
+from ._gemm cimport gemm, gemm_blocked
 from ._tiles cimport col2im_rows, im2col_rows, im2col_staged, zero_image
 
 
@@ -28,7 +28,7 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
             const floating[::1] bias, floating[:, :, :, ::1] out,
             floating[:, :, ::1] workspace, floating[:, ::1] stage,
             Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-            Py_ssize_t band_rows, bint direct, int gemm_columns, int num_threads):
+            Py_ssize_t band_rows, bint direct, const int[::1] gemm_pieces, int num_threads):
     """out (N, F, OH, OW) = conv(x (N, C, H, W), weight) [+ bias (F,)].
 
     weight: (F, C*KH*KW), or (F, C*KH*KW + 1) with the bias as its last column: the
@@ -36,7 +36,7 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
     workspace: (num_threads, weight.shape[1], band_rows*OW), unused when `direct` (a 1x1,
     stride-1, unpadded convolution, which is a plain GEMM on x; `weight` is (F, C)).
     stage: (num_threads, stage size) for im2col_staged(), or (num_threads, 0) for im2col_rows().
-    gemm_columns: at most this many output columns per GEMM call (0: no limit).
+    gemm_pieces: (rows, inner, columns), the most of each per GEMM call (0: no split).
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
@@ -49,6 +49,8 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
     cdef int plane = out_height * out_width
     cdef int ld_work = workspace.shape[2]
     cdef int ncols, tid = 0
+    cdef int piece_rows = gemm_pieces[0], piece_inner = gemm_pieces[1]
+    cdef int piece_columns = gemm_pieces[2]
     cdef bint has_bias = bias is not None
     cdef floating beta = 1 if has_bias else 0
     with nogil, parallel(num_threads=num_threads):
@@ -66,9 +68,10 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
             if has_bias:
                 fill_bias(out, bias, image, row_start, row_stop)
             if direct:
-                gemm_by_columns(False, filters, ncols, channels, 1, &weight[0, 0], channels,
-                                &x[image, 0, row_start, 0], height * width,
-                                beta, &out[image, 0, row_start, 0], plane, gemm_columns)
+                gemm_blocked(False, filters, ncols, channels, 1, &weight[0, 0], channels,
+                             &x[image, 0, row_start, 0], height * width,
+                             beta, &out[image, 0, row_start, 0], plane,
+                             piece_rows, piece_inner, piece_columns)
             else:
                 if stage.shape[1] > 0:
                     im2col_staged(x, image, kernel_height, kernel_width, stride_h, stride_w,
@@ -77,16 +80,16 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
                 else:
                     im2col_rows(x, image, kernel_height, kernel_width, stride_h, stride_w,
                                 pad_h, pad_w, out_width, row_start, row_stop, workspace[tid], 0)
-                gemm_by_columns(False, filters, ncols, depth, 1, &weight[0, 0], depth,
-                                &workspace[tid, 0, 0], ld_work, beta,
-                                &out[image, 0, row_start, 0], plane, gemm_columns)
+                gemm_blocked(False, filters, ncols, depth, 1, &weight[0, 0], depth,
+                             &workspace[tid, 0, 0], ld_work, beta, &out[image, 0, row_start, 0],
+                             plane, piece_rows, piece_inner, piece_columns)
 
 
 def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
              const floating[:, :, :, ::1] weight, floating[:, :, :, ::1] dx,
              floating[:, :, ::1] dweight_per_thread, floating[:, :, ::1] workspace,
              Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-             Py_ssize_t band_rows, bint direct, int gemm_columns, int num_threads):
+             Py_ssize_t band_rows, bint direct, const int[::1] gemm_pieces, int num_threads):
     """dx (N, C, H, W) and per-thread partial sums of dweight, (num_threads, F, C*KH*KW).
 
     dx is overwritten; dweight_per_thread must be zero on entry and is summed by the caller.
@@ -103,6 +106,8 @@ def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
     cdef int plane = out_height * out_width
     cdef int ld_work = workspace.shape[2]
     cdef int ncols, tid = 0
+    cdef int piece_rows = gemm_pieces[0], piece_inner = gemm_pieces[1]
+    cdef int piece_columns = gemm_pieces[2]
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
         for image in prange(batch, schedule="static"):
@@ -110,9 +115,9 @@ def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                 # dW += dout[n] (F, HW) @ x[n]^T (HW, C);  dx[n] = W^T (C, F) @ dout[n] (F, HW)
                 gemm(False, True, filters, channels, plane, 1, &dout[image, 0, 0, 0], plane,
                      &x[image, 0, 0, 0], plane, 1, &dweight_per_thread[tid, 0, 0], channels)
-                gemm_by_columns(True, channels, plane, filters, 1, &weight[0, 0, 0, 0], channels,
-                                &dout[image, 0, 0, 0], plane, 0, &dx[image, 0, 0, 0], plane,
-                                gemm_columns)
+                gemm_blocked(True, channels, plane, filters, 1, &weight[0, 0, 0, 0], channels,
+                             &dout[image, 0, 0, 0], plane, 0, &dx[image, 0, 0, 0], plane,
+                             piece_rows, piece_inner, piece_columns)
                 continue
             zero_image(dx, image)
             for band in range(bands):
@@ -125,8 +130,8 @@ def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
                 gemm(False, True, filters, patch, ncols, 1, &dout[image, 0, row_start, 0], plane,
                      &workspace[tid, 0, 0], ld_work, 1, &dweight_per_thread[tid, 0, 0], patch)
                 # dcols (patch, ncols) = W^T (patch, F) @ dout band (F, ncols), reusing the buffer
-                gemm_by_columns(True, patch, ncols, filters, 1, &weight[0, 0, 0, 0], patch,
-                                &dout[image, 0, row_start, 0], plane, 0, &workspace[tid, 0, 0],
-                                ld_work, gemm_columns)
+                gemm_blocked(True, patch, ncols, filters, 1, &weight[0, 0, 0, 0], patch,
+                             &dout[image, 0, row_start, 0], plane, 0, &workspace[tid, 0, 0],
+                             ld_work, piece_rows, piece_inner, piece_columns)
                 col2im_rows(workspace[tid], 0, kernel_height, kernel_width, stride_h, stride_w,
                             pad_h, pad_w, out_width, row_start, row_stop, dx, image)

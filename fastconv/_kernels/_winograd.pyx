@@ -16,7 +16,7 @@ the direct method (the tests state the tolerance).
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 
-from ._gemm cimport gemm, gemm_by_columns
+from ._gemm cimport gemm, gemm_blocked
 
 
 def transform_weights(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed):
@@ -125,8 +125,8 @@ cdef inline void transform_output_tiles(
 def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transformed_weight,
             const floating[::1] bias, floating[:, :, :, ::1] out,
             floating[:, :, :, :] input_work, floating[:, :, :, :] product_work,
-            Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t band_tile_rows, int gemm_columns,
-            int num_threads):
+            Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t band_tile_rows,
+            const int[::1] gemm_pieces, int num_threads):
     """out (N, F, OH, OW) = 3x3 stride-1 conv of x (N, C, H, W) [+ bias], via F(2x2, 3x3).
 
     transformed_weight: (16, F, C) from transform_weights. Work buffers per thread:
@@ -134,7 +134,7 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
     band tiles = band_tile_rows * ceil(OW / 2); bands of tile rows run on across images.
     Their rows must be contiguous; the planes may be spaced
     freely (the caller skews them apart to avoid cache-set conflicts).
-    gemm_columns: at most this many tiles per GEMM call (0: no limit).
+    gemm_pieces: (rows, inner, columns), the most of each per GEMM call (0: no split).
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t filters = out.shape[1]
@@ -143,6 +143,8 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
     cdef Py_ssize_t rows = batch * tiles_h
     cdef Py_ssize_t bands = (rows + band_tile_rows - 1) // band_tile_rows
     cdef int ntiles, tid = 0
+    cdef int piece_rows = gemm_pieces[0], piece_inner = gemm_pieces[1]
+    cdef int piece_columns = gemm_pieces[2]
     cdef int ld_input = input_work.strides[2] // sizeof(floating)
     cdef int ld_product = product_work.strides[2] // sizeof(floating)
     cdef bint has_bias = bias is not None
@@ -155,10 +157,11 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
             transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
                                   input_work[tid])
             for element in range(16):
-                gemm_by_columns(False, filters, ntiles, channels, 1,
-                                &transformed_weight[element, 0, 0], channels,
-                                &input_work[tid, element, 0, 0], ld_input,
-                                0, &product_work[tid, element, 0, 0], ld_product, gemm_columns)
+                gemm_blocked(False, filters, ntiles, channels, 1,
+                             &transformed_weight[element, 0, 0], channels,
+                             &input_work[tid, element, 0, 0], ld_input,
+                             0, &product_work[tid, element, 0, 0], ld_product,
+                             piece_rows, piece_inner, piece_columns)
             transform_output_tiles(product_work[tid], bias, has_bias, band_start, band_stop,
                                    tiles_h, tiles_w, out)
 
