@@ -133,10 +133,9 @@ def _blas_libraries():
 
 
 # OpenBLAS's kernels for AVX-512 CPUs multiply a product of M*N*K <= 100**3 straight from
-# the caller's arrays, without the packing copies its general path makes. At the sizes of a
-# conv band that path ran at 100-108 GFLOP/s on one core of the benchmark machine where the
-# packed one ran at 63-91 (float32; float64 51-56 against 39-48), so the kernels split a
-# larger product into pieces of columns that stay under the limit.
+# the caller's arrays, without the packing copies of its general path, and faster at the
+# sizes of a conv band; the kernels split larger products into pieces under the limit
+# (conv._gemm_pieces; bench/gemm_pieces.py times both ways).
 _SMALL_GEMM_LIMIT = 100**3
 _SMALL_GEMM_ARCHITECTURES = ("skylakex", "cooperlake", "sapphirerapids")
 _small_gemm = None

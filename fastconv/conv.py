@@ -136,8 +136,8 @@ def _plan(window, filters, itemsize):
 
 # Pieces of a GEMM on the BLAS's small-matrix path (see small_gemm_limit): at most this many
 # rows and inner terms each, and then as many columns (multiples of 16) as the limit allows.
-# Measured on one core of the benchmark machine, float32: 97-112 GFLOP/s for the suite's
-# im2col products split this way, against 70-91 unsplit (79 -> 104 for the 1x1 layer).
+# Pieces of 32-64 rows and 50-128 inner terms ran fastest in a sweep on the benchmark machine
+# (README, "GEMM pieces").
 _GEMM_PIECE_ROWS = 64
 _GEMM_PIECE_INNER = 128
 # A piece narrower than this is slower than the packed path (one 512-bit vector of floats).

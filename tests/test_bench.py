@@ -270,3 +270,16 @@ def test_mixed_step_script_runs():
     )
     assert completed.returncode == 0, completed.stderr
     assert "batch 2," in completed.stdout and completed.stdout.count(".") >= 2
+
+
+def test_gemm_pieces_script_runs():
+    # bench/gemm_pieces.py: each suite conv with its GEMMs split and unsplit
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "gemm_pieces.py")
+    completed = subprocess.run(
+        [sys.executable, script, "--threads", "1", "--rounds", "1", "--calls", "1"],
+        capture_output=True, text=True, env=_environment_finding_fastconv(), timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    rows = [line.split() for line in completed.stdout.splitlines()[2:]]
+    assert [row[0] for row in rows] == [c.name for c in suite.CONV_CASES if not c.full_only]
+    assert all(float(row[1]) > 0 and float(row[2]) > 0 for row in rows)
