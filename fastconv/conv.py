@@ -136,8 +136,9 @@ def _plan(window, filters, itemsize):
 
 # Pieces of a GEMM on the BLAS's small-matrix path (see small_gemm_limit): at most this many
 # rows and inner terms each, and then as many columns (multiples of 16) as the limit allows.
-# Pieces of 32-64 rows and 50-128 inner terms ran fastest in a sweep on the benchmark machine
-# (README, "GEMM pieces").
+# These caps came from timing the suite's products split several ways on the benchmark
+# machine (pieces of 32-64 rows and 50-128 inner terms ran fastest); bench/gemm_pieces.py
+# times the convs split this way against unsplit.
 _GEMM_PIECE_ROWS = 64
 _GEMM_PIECE_INNER = 128
 # A piece narrower than this is slower than the packed path (one 512-bit vector of floats).

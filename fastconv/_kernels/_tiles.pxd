@@ -167,10 +167,6 @@ cdef inline void stage_rows(
                 dst = dst + stage_width
 
 
-cdef inline void copy_run(floating* dst, const floating* src, Py_ssize_t count) noexcept nogil:
-    memcpy(dst, src, count * sizeof(floating))
-
-
 cdef inline void im2col_staged(
         const floating[:, :, :, ::1] x, Py_ssize_t image,
         Py_ssize_t kernel_height, Py_ssize_t kernel_width,
@@ -188,7 +184,6 @@ cdef inline void im2col_staged(
     cdef const floating* src
     stage_rows(x, image, row_start * stride_h - pad_h, rows, stride_w, pad_w, stage_width,
                &stage[0])
-    dst = &cols[0, col_offset]
     for c in range(channels):
         for kh in range(kernel_height):
             for kw in range(kernel_width):
@@ -196,6 +191,6 @@ cdef inline void im2col_staged(
                 src = &stage[((c * rows + kh) * stride_w + kw % stride_w) * stage_width
                              + kw // stride_w]
                 for oh in range(band_rows):
-                    copy_run(dst, src, out_width)
+                    memcpy(dst, src, out_width * sizeof(floating))
                     dst = dst + out_width
                     src = src + row_step
