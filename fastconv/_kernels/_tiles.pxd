@@ -59,6 +59,21 @@ cdef inline void scatter_add(floating* dst, const floating* src, Py_ssize_t coun
             dst[i * stride] += src[i]
 
 
+cdef inline void gather_between_zeros(floating* dst, const floating* src, Py_ssize_t first,
+                                      Py_ssize_t stop, Py_ssize_t count,
+                                      Py_ssize_t stride) noexcept nogil:
+    """dst[:count] = zeros, then gather(src, stride) over [first, stop), then zeros: one window
+    row, whose columns outside [first, stop) (valid_columns()) lie in the padding. src is the
+    input element of column `first`; first < stop."""
+    cdef Py_ssize_t j
+    # the zero margins are at most the padding wide: plain loops beat calls
+    for j in range(first):
+        dst[j] = 0
+    gather(dst + first, src, stop - first, stride)
+    for j in range(stop, count):
+        dst[j] = 0
+
+
 cdef inline void im2col_rows(
         const floating[:, :, :, ::1] x, Py_ssize_t image,
         Py_ssize_t kernel_height, Py_ssize_t kernel_width,
@@ -73,9 +88,8 @@ cdef inline void im2col_rows(
     copies inside a row use pointers over the range valid_columns() proves in bounds.
     """
     cdef Py_ssize_t channels = x.shape[1], height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t c, kh, kw, oh, ow, in_row, first, stop, row
+    cdef Py_ssize_t c, kh, kw, oh, in_row, first, stop, row
     cdef floating* dst
-    cdef const floating* src
     for kw in range(kernel_width):
         valid_columns(kw, width, out_width, stride_w, pad_w, &first, &stop)
         for c in range(channels):
@@ -87,13 +101,9 @@ cdef inline void im2col_rows(
                     if in_row < 0 or in_row >= height or first == stop:
                         memset(dst, 0, out_width * sizeof(floating))
                     else:
-                        # the zero margins are at most the padding wide: plain loops beat calls
-                        for ow in range(first):
-                            dst[ow] = 0
-                        gather(dst + first, &x[image, c, in_row, first * stride_w + kw - pad_w],
-                               stop - first, stride_w)
-                        for ow in range(stop, out_width):
-                            dst[ow] = 0
+                        gather_between_zeros(
+                            dst, &x[image, c, in_row, first * stride_w + kw - pad_w],
+                            first, stop, out_width, stride_w)
                     dst = dst + out_width
 
 
@@ -145,7 +155,7 @@ cdef inline void stage_rows(
         floating* stage) noexcept nogil:
     """Fill stage (C, rows, stride_w, stage_width) from input rows first_row + r (may be padding)."""
     cdef Py_ssize_t channels = x.shape[1], height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t c, r, phase, j, in_row, first, stop
+    cdef Py_ssize_t c, r, phase, in_row, first, stop
     cdef floating* dst = stage
     for c in range(channels):
         for r in range(rows):
@@ -157,13 +167,12 @@ cdef inline void stage_rows(
             for phase in range(stride_w):
                 # stage column j reads input column j*stride_w + phase - pad_w
                 valid_columns(phase, width, stage_width, stride_w, pad_w, &first, &stop)
-                for j in range(first):
-                    dst[j] = 0
-                if first < stop:
-                    gather(dst + first, &x[image, c, in_row, first * stride_w + phase - pad_w],
-                           stop - first, stride_w)
-                for j in range(stop, stage_width):
-                    dst[j] = 0
+                if first == stop:
+                    memset(dst, 0, stage_width * sizeof(floating))
+                else:
+                    gather_between_zeros(
+                        dst, &x[image, c, in_row, first * stride_w + phase - pad_w],
+                        first, stop, stage_width, stride_w)
                 dst = dst + stage_width
 
 
