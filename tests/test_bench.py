@@ -261,25 +261,28 @@ def test_module_entry_point_runs():
     assert "vgg-3x3-b256" in listed[len(suite.CONV_CASES) - 1] and "full run only" in listed[len(suite.CONV_CASES) - 1]
 
 
-def test_mixed_step_script_runs():
-    # bench/mixed_step.py: a training step mixing fastconv kernels and NumPy matmuls
-    script = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "mixed_step.py")
+def _run_bench_script(name, *args, timeout):
+    """Run bench/<name> in a child process that finds this fastconv; its stdout."""
+    script = os.path.join(os.path.dirname(__file__), os.pardir, "bench", name)
     completed = subprocess.run(
-        [sys.executable, script, "--batch", "2", "--steps", "2", "--rounds", "2"],
-        capture_output=True, text=True, env=_environment_finding_fastconv(), timeout=120,
+        [sys.executable, script, *args],
+        capture_output=True, text=True, env=_environment_finding_fastconv(), timeout=timeout,
     )
     assert completed.returncode == 0, completed.stderr
-    assert "batch 2," in completed.stdout and completed.stdout.count(".") >= 2
+    return completed.stdout
+
+
+def test_mixed_step_script_runs():
+    # bench/mixed_step.py: a training step mixing fastconv kernels and NumPy matmuls
+    stdout = _run_bench_script("mixed_step.py", "--batch", "2", "--steps", "2", "--rounds", "2",
+                               timeout=120)
+    assert "batch 2," in stdout and stdout.count(".") >= 2
 
 
 def test_gemm_pieces_script_runs():
     # bench/gemm_pieces.py: each suite conv with its GEMMs split and unsplit
-    script = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "gemm_pieces.py")
-    completed = subprocess.run(
-        [sys.executable, script, "--threads", "1", "--rounds", "1", "--calls", "1"],
-        capture_output=True, text=True, env=_environment_finding_fastconv(), timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr
-    rows = [line.split() for line in completed.stdout.splitlines()[2:]]
+    stdout = _run_bench_script("gemm_pieces.py", "--threads", "1", "--rounds", "1",
+                               "--calls", "1", timeout=300)
+    rows = [line.split() for line in stdout.splitlines()[2:]]
     assert [row[0] for row in rows] == [c.name for c in suite.CONV_CASES if not c.full_only]
     assert all(float(row[1]) > 0 and float(row[2]) > 0 for row in rows)
