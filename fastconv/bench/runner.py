@@ -145,6 +145,12 @@ class Timing:
         return statistics.median(self.times) if self.times else None
 
 
+def _calls_filling(seconds, estimate, settings):
+    """Calls of about `estimate` seconds each that fill `seconds`: at least 1, at most
+    settings.max_calls_per_block."""
+    return int(min(max(1, seconds // max(estimate, 1e-9)), settings.max_calls_per_block))
+
+
 def time_alternating(calls, settings, skip=None):
     """Time the callables in `calls` ({name: callable}) against each other.
 
@@ -177,13 +183,9 @@ def time_alternating(calls, settings, skip=None):
                 continue
             # a slow call needs no second warm-up; a fast one is timed again once warm
             estimate = first if first > settings.block_seconds else _timed(function)
-            calls_per_block[name] = int(
-                min(max(1, settings.block_seconds // max(estimate, 1e-9)), settings.max_calls_per_block)
-            )
-            warmup_calls[name] = 0 if not settings.block_warmup_seconds else int(
-                min(max(1, settings.block_warmup_seconds // max(estimate, 1e-9)),
-                    settings.max_calls_per_block)
-            )
+            calls_per_block[name] = _calls_filling(settings.block_seconds, estimate, settings)
+            warmup_calls[name] = 0 if not settings.block_warmup_seconds else _calls_filling(
+                settings.block_warmup_seconds, estimate, settings)
         order = list(calls_per_block)
         samples = {name: [] for name in order}
         for block in range(settings.blocks):
