@@ -143,6 +143,9 @@ _GEMM_PIECE_ROWS = 64
 _GEMM_PIECE_INNER = 128
 # A piece narrower than this is slower than the packed path (one 512-bit vector of floats).
 _MIN_GEMM_COLUMNS = 16
+# OpenBLAS's SkylakeX small-matrix path takes a product of two "inner dimension contiguous"
+# operands (TN in its column-major terms) only up to this many result elements.
+_SMALL_TN_RESULT = 1200
 
 
 def _even_piece(total, most):
@@ -270,11 +273,24 @@ def _winograd_weight_gradient(x, dout, padding):
         np.einsum("ia,ijfc,jb->fcab", g, summed.reshape(4, 4, filters, channels), g, optimize=True))
 
 
-def _backward_compiled(dout, x, w, window, algorithm, automatic):
+def _bias_gradient(dout, has_bias):
+    return dout.sum(axis=(0, 2, 3)) if has_bias else None
+
+
+def _transposed_weight_gradient(patch, filters):
+    """Whether the im2col backward keeps dW transposed (see _conv.add_weight_gradient): when
+    BLAS has a small-matrix path (small_gemm_limit) that would not take dW's own product
+    (F, HW) @ (HW, C*KH*KW): OpenBLAS 0.3.30 takes such a product (both inner dimensions
+    contiguous) only when its result has at most _SMALL_TN_RESULT elements."""
+    return small_gemm_limit() > 0 and patch * filters > _SMALL_TN_RESULT
+
+
+def _backward_compiled(dout, x, w, has_bias, window, algorithm, automatic):
+    """dx, dw and db (None without a bias)."""
     filters = w.shape[0]
     patch = window.channels * window.kernel_height * window.kernel_width
     if dout.size == 0 or x.size == 0 or patch == 0:
-        return np.zeros_like(x), np.zeros_like(w)
+        return np.zeros_like(x), np.zeros_like(w), _bias_gradient(dout, has_bias)
     dx = np.empty_like(x)
     # Winograd for both gradients, unless "auto" chose it and dout is not finite
     if algorithm == "winograd" and (not automatic or _all_finite(dout)):
@@ -283,15 +299,25 @@ def _backward_compiled(dout, x, w, window, algorithm, automatic):
         # swapped: again a 3x3 stride-1 convolution, padded by 2 - p
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         _winograd_forward(dout, flipped, None, dx, (2 - window.pad_height, 2 - window.pad_width))
-        return dx, dw
+        return dx, dw, _bias_gradient(dout, has_bias)
     threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
-    dweight = np.zeros((threads, filters, patch), dtype=x.dtype)
-    with scratch((threads, 0 if direct else patch, band_rows * window.out_width), x.dtype) as workspace:
-        _run(_dispatch._conv.backward, threads, dout, x, w, dx, dweight, workspace, *window.stride,
-             *window.padding, band_rows, direct, _gemm_pieces(patch, filters))
+    if direct:
+        band_rows = window.out_height
+    band_columns = band_rows * window.out_width
+    transposed = _transposed_weight_gradient(patch, filters)
+    dweight = np.zeros((threads,) + ((patch, filters) if transposed else (filters, patch)), x.dtype)
+    dbias = np.zeros((threads, filters), x.dtype) if has_bias else None
+    with scratch((threads, 0 if direct else patch, band_columns), x.dtype) as workspace, \
+            scratch((threads, band_columns if transposed else 0, filters), x.dtype) as dout_band:
+        _run(_dispatch._conv.backward, threads, dout, x, w, dx, dweight, dbias, workspace,
+             dout_band, *window.stride, *window.padding, band_rows, direct, transposed,
+             _gemm_pieces(patch, filters), _gemm_pieces(patch, band_columns))
     dw = dweight[0] if threads == 1 else dweight.sum(axis=0)
-    return dx, dw.reshape(w.shape)
+    if transposed:
+        dw = np.ascontiguousarray(dw.T)
+    db = None if dbias is None else dbias[0] if threads == 1 else dbias.sum(axis=0)
+    return dx, dw.reshape(w.shape), db
 
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, *, backend="auto", algorithm="auto"):
@@ -341,7 +367,5 @@ def conv2d_backward(dout, cache):
     dout = contiguous(dout)
     if cache.backend == "reference":
         return _reference_backward(dout, cache.x, cache.weight, cache.has_bias, cache.window)
-    dx, dw = _backward_compiled(dout, cache.x, cache.weight, cache.window, cache.algorithm,
-                                cache.automatic)
-    db = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
-    return dx, dw, db
+    return _backward_compiled(dout, cache.x, cache.weight, cache.has_bias, cache.window,
+                              cache.algorithm, cache.automatic)

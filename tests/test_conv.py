@@ -292,6 +292,50 @@ def test_gemms_split_into_column_pieces_give_the_same_results(case, dtype, works
         assert_close(g, e, tolerance)
 
 
+@pytest.mark.parametrize("workspace", [1, None])
+@pytest.mark.parametrize("pieces", [None, (3, 5, 16)])
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [c for c in SPLIT_CASES if c[4:] != ("winograd",)])
+def test_weight_gradient_either_way_round(case, dtype, bias, transposed, pieces, workspace,
+                                          monkeypatch):
+    # dW summed as dout @ cols^T, or transposed as cols @ dout^T (split into pieces or not),
+    # with db summed in the same pass; in bands of one output row (workspace 1) or whole images
+    monkeypatch.setattr(fastconv.conv, "_transposed_weight_gradient", lambda *_: transposed)
+    if pieces:
+        monkeypatch.setattr(fastconv.conv, "_gemm_pieces",
+                            lambda rows, inner: np.array(pieces, dtype=np.intc))
+    x_shape, w_shape, stride, padding, *algorithm = case
+    x, w, b = _inputs(x_shape, w_shape, dtype)
+    b = b if bias else None
+    expected, ref_cache = reference.conv2d_forward(x, w, b, stride, padding)
+    dout = np.random.default_rng(5).standard_normal(expected.shape).astype(dtype)
+    saved = fastconv.get_workspace_limit()
+    try:
+        fastconv.set_workspace_limit(workspace)
+        _, cache = fastconv.conv2d_forward(x, w, b, stride, padding,
+                                           algorithm=(algorithm or ["im2col"])[0])
+        got = fastconv.conv2d_backward(dout, cache)
+    finally:
+        fastconv.set_workspace_limit(saved)
+    want = reference.conv2d_backward(dout, ref_cache)
+    assert (got[2] is None) == (not bias)
+    for g, e in zip(got, want):
+        if e is not None:
+            assert g.flags.c_contiguous
+            assert_close(g, e)
+
+
+def test_weight_gradient_transposed_only_where_blas_would_pack(monkeypatch):
+    monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 100**3)
+    transposed = fastconv.conv._transposed_weight_gradient
+    assert not transposed(27, 25)        # cs231n-nb: 675 results, already unpacked
+    assert transposed(147, 32)           # cnn-cifar
+    monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 0)
+    assert not transposed(147, 32)       # no small-matrix path to reach
+
+
 def test_gemm_pieces_follow_the_blas_small_matrix_limit(monkeypatch):
     monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 100**3)
     pieces = fastconv.conv._gemm_pieces

@@ -85,15 +85,79 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
                              plane, piece_rows, piece_inner, piece_columns)
 
 
+cdef inline void transpose_into(floating* dst, const floating* src, Py_ssize_t rows,
+                                Py_ssize_t columns, Py_ssize_t ld_src) noexcept nogil:
+    """dst (columns, rows), contiguous = src^T, src (rows, columns) with row stride ld_src.
+    Blocks of 16 x 16 keep the cache lines of both sides in use."""
+    cdef Py_ssize_t row_block, column_block, i, j
+    for column_block in range(0, columns, 16):
+        for row_block in range(0, rows, 16):
+            for j in range(column_block, min(column_block + 16, columns)):
+                for i in range(row_block, min(row_block + 16, rows)):
+                    dst[j * rows + i] = src[i * ld_src + j]
+
+
+cdef inline void add_row_sums(floating* sums, const floating* src, Py_ssize_t rows,
+                              Py_ssize_t columns, Py_ssize_t ld_src) noexcept nogil:
+    """sums[i] += src[i, 0] + ... + src[i, columns - 1], src row stride ld_src. Sixteen
+    running sums per row, in a fixed order, so the compiler can vectorise the loop."""
+    cdef floating lanes[16]
+    cdef floating total
+    cdef Py_ssize_t i, j, lane, whole = columns - columns % 16
+    cdef const floating* row
+    for i in range(rows):
+        row = src + i * ld_src
+        for lane in range(16):
+            lanes[lane] = 0
+        for j in range(0, whole, 16):
+            for lane in range(16):
+                lanes[lane] += row[j + lane]
+        total = 0
+        for lane in range(16):
+            total += lanes[lane]
+        for j in range(whole, columns):
+            total += row[j]
+        sums[i] += total
+
+
+cdef inline void add_weight_gradient(floating* dweight, floating* dbias, const floating* cols,
+                                     int ld_cols, int patch, const floating* dout, int ld_dout,
+                                     int filters, int ncols, floating* dout_band,
+                                     bint transposed, const int[::1] pieces) noexcept nogil:
+    """dweight += dout (F, ncols) @ cols^T (ncols, patch), and dbias (F,) += row sums of
+    dout when dbias is not NULL.
+
+    BLAS packs both operands of this product (their inner dimension is contiguous in both)
+    unless it is tiny. With `transposed`, dout is first copied transposed into dout_band
+    (ncols, F) and dweight is kept as its transpose (patch, F): then the product is
+    cols @ dout_band, which gemm_blocked keeps on the BLAS's small-matrix path.
+    """
+    if transposed:
+        transpose_into(dout_band, dout, filters, ncols, ld_dout)
+        gemm_blocked(False, patch, filters, ncols, 1, cols, ld_cols, dout_band, filters, 1,
+                     dweight, filters, pieces[0], pieces[1], pieces[2])
+    else:
+        gemm(False, True, filters, patch, ncols, 1, dout, ld_dout, cols, ld_cols, 1,
+             dweight, patch)
+    if dbias != NULL:
+        add_row_sums(dbias, dout, filters, ncols, ld_dout)
+
+
 def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
              const floating[:, :, :, ::1] weight, floating[:, :, :, ::1] dx,
-             floating[:, :, ::1] dweight_per_thread, floating[:, :, ::1] workspace,
+             floating[:, :, ::1] dweight_per_thread, floating[:, ::1] dbias_per_thread,
+             floating[:, :, ::1] workspace, floating[:, :, ::1] dout_band,
              Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-             Py_ssize_t band_rows, bint direct, const int[::1] gemm_pieces, int num_threads):
-    """dx (N, C, H, W) and per-thread partial sums of dweight, (num_threads, F, C*KH*KW).
+             Py_ssize_t band_rows, bint direct, bint transposed,
+             const int[::1] gemm_pieces, const int[::1] dweight_pieces, int num_threads):
+    """dx (N, C, H, W) and per-thread partial sums of dweight and dbias.
 
-    dx is overwritten; dweight_per_thread must be zero on entry and is summed by the caller.
-    Each thread owns whole images, so the col2im scatter into dx never races.
+    dx is overwritten. dweight_per_thread, (num_threads, F, C*KH*KW), or with `transposed`
+    (num_threads, C*KH*KW, F), and dbias_per_thread (num_threads, F), or None for no bias,
+    must be zero on entry; the caller sums them. Each thread owns whole images, so the
+    col2im scatter into dx never races.
+    dout_band: (num_threads, band_rows*OW, F) with `transposed` (see add_weight_gradient,
+    whose pieces are dweight_pieces), else unused. gemm_pieces: those of the dcols product.
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
@@ -101,34 +165,40 @@ def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
     cdef Py_ssize_t kernel_height = weight.shape[2], kernel_width = weight.shape[3]
     cdef Py_ssize_t out_height = dout.shape[2], out_width = dout.shape[3]
     cdef Py_ssize_t bands = (out_height + band_rows - 1) // band_rows
-    cdef Py_ssize_t image, band, row_start, row_stop
+    cdef Py_ssize_t image, band_index, row_start, row_stop
     cdef int patch = channels * kernel_height * kernel_width
     cdef int plane = out_height * out_width
     cdef int ld_work = workspace.shape[2]
     cdef int ncols, tid = 0
     cdef int piece_rows = gemm_pieces[0], piece_inner = gemm_pieces[1]
     cdef int piece_columns = gemm_pieces[2]
+    cdef bint has_bias = dbias_per_thread is not None
+    cdef floating* dbias
+    cdef floating* band
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
+        dbias = &dbias_per_thread[tid, 0] if has_bias else NULL
+        band = &dout_band[tid, 0, 0] if transposed else NULL
         for image in prange(batch, schedule="static"):
             if direct:
                 # dW += dout[n] (F, HW) @ x[n]^T (HW, C);  dx[n] = W^T (C, F) @ dout[n] (F, HW)
-                gemm(False, True, filters, channels, plane, 1, &dout[image, 0, 0, 0], plane,
-                     &x[image, 0, 0, 0], plane, 1, &dweight_per_thread[tid, 0, 0], channels)
+                add_weight_gradient(&dweight_per_thread[tid, 0, 0], dbias, &x[image, 0, 0, 0],
+                                    plane, channels, &dout[image, 0, 0, 0], plane, filters,
+                                    plane, band, transposed, dweight_pieces)
                 gemm_blocked(True, channels, plane, filters, 1, &weight[0, 0, 0, 0], channels,
                              &dout[image, 0, 0, 0], plane, 0, &dx[image, 0, 0, 0], plane,
                              piece_rows, piece_inner, piece_columns)
                 continue
             zero_image(dx, image)
-            for band in range(bands):
-                row_start = band * band_rows
+            for band_index in range(bands):
+                row_start = band_index * band_rows
                 row_stop = min(row_start + band_rows, out_height)
                 ncols = (row_stop - row_start) * out_width
                 im2col_rows(x, image, kernel_height, kernel_width, stride_h, stride_w,
                             pad_h, pad_w, out_width, row_start, row_stop, workspace[tid], 0)
-                # dW += dout band (F, ncols) @ cols^T (ncols, patch)
-                gemm(False, True, filters, patch, ncols, 1, &dout[image, 0, row_start, 0], plane,
-                     &workspace[tid, 0, 0], ld_work, 1, &dweight_per_thread[tid, 0, 0], patch)
+                add_weight_gradient(&dweight_per_thread[tid, 0, 0], dbias, &workspace[tid, 0, 0],
+                                    ld_work, patch, &dout[image, 0, row_start, 0], plane,
+                                    filters, ncols, band, transposed, dweight_pieces)
                 # dcols (patch, ncols) = W^T (patch, F) @ dout band (F, ncols), reusing the buffer
                 gemm_blocked(True, patch, ncols, filters, 1, &weight[0, 0, 0, 0], patch,
                              &dout[image, 0, row_start, 0], plane, 0, &workspace[tid, 0, 0],
