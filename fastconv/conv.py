@@ -99,13 +99,18 @@ _BAND_BYTES = 128 * 2**10
 _BAND_MIN_COLUMNS = 256
 
 
+# The im2col stage pays off where each input pixel lands in at least this many columns
+# (KH*KW / (stride_h*stride_w)); 3x3 stride-2 windows (2.25) ran as fast or faster without.
+_STAGE_MIN_OVERLAP = 4
+
+
 def _stage_size(window, band_rows):
     """Elements of one thread's im2col stage (see _kernels/_tiles.pxd) for a band of
-    band_rows output rows; 0 when windows do not overlap and plain im2col copies each
-    input pixel at most once anyway."""
+    band_rows output rows; 0 when windows overlap too little for the stage to pay off and
+    plain im2col copies straight from x."""
     kernel_h, kernel_w = window.kernel_size
     stride_h, stride_w = window.stride
-    if kernel_h * kernel_w <= stride_h * stride_w:
+    if kernel_h * kernel_w < _STAGE_MIN_OVERLAP * stride_h * stride_w:
         return 0
     rows = (band_rows - 1) * stride_h + kernel_h
     stage_width = window.out_width + (kernel_w - 1) // stride_w

@@ -22,6 +22,7 @@ CASES = [
     ((2, 3, 15, 19), (4, 3, 3, 5), (2, 4), (1, 2)),     # stride 4 along the width
     ((1, 3, 3, 3), (2, 3, 3, 3), 1, 0),                 # output 1x1
     ((4, 1, 10, 1), (2, 1, 3, 1), (2, 1), (1, 0)),      # width 1
+    ((2, 3, 15, 19), (4, 3, 5, 5), (1, 2), (2, 1)),     # im2col through the stage, 2 phases
 ]
 
 
@@ -350,9 +351,11 @@ def test_gemm_pieces_follow_the_blas_small_matrix_limit(monkeypatch):
 
 @pytest.mark.parametrize("kernel, stride, staged", [
     ((3, 3), (1, 1), True), ((11, 11), (4, 4), True), ((2, 2), (2, 2), False),
-    ((1, 1), (2, 2), False), ((3, 1), (1, 2), True), ((1, 3), (2, 1), True),
+    ((1, 1), (2, 2), False), ((3, 3), (2, 2), False), ((5, 5), (2, 2), True),
+    ((2, 2), (1, 1), True), ((3, 1), (1, 1), False), ((3, 4), (1, 2), True),
 ])
-def test_im2col_stage_only_where_windows_overlap(kernel, stride, staged):
+def test_im2col_stage_only_where_windows_overlap_enough(kernel, stride, staged):
+    # staged where each input pixel lands in at least 4 columns: KH*KW >= 4*stride_h*stride_w
     x, w, b = _inputs((2, 3, 13, 12), (4, 3) + kernel, np.float32)
     window = fastconv._validate.conv2d_inputs(x, w, b, stride, 1)
     assert (fastconv.conv._stage_size(window, 2) > 0) == staged
