@@ -77,11 +77,15 @@ class _ScratchPool:
             self._free = []
 
     @contextmanager
-    def borrow(self, shape, dtype):
-        """An uninitialised array of `shape` and `dtype` for the duration of the block."""
+    def borrow(self, dtype, *shapes):
+        """Uninitialised arrays of `dtype` and the given shapes for the duration of the block,
+        carved from one buffer (one array: the array; several: a tuple). Each starts on a
+        64-byte boundary, so no two share a cache line."""
         dtype = np.dtype(dtype)
-        count = math.prod(shape)
-        nbytes = max(1, count) * dtype.itemsize
+        counts = [math.prod(shape) for shape in shapes]
+        # bytes of each array rounded up to whole cache lines, and a line to align the first
+        spans = [-(-count * dtype.itemsize // _LINE) * _LINE for count in counts]
+        nbytes = sum(spans) + _LINE
         with self._lock:
             # the list is kept sorted by size: take the smallest buffer that fits
             index = next((i for i, b in enumerate(self._free) if b.nbytes >= nbytes), None)
@@ -89,7 +93,14 @@ class _ScratchPool:
         if buffer is None:
             buffer = np.empty(nbytes, dtype=np.uint8)
         try:
-            yield buffer[:nbytes].view(dtype)[:count].reshape(shape)
+            offset = -buffer.ctypes.data % _LINE
+            arrays = []
+            for shape, count, span in zip(shapes, counts, spans):
+                start = offset
+                offset += span
+                arrays.append(buffer[start: start + count * dtype.itemsize].view(dtype)
+                              .reshape(shape))
+            yield arrays[0] if len(arrays) == 1 else tuple(arrays)
         finally:
             with self._lock:
                 self._free.append(buffer)
@@ -97,12 +108,14 @@ class _ScratchPool:
                 del self._free[: max(0, len(self._free) - self._keep)]
 
 
+_LINE = 64
 _pool = _ScratchPool()
 
 
-def scratch(shape, dtype):
-    """Borrow a reusable uninitialised scratch array (a context manager)."""
-    return _pool.borrow(shape, dtype)
+def scratch(dtype, *shapes):
+    """Borrow reusable uninitialised scratch arrays of the given shapes (a context manager
+    giving the array, or a tuple of them for several shapes)."""
+    return _pool.borrow(dtype, *shapes)
 
 
 # Several Python threads may call fastconv at once. The BLAS limit is a process-wide

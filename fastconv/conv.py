@@ -170,8 +170,11 @@ def _gemm_pieces(rows, inner):
     return np.array((piece_rows, piece_inner, columns), dtype=np.intc)
 
 
-def _run(kernel, threads, *args):
-    if threads > 1:
+def _run(kernel, threads, *args, all_small=False):
+    """kernel(*args, threads). With several threads BLAS is held to one thread for the call,
+    unless `all_small`: every product of the call is a piece on OpenBLAS's small-matrix path
+    (_gemm_pieces), which runs on the calling thread alone, so there is nothing to limit."""
+    if threads > 1 and not all_small:
         with single_threaded_blas():
             kernel(*args, threads)
     else:
@@ -201,11 +204,12 @@ def _forward_compiled(x, w, b, window, algorithm):
         weight = np.concatenate((weight, b.reshape(filters, 1)), axis=1)
         depth, b = patch + 1, None
     stage_size = 0 if direct else _stage_size(window, band_rows)
-    with scratch((threads, depth, band_rows * window.out_width), x.dtype) as workspace, \
-            scratch((threads, stage_size), x.dtype) as stage:
+    with scratch(x.dtype, (threads, depth, band_rows * window.out_width),
+                 (threads, stage_size)) as (workspace, stage):
+        pieces = _gemm_pieces(filters, depth or window.channels)
         _run(_dispatch._conv.forward, threads, x, weight, window.kernel_height,
              window.kernel_width, b, out, workspace, stage, *window.stride, *window.padding,
-             band_rows, direct, _gemm_pieces(filters, depth or window.channels))
+             band_rows, direct, pieces, all_small=pieces[2] > 0)
     return out
 
 
@@ -236,8 +240,8 @@ def _winograd_work(threads, band_rows, tiles_w, first, second, dtype):
     elements = 16
     ntiles = band_rows * tiles_w
     skew = 64 // np.dtype(dtype).itemsize
-    with scratch((threads, elements, first * ntiles + skew), dtype) as one, \
-            scratch((threads, elements, second * ntiles + skew), dtype) as two:
+    with scratch(dtype, (threads, elements, first * ntiles + skew),
+                 (threads, elements, second * ntiles + skew)) as (one, two):
         yield (one[:, :, : first * ntiles].reshape(threads, elements, first, ntiles),
                two[:, :, : second * ntiles].reshape(threads, elements, second, ntiles))
 
@@ -250,8 +254,9 @@ def _winograd_forward(x, w, b, out, padding):
     transformed = np.empty((16, filters, channels), dtype=x.dtype)
     _dispatch._winograd.transform_weights(w, transformed)
     with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype) as (inputs, products):
+        pieces = _gemm_pieces(filters, channels)
         _run(_dispatch._winograd.forward, threads, x, transformed, b, out, inputs, products,
-             *padding, band_rows, _gemm_pieces(filters, channels))
+             *padding, band_rows, pieces, all_small=pieces[2] > 0)
 
 
 # G of F(2x2, 3x3): the weight transform U = G g G^T (see _kernels/_winograd.pyx)
@@ -313,8 +318,8 @@ def _backward_compiled(dout, x, w, has_bias, window, algorithm, automatic):
     transposed = _transposed_weight_gradient(patch, filters)
     dweight = np.zeros((threads,) + ((patch, filters) if transposed else (filters, patch)), x.dtype)
     dbias = np.zeros((threads, filters), x.dtype) if has_bias else None
-    with scratch((threads, 0 if direct else patch, band_columns), x.dtype) as workspace, \
-            scratch((threads, band_columns if transposed else 0, filters), x.dtype) as dout_band:
+    with scratch(x.dtype, (threads, 0 if direct else patch, band_columns),
+                 (threads, band_columns if transposed else 0, filters)) as (workspace, dout_band):
         _run(_dispatch._conv.backward, threads, dout, x, w, dx, dweight, dbias, workspace,
              dout_band, *window.stride, *window.padding, band_rows, direct, transposed,
              _gemm_pieces(patch, filters), _gemm_pieces(patch, band_columns))

@@ -33,22 +33,37 @@ def test_workspace_limit_round_trip():
 
 def test_scratch_buffers_are_never_shared_while_borrowed():
     pool = _config._ScratchPool(keep=2)
-    with pool.borrow((3, 4), np.float32) as first:
-        with pool.borrow((3, 4), np.float32) as second:
+    with pool.borrow(np.float32, (3, 4)) as first:
+        with pool.borrow(np.float32, (3, 4)) as second:
             assert first.shape == second.shape == (3, 4)
             assert first.dtype == np.float32
             assert not np.shares_memory(first, second)
     # returned buffers are reused, and no more than `keep` are kept
-    with pool.borrow((2, 2), np.float64) as again:
+    with pool.borrow(np.float64, (2, 2)) as again:
         assert again.dtype == np.float64 and again.shape == (2, 2)
-    with pool.borrow((5,), np.float32), pool.borrow((5,), np.float32), pool.borrow((5,), np.float32):
+    with pool.borrow(np.float32, (5,)), pool.borrow(np.float32, (5,)), \
+            pool.borrow(np.float32, (5,)):
         pass
     assert len(pool._free) == 2
 
 
+def test_scratch_arrays_from_one_buffer_are_apart_and_aligned():
+    pool = _config._ScratchPool()
+    with pool.borrow(np.float64, (3, 5), (0,), (7,), (2, 1)) as arrays:
+        assert [a.shape for a in arrays] == [(3, 5), (0,), (7,), (2, 1)]
+        for i, a in enumerate(arrays):
+            assert a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable
+            assert a.size == 0 or a.ctypes.data % 64 == 0
+            for b in arrays[i + 1:]:
+                assert not np.shares_memory(a, b)
+        for value, a in enumerate(arrays):
+            a[...] = value
+        assert [set(a.ravel().tolist()) for a in arrays] == [{0}, set(), {2}, {3}]
+
+
 def test_scratch_handles_empty_shapes():
     pool = _config._ScratchPool()
-    with pool.borrow((2, 0, 7), np.float32) as empty:
+    with pool.borrow(np.float32, (2, 0, 7)) as empty:
         assert empty.shape == (2, 0, 7)
 
 

@@ -1,4 +1,6 @@
 """conv2d_forward / conv2d_backward: compiled path vs reference twin, gradients, errors."""
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 
@@ -335,6 +337,35 @@ def test_weight_gradient_transposed_only_where_blas_would_pack(monkeypatch):
     assert transposed(147, 32)           # cnn-cifar
     monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 0)
     assert not transposed(147, 32)       # no small-matrix path to reach
+
+
+@pytest.mark.parametrize("limit, limited", [(100**3, False), (0, True)])
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd", "gemm-1x1"])
+def test_blas_limit_skipped_only_when_every_product_is_a_small_piece(algorithm, limit, limited,
+                                                                     monkeypatch):
+    # OpenBLAS runs its small-matrix path on the calling thread: a forward whose products are
+    # all pieces on it (every forward, with the limit) has no BLAS threads to hold back
+    entered = []
+
+    @contextmanager
+    def recording():
+        entered.append(True)
+        yield
+
+    monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: limit)
+    monkeypatch.setattr(fastconv.conv, "single_threaded_blas", recording)
+    kernel = (1, 1) if algorithm == "gemm-1x1" else (3, 3)
+    x, w, b = _inputs((4, 64, 24, 24), (64, 64) + kernel, np.float32)  # big enough for 2 threads
+    padding = 0 if algorithm == "gemm-1x1" else 1
+    saved = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(2)
+        out, cache = fastconv.conv2d_forward(x, w, b, 1, padding, algorithm=algorithm)
+    finally:
+        fastconv.set_num_threads(saved)
+    assert bool(entered) == limited
+    assert_close(out, reference.conv2d_forward(x, w, b, 1, padding)[0],
+                 WINOGRAD_TOLERANCE[np.dtype(np.float32)] if algorithm == "winograd" else None)
 
 
 def test_gemm_pieces_follow_the_blas_small_matrix_limit(monkeypatch):
