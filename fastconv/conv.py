@@ -233,17 +233,19 @@ def _winograd_plan(batch, channels, filters, out_height, out_width, itemsize):
 
 
 @contextmanager
-def _winograd_work(threads, band_rows, tiles_w, first, second, dtype):
+def _winograd_work(threads, band_rows, tiles_w, first, second, dtype, second_by_tile=False):
     """Per-thread work buffers (threads, 16, first, band tiles) and (threads, 16, second,
-    band tiles). The planes of a buffer are written and read in step: planes a multiple of
-    4 KiB apart would all map to the same cache sets, so each is offset by a cache line."""
+    band tiles), or (threads, 16, band tiles, second) with second_by_tile. The planes of a
+    buffer are written and read in step: planes a multiple of 4 KiB apart would all map to
+    the same cache sets, so each is offset by a cache line."""
     elements = 16
     ntiles = band_rows * tiles_w
     skew = 64 // np.dtype(dtype).itemsize
     with scratch(dtype, (threads, elements, first * ntiles + skew),
                  (threads, elements, second * ntiles + skew)) as (one, two):
         yield (one[:, :, : first * ntiles].reshape(threads, elements, first, ntiles),
-               two[:, :, : second * ntiles].reshape(threads, elements, second, ntiles))
+               two[:, :, : second * ntiles].reshape(
+                   (threads, elements) + ((ntiles, second) if second_by_tile else (second, ntiles))))
 
 
 def _winograd_forward(x, w, b, out, padding):
@@ -273,14 +275,16 @@ def _winograd_weight_gradient(x, dout, padding):
     channels, filters = x.shape[1], dout.shape[1]
     threads, band_rows, tiles_w = _winograd_plan(x.shape[0], channels, filters, *dout.shape[2:],
                                                  x.itemsize)
-    products = np.zeros((threads, 16, filters, channels), dtype=x.dtype)
-    with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype) as (inputs, douts):
+    products = np.zeros((threads, 16, channels, filters), dtype=x.dtype)  # transposed
+    with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype,
+                        second_by_tile=True) as (inputs, douts):
+        pieces = _gemm_pieces(channels, band_rows * tiles_w)
         _run(_dispatch._winograd.weight_gradient, threads, x, dout, products, inputs, douts,
-             *padding, band_rows)
+             *padding, band_rows, pieces, all_small=pieces[2] > 0)
     summed = products[0] if threads == 1 else products.sum(axis=0)
     g = np.array(_WINOGRAD_G, dtype=x.dtype)
     return np.ascontiguousarray(
-        np.einsum("ia,ijfc,jb->fcab", g, summed.reshape(4, 4, filters, channels), g, optimize=True))
+        np.einsum("ia,ijcf,jb->fcab", g, summed.reshape(4, 4, channels, filters), g, optimize=True))
 
 
 def _bias_gradient(dout, has_bias):

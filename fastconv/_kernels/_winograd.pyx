@@ -169,27 +169,30 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
 cdef inline void transform_dout_tiles(
         const floating[:, :, :, ::1] dout, Py_ssize_t band_start, Py_ssize_t band_stop,
         Py_ssize_t tiles_h, Py_ssize_t tiles_w, floating[:, :, :] u) noexcept nogil:
-    """u[(i, j), f, t] = (A dy A^T)[i, j] for the 2x2 block dy of dout[:, f] under each tile t
+    """u[(i, j), t, f] = (A dy A^T)[i, j] for the 2x2 block dy of dout[:, f] under each tile t
     of the band (zero past the output edge), with A = (A^T)^T the forward's output transform:
-    a row [p, q] of dy becomes [p, p + q, p - q, -q], and so do the columns."""
+    a row [p, q] of dy becomes [p, p + q, p - q, -q], and so do the columns.
+    Filters are innermost, so that each of the 16 planes is written in contiguous runs."""
     cdef Py_ssize_t filters = dout.shape[1], out_height = dout.shape[2], out_width = dout.shape[3]
-    cdef Py_ssize_t f, band_row, image, tile_row, tile_col, t, i, row0, col0
+    cdef Py_ssize_t f, band_row, image, tile_row, tile_col, t = 0, i, row0, col0
     cdef floating y00, y01, y10, y11
     cdef floating s[4][2]   # A dy
-    for f in range(filters):
-        t = 0
-        for band_row in range(band_start, band_stop):  # rows of tiles, across images
-            image = band_row // tiles_h
-            tile_row = band_row - image * tiles_h
-            row0 = 2 * tile_row
-            for tile_col in range(tiles_w):
-                col0 = 2 * tile_col
+    cdef bint has_right, has_below
+    for band_row in range(band_start, band_stop):  # rows of tiles, across images
+        image = band_row // tiles_h
+        tile_row = band_row - image * tiles_h
+        row0 = 2 * tile_row
+        has_below = row0 + 1 < out_height
+        for tile_col in range(tiles_w):
+            col0 = 2 * tile_col
+            has_right = col0 + 1 < out_width
+            for f in range(filters):
                 y00 = dout[image, f, row0, col0]
-                y01 = dout[image, f, row0, col0 + 1] if col0 + 1 < out_width else 0
+                y01 = dout[image, f, row0, col0 + 1] if has_right else 0
                 y10 = y11 = 0
-                if row0 + 1 < out_height:
+                if has_below:
                     y10 = dout[image, f, row0 + 1, col0]
-                    if col0 + 1 < out_width:
+                    if has_right:
                         y11 = dout[image, f, row0 + 1, col0 + 1]
                 s[0][0] = y00
                 s[0][1] = y01
@@ -200,25 +203,27 @@ cdef inline void transform_dout_tiles(
                 s[3][0] = -y10
                 s[3][1] = -y11
                 for i in range(4):
-                    u[4 * i + 0, f, t] = s[i][0]
-                    u[4 * i + 1, f, t] = s[i][0] + s[i][1]
-                    u[4 * i + 2, f, t] = s[i][0] - s[i][1]
-                    u[4 * i + 3, f, t] = -s[i][1]
-                t = t + 1
+                    u[4 * i + 0, t, f] = s[i][0]
+                    u[4 * i + 1, t, f] = s[i][0] + s[i][1]
+                    u[4 * i + 2, t, f] = s[i][0] - s[i][1]
+                    u[4 * i + 3, t, f] = -s[i][1]
+            t = t + 1
 
 
 def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
                     floating[:, :, :, ::1] products_per_thread,
                     floating[:, :, :, :] input_work, floating[:, :, :, :] dout_work,
-                    Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t band_tile_rows, int num_threads):
-    """Per-thread sums over the tiles, products_per_thread[thread, (i, j), f, c] =
-    sum over tiles of (A dy A^T)[i, j] * (B^T d B)[i, j]: the transformed gradient of the
-    weights of a 3x3 stride-1 conv of x (N, C, H, W) giving dout (N, F, OH, OW).
+                    Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t band_tile_rows,
+                    const int[::1] gemm_pieces, int num_threads):
+    """Per-thread sums over the tiles, products_per_thread[thread, (i, j), c, f] =
+    sum over tiles of (B^T d B)[i, j] * (A dy A^T)[i, j]: the transformed gradient of the
+    weights (transposed) of a 3x3 stride-1 conv of x (N, C, H, W) giving dout (N, F, OH, OW).
     dW[f, c] = G^T (summed over threads) G, done by the caller.
 
-    products_per_thread: (threads, 16, F, C), zero on entry. Work buffers per thread:
-    input_work (threads, 16, C, band tiles), dout_work (threads, 16, F, band tiles), rows
-    contiguous, as for forward().
+    products_per_thread: (threads, 16, C, F), zero on entry. Work buffers per thread:
+    input_work (threads, 16, C, band tiles) as for forward(), dout_work (threads, 16,
+    band tiles, F), rows contiguous. Each product is then (C, tiles) @ (tiles, F), which
+    BLAS runs unpacked in gemm_pieces (rows, inner, columns; 0: not split).
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t filters = dout.shape[1]
@@ -229,6 +234,8 @@ def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef int ntiles, tid = 0
     cdef int ld_input = input_work.strides[2] // sizeof(floating)
     cdef int ld_dout = dout_work.strides[2] // sizeof(floating)
+    cdef int piece_rows = gemm_pieces[0], piece_inner = gemm_pieces[1]
+    cdef int piece_columns = gemm_pieces[2]
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
         for task in prange(bands, schedule="static"):
@@ -239,8 +246,9 @@ def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
                                   input_work[tid])
             transform_dout_tiles(dout, band_start, band_stop, tiles_h, tiles_w, dout_work[tid])
             for element in range(16):
-                # (F, tiles) @ (C, tiles)^T, added onto this thread's (F, C) sums
-                gemm(False, True, filters, channels, ntiles, 1,
-                     &dout_work[tid, element, 0, 0], ld_dout,
-                     &input_work[tid, element, 0, 0], ld_input,
-                     1, &products_per_thread[tid, element, 0, 0], channels)
+                # (C, tiles) @ (tiles, F), added onto this thread's (C, F) sums
+                gemm_blocked(False, channels, filters, ntiles, 1,
+                             &input_work[tid, element, 0, 0], ld_input,
+                             &dout_work[tid, element, 0, 0], ld_dout,
+                             1, &products_per_thread[tid, element, 0, 0], filters,
+                             piece_rows, piece_inner, piece_columns)
