@@ -265,8 +265,9 @@ def _winograd_forward(x, w, b, out, padding):
 _WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
 
 
-def _winograd_weight_gradient(x, dout, padding):
-    """dW (F, C, 3, 3) of a 3x3 stride-1 conv of x giving dout, by Winograd F(2x2, 3x3).
+def _winograd_weight_gradient(x, dout, padding, has_bias):
+    """dW (F, C, 3, 3) of a 3x3 stride-1 conv of x giving dout, by Winograd F(2x2, 3x3),
+    and db (F,) (None without a bias), summed as dout is transformed.
 
     The forward is out = A^T [(G g G^T) * (B^T d B)] A per tile, so the gradient of G g G^T
     is the sum over tiles of (A dy A^T) * (B^T d B): 16 GEMMs over the tiles, then
@@ -276,19 +277,21 @@ def _winograd_weight_gradient(x, dout, padding):
     threads, band_rows, tiles_w = _winograd_plan(x.shape[0], channels, filters, *dout.shape[2:],
                                                  x.itemsize)
     products = np.zeros((threads, 16, channels, filters), dtype=x.dtype)  # transposed
+    dbias = np.zeros((threads, filters), x.dtype) if has_bias else None
     with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype,
                         second_by_tile=True) as (inputs, douts):
         pieces = _gemm_pieces(channels, band_rows * tiles_w)
-        _run(_dispatch._winograd.weight_gradient, threads, x, dout, products, inputs, douts,
-             *padding, band_rows, pieces, all_small=pieces[2] > 0)
-    summed = products[0] if threads == 1 else products.sum(axis=0)
+        _run(_dispatch._winograd.weight_gradient, threads, x, dout, products, dbias, inputs,
+             douts, *padding, band_rows, pieces, all_small=pieces[2] > 0)
     g = np.array(_WINOGRAD_G, dtype=x.dtype)
-    return np.ascontiguousarray(
-        np.einsum("ia,ijcf,jb->fcab", g, summed.reshape(4, 4, channels, filters), g, optimize=True))
+    dw = np.einsum("ia,ijcf,jb->fcab", g, _thread_sum(products).reshape(4, 4, channels, filters),
+                   g, optimize=True)
+    return np.ascontiguousarray(dw), None if dbias is None else _thread_sum(dbias)
 
 
-def _bias_gradient(dout, has_bias):
-    return dout.sum(axis=(0, 2, 3)) if has_bias else None
+def _thread_sum(per_thread):
+    """The sum of per-thread partial results (threads, ...) over the threads."""
+    return per_thread[0] if per_thread.shape[0] == 1 else per_thread.sum(axis=0)
 
 
 def _transposed_weight_gradient(patch, filters):
@@ -304,16 +307,16 @@ def _backward_compiled(dout, x, w, has_bias, window, algorithm, automatic):
     filters = w.shape[0]
     patch = window.channels * window.kernel_height * window.kernel_width
     if dout.size == 0 or x.size == 0 or patch == 0:
-        return np.zeros_like(x), np.zeros_like(w), _bias_gradient(dout, has_bias)
+        return np.zeros_like(x), np.zeros_like(w), dout.sum(axis=(0, 2, 3)) if has_bias else None
     dx = np.empty_like(x)
     # Winograd for both gradients, unless "auto" chose it and dout is not finite
     if algorithm == "winograd" and (not automatic or _all_finite(dout)):
-        dw = _winograd_weight_gradient(x, dout, window.padding)
+        dw, db = _winograd_weight_gradient(x, dout, window.padding, has_bias)
         # dx is the full correlation of dout with the flipped kernels, channels and filters
         # swapped: again a 3x3 stride-1 convolution, padded by 2 - p
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         _winograd_forward(dout, flipped, None, dx, (2 - window.pad_height, 2 - window.pad_width))
-        return dx, dw, _bias_gradient(dout, has_bias)
+        return dx, dw, db
     threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
     if direct:
@@ -327,11 +330,10 @@ def _backward_compiled(dout, x, w, has_bias, window, algorithm, automatic):
         _run(_dispatch._conv.backward, threads, dout, x, w, dx, dweight, dbias, workspace,
              dout_band, *window.stride, *window.padding, band_rows, direct, transposed,
              _gemm_pieces(patch, filters), _gemm_pieces(patch, band_columns))
-    dw = dweight[0] if threads == 1 else dweight.sum(axis=0)
+    dw = _thread_sum(dweight)
     if transposed:
         dw = np.ascontiguousarray(dw.T)
-    db = None if dbias is None else dbias[0] if threads == 1 else dbias.sum(axis=0)
-    return dx, dw.reshape(w.shape), db
+    return dx, dw.reshape(w.shape), None if dbias is None else _thread_sum(dbias)
 
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, *, backend="auto", algorithm="auto"):

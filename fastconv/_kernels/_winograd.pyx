@@ -168,11 +168,13 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
 
 cdef inline void transform_dout_tiles(
         const floating[:, :, :, ::1] dout, Py_ssize_t band_start, Py_ssize_t band_stop,
-        Py_ssize_t tiles_h, Py_ssize_t tiles_w, floating[:, :, :] u) noexcept nogil:
+        Py_ssize_t tiles_h, Py_ssize_t tiles_w, floating[:, :, :] u,
+        floating* dbias) noexcept nogil:
     """u[(i, j), t, f] = (A dy A^T)[i, j] for the 2x2 block dy of dout[:, f] under each tile t
     of the band (zero past the output edge), with A = (A^T)^T the forward's output transform:
     a row [p, q] of dy becomes [p, p + q, p - q, -q], and so do the columns.
-    Filters are innermost, so that each of the 16 planes is written in contiguous runs."""
+    Filters are innermost, so that each of the 16 planes is written in contiguous runs.
+    Unless dbias is NULL, dbias[f] += the sum of the band's dout[:, f] (each block's sum)."""
     cdef Py_ssize_t filters = dout.shape[1], out_height = dout.shape[2], out_width = dout.shape[3]
     cdef Py_ssize_t f, band_row, image, tile_row, tile_col, t = 0, i, row0, col0
     cdef floating y00, y01, y10, y11
@@ -202,6 +204,8 @@ cdef inline void transform_dout_tiles(
                 s[2][1] = y01 - y11
                 s[3][0] = -y10
                 s[3][1] = -y11
+                if dbias != NULL:
+                    dbias[f] += s[1][0] + s[1][1]
                 for i in range(4):
                     u[4 * i + 0, t, f] = s[i][0]
                     u[4 * i + 1, t, f] = s[i][0] + s[i][1]
@@ -211,7 +215,7 @@ cdef inline void transform_dout_tiles(
 
 
 def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
-                    floating[:, :, :, ::1] products_per_thread,
+                    floating[:, :, :, ::1] products_per_thread, floating[:, ::1] dbias_per_thread,
                     floating[:, :, :, :] input_work, floating[:, :, :, :] dout_work,
                     Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t band_tile_rows,
                     const int[::1] gemm_pieces, int num_threads):
@@ -220,7 +224,8 @@ def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     weights (transposed) of a 3x3 stride-1 conv of x (N, C, H, W) giving dout (N, F, OH, OW).
     dW[f, c] = G^T (summed over threads) G, done by the caller.
 
-    products_per_thread: (threads, 16, C, F), zero on entry. Work buffers per thread:
+    products_per_thread: (threads, 16, C, F), and dbias_per_thread (threads, F) (per-thread
+    sums of dout over all but its filter axis; None: not wanted), zero on entry. Work buffers per thread:
     input_work (threads, 16, C, band tiles) as for forward(), dout_work (threads, 16,
     band tiles, F), rows contiguous. Each product is then (C, tiles) @ (tiles, F), which
     BLAS runs unpacked in gemm_pieces (rows, inner, columns; 0: not split).
@@ -236,15 +241,19 @@ def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef int ld_dout = dout_work.strides[2] // sizeof(floating)
     cdef int piece_rows = gemm_pieces[0], piece_inner = gemm_pieces[1]
     cdef int piece_columns = gemm_pieces[2]
+    cdef bint has_bias = dbias_per_thread is not None
+    cdef floating* dbias
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
+        dbias = &dbias_per_thread[tid, 0] if has_bias else NULL
         for task in prange(bands, schedule="static"):
             band_start = task * band_tile_rows
             band_stop = min(band_start + band_tile_rows, rows)
             ntiles = (band_stop - band_start) * tiles_w
             transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
                                   input_work[tid])
-            transform_dout_tiles(dout, band_start, band_stop, tiles_h, tiles_w, dout_work[tid])
+            transform_dout_tiles(dout, band_start, band_stop, tiles_h, tiles_w, dout_work[tid],
+                                 dbias)
             for element in range(16):
                 # (C, tiles) @ (tiles, F), added onto this thread's (C, F) sums
                 gemm_blocked(False, channels, filters, ntiles, 1,
