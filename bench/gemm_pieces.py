@@ -9,6 +9,12 @@ time of each (min over rounds of blocks) and their ratio:
     python bench/gemm_pieces.py --threads 1 --dtype float64 --backward
 
 Where the BLAS has no such path (small_gemm_limit() is 0) both columns run the same code.
+
+With --weight-gradient it times conv2d_backward with the im2col weight gradient taken as
+cols @ dout^T (a band of dout transposed, on the small-matrix path; fastconv's choice where
+BLAS would pack dout @ cols^T) against dout @ cols^T, both with GEMM pieces:
+
+    python bench/gemm_pieces.py --weight-gradient --dtype float64
 """
 import argparse
 import time
@@ -26,8 +32,9 @@ def _unsplit(rows, inner):
     return np.zeros(3, dtype=np.intc)
 
 
-def time_case(case, dtype, backward, rounds, calls):
-    """Best milliseconds per call (split, unsplit) for one suite case."""
+def time_case(case, dtype, backward, rounds, calls, attribute, variants):
+    """Best milliseconds per call of one suite case with fastconv.conv.<attribute> set to
+    each of the two variants in turn."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(case.x_shape).astype(dtype)
     w = rng.standard_normal(case.w_shape).astype(dtype)
@@ -41,21 +48,21 @@ def time_case(case, dtype, backward, rounds, calls):
         else:
             fastconv.conv2d_forward(x, w, b, case.stride, case.padding)
 
-    split = fastconv.conv._gemm_pieces
-    best = {"split": float("inf"), "unsplit": float("inf")}
+    saved = getattr(fastconv.conv, attribute)
+    best = [float("inf")] * len(variants)
     try:
         for _ in range(rounds):
-            for name, pieces in (("split", split), ("unsplit", _unsplit)):
-                fastconv.conv._gemm_pieces = pieces
+            for index, variant in enumerate(variants):
+                setattr(fastconv.conv, attribute, variant)
                 time.sleep(0.05)  # let the other block's threads go idle
                 call()
                 for _ in range(calls):
                     start = time.perf_counter()
                     call()
-                    best[name] = min(best[name], time.perf_counter() - start)
+                    best[index] = min(best[index], time.perf_counter() - start)
     finally:
-        fastconv.conv._gemm_pieces = split
-    return best["split"] * 1e3, best["unsplit"] * 1e3
+        setattr(fastconv.conv, attribute, saved)
+    return [t * 1e3 for t in best]
 
 
 def main(argv=None):
@@ -63,21 +70,30 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--backward", action="store_true", help="time conv2d_backward")
+    parser.add_argument("--weight-gradient", action="store_true",
+                        help="time conv2d_backward, dW transposed against not")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--calls", type=int, default=3, help="timed calls per block")
     args = parser.parse_args(argv)
     fastconv.set_num_threads(args.threads)
+    if args.weight_gradient:
+        attribute, names = "_transposed_weight_gradient", ("cols@dout^T", "dout@cols^T")
+        variants = (lambda patch, filters: True, lambda patch, filters: False)
+    else:
+        attribute, names = "_gemm_pieces", ("split", "unsplit")
+        variants = (fastconv.conv._gemm_pieces, _unsplit)
+    backward = args.backward or args.weight_gradient
     print(f"small-matrix limit M*N*K <= {small_gemm_limit()}; {args.threads} threads, "
-          f"{args.dtype}, {'backward' if args.backward else 'forward'}, "
+          f"{args.dtype}, {'backward' if backward else 'forward'}, "
           f"min over {args.rounds} rounds of {args.calls} calls")
-    print(f"{'case':12s} {'split ms':>9s} {'unsplit ms':>11s} {'ratio':>6s}")
+    print(f"{'case':12s} {names[0] + ' ms':>14s} {names[1] + ' ms':>14s} {'ratio':>6s}")
     with threadpool_limits(args.threads):
         for case in CONV_CASES:
             if case.full_only:
                 continue
-            split, unsplit = time_case(case, np.dtype(args.dtype), args.backward,
-                                       args.rounds, args.calls)
-            print(f"{case.name:12s} {split:9.2f} {unsplit:11.2f} {split / unsplit:6.2f}",
+            first, second = time_case(case, np.dtype(args.dtype), backward, args.rounds,
+                                      args.calls, attribute, variants)
+            print(f"{case.name:12s} {first:14.2f} {second:14.2f} {first / second:6.2f}",
                   flush=True)
 
 

@@ -279,10 +279,13 @@ def test_mixed_step_script_runs():
     assert "batch 2," in stdout and stdout.count(".") >= 2
 
 
-def test_gemm_pieces_script_runs():
-    # bench/gemm_pieces.py: each suite conv with its GEMMs split and unsplit
+@pytest.mark.parametrize("mode", [[], ["--weight-gradient"]])
+def test_gemm_pieces_script_runs(mode):
+    # bench/gemm_pieces.py: each suite conv with its GEMMs split and unsplit, or its
+    # backward with the weight gradient transposed and not
     stdout = _run_bench_script("gemm_pieces.py", "--threads", "1", "--rounds", "1",
-                               "--calls", "1", timeout=300)
+                               "--calls", "1", *mode, timeout=300)
+    assert ("backward" in stdout.splitlines()[0]) == bool(mode)
     rows = [line.split() for line in stdout.splitlines()[2:]]
     assert [row[0] for row in rows] == [c.name for c in suite.CONV_CASES if not c.full_only]
     assert all(float(row[1]) > 0 and float(row[2]) > 0 for row in rows)
