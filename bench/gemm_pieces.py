@@ -12,7 +12,8 @@ Where the BLAS has no such path (small_gemm_limit() is 0) both columns run the s
 
 With --weight-gradient it times conv2d_backward with the im2col weight gradient taken as
 cols @ dout^T (a band of dout transposed, on the small-matrix path; fastconv's choice where
-BLAS would pack dout @ cols^T) against dout @ cols^T, both with GEMM pieces:
+BLAS would pack dout @ cols^T and dW stays in cache) against dout @ cols^T, both with GEMM
+pieces:
 
     python bench/gemm_pieces.py --weight-gradient --dtype float64
 """
@@ -78,7 +79,7 @@ def main(argv=None):
     fastconv.set_num_threads(args.threads)
     if args.weight_gradient:
         attribute, names = "_transposed_weight_gradient", ("cols@dout^T", "dout@cols^T")
-        variants = (lambda patch, filters: True, lambda patch, filters: False)
+        variants = (lambda *_: True, lambda *_: False)
     else:
         attribute, names = "_gemm_pieces", ("split", "unsplit")
         variants = (fastconv.conv._gemm_pieces, _unsplit)

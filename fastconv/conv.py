@@ -151,6 +151,10 @@ _MIN_GEMM_COLUMNS = 16
 # OpenBLAS's SkylakeX small-matrix path takes a product of two "inner dimension contiguous"
 # operands (TN in its column-major terms) only up to this many result elements.
 _SMALL_TN_RESULT = 1200
+# ... and the transposed weight gradient, whose pieces each add onto all of dW, gained only
+# while dW fitted in about half of a core's L2 cache: res-s2's (1.1 MiB in float32) was
+# 1.07x slower that way (bench/gemm_pieces.py --weight-gradient).
+_TRANSPOSED_DW_BYTES = 512 * 2**10
 
 
 def _even_piece(total, most):
@@ -294,12 +298,14 @@ def _thread_sum(per_thread):
     return per_thread[0] if per_thread.shape[0] == 1 else per_thread.sum(axis=0)
 
 
-def _transposed_weight_gradient(patch, filters):
+def _transposed_weight_gradient(patch, filters, itemsize):
     """Whether the im2col backward keeps dW transposed (see _conv.add_weight_gradient): when
     BLAS has a small-matrix path (small_gemm_limit) that would not take dW's own product
-    (F, HW) @ (HW, C*KH*KW): OpenBLAS 0.3.30 takes such a product (both inner dimensions
-    contiguous) only when its result has at most _SMALL_TN_RESULT elements."""
-    return small_gemm_limit() > 0 and patch * filters > _SMALL_TN_RESULT
+    (F, HW) @ (HW, C*KH*KW) (OpenBLAS 0.3.30 takes such a product, both inner dimensions
+    contiguous, only when its result has at most _SMALL_TN_RESULT elements), and dW is small
+    enough to stay in cache as each piece of the transposed product adds onto it."""
+    return (small_gemm_limit() > 0 and patch * filters > _SMALL_TN_RESULT
+            and patch * filters * itemsize <= _TRANSPOSED_DW_BYTES)
 
 
 def _backward_compiled(dout, x, w, has_bias, window, algorithm, automatic):
@@ -322,7 +328,7 @@ def _backward_compiled(dout, x, w, has_bias, window, algorithm, automatic):
     if direct:
         band_rows = window.out_height
     band_columns = band_rows * window.out_width
-    transposed = _transposed_weight_gradient(patch, filters)
+    transposed = _transposed_weight_gradient(patch, filters, x.itemsize)
     dweight = np.zeros((threads,) + ((patch, filters) if transposed else (filters, patch)), x.dtype)
     dbias = np.zeros((threads, filters), x.dtype) if has_bias else None
     with scratch(x.dtype, (threads, 0 if direct else patch, band_columns),

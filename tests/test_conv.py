@@ -330,13 +330,15 @@ def test_weight_gradient_either_way_round(case, dtype, bias, transposed, pieces,
             assert_close(g, e)
 
 
-def test_weight_gradient_transposed_only_where_blas_would_pack(monkeypatch):
+def test_weight_gradient_transposed_only_where_blas_would_pack_and_dw_is_small(monkeypatch):
     monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 100**3)
     transposed = fastconv.conv._transposed_weight_gradient
-    assert not transposed(27, 25)        # cs231n-nb: 675 results, already unpacked
-    assert transposed(147, 32)           # cnn-cifar
+    assert not transposed(27, 25, 4)       # cs231n-nb: 675 results, already unpacked
+    assert transposed(147, 32, 4)          # cnn-cifar
+    assert transposed(363, 96, 8)          # alexnet-c1, float64: 272 KiB
+    assert not transposed(1152, 256, 4)    # res-s2: 1.1 MiB, too big to stay in cache
     monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 0)
-    assert not transposed(147, 32)       # no small-matrix path to reach
+    assert not transposed(147, 32, 4)      # no small-matrix path to reach
 
 
 @pytest.mark.parametrize("limit, limited", [(100**3, False), (0, True)])
