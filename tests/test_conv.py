@@ -27,6 +27,24 @@ CASES = [
     ((2, 3, 15, 19), (4, 3, 5, 5), (1, 2), (2, 1)),     # im2col through the stage, 2 phases
 ]
 
+_KEEP = object()
+
+
+@contextmanager
+def _settings(threads=_KEEP, workspace=_KEEP):
+    """Run the block with this fastconv thread count and workspace limit (None: the
+    default), then restore both."""
+    saved_threads, saved_workspace = fastconv.get_num_threads(), fastconv.get_workspace_limit()
+    try:
+        if threads is not _KEEP:
+            fastconv.set_num_threads(threads)
+        if workspace is not _KEEP:
+            fastconv.set_workspace_limit(workspace)
+        yield
+    finally:
+        fastconv.set_num_threads(saved_threads)
+        fastconv.set_workspace_limit(saved_workspace)
+
 
 def _inputs(x_shape, w_shape, dtype, seed=0):
     rng = np.random.default_rng(seed)
@@ -203,16 +221,10 @@ def test_winograd_with_small_workspace_and_one_thread(monkeypatch):
     monkeypatch.setattr(fastconv.conv, "_MIN_PARALLEL_FLOPS", 0)
     x, w, b = _inputs((3, 16, 20, 18), (16, 16, 3, 3), np.float64)
     expected, _ = reference.conv2d_forward(x, w, b, 1, 1)
-    saved_threads, saved_workspace = fastconv.get_num_threads(), fastconv.get_workspace_limit()
-    try:
-        for threads, workspace in [(1, None), (2, 1), (3, 50_000)]:
-            fastconv.set_num_threads(threads)
-            fastconv.set_workspace_limit(workspace)
+    for threads, workspace in [(1, None), (2, 1), (3, 50_000)]:
+        with _settings(threads, workspace):
             out, _ = fastconv.conv2d_forward(x, w, b, 1, 1, algorithm="winograd")
-            assert_close(out, expected)
-    finally:
-        fastconv.set_num_threads(saved_threads)
-        fastconv.set_workspace_limit(saved_workspace)
+        assert_close(out, expected)
 
 
 def test_auto_algorithm_choice():
@@ -248,15 +260,9 @@ def test_threads_and_workspace_bands_do_not_change_results(threads, workspace, m
     expected, ref_cache = reference.conv2d_forward(x, w, b, (2, 1), 1)
     dout = np.random.default_rng(3).standard_normal(expected.shape)
     want = reference.conv2d_backward(dout, ref_cache)
-    saved_threads, saved_workspace = fastconv.get_num_threads(), fastconv.get_workspace_limit()
-    try:
-        fastconv.set_num_threads(threads)
-        fastconv.set_workspace_limit(workspace)
+    with _settings(threads, workspace):
         out, cache = fastconv.conv2d_forward(x, w, b, (2, 1), 1)
         got = fastconv.conv2d_backward(dout, cache)
-    finally:
-        fastconv.set_num_threads(saved_threads)
-        fastconv.set_workspace_limit(saved_workspace)
     assert_close(out, expected)
     for g, e in zip(got, want):
         assert_close(g, e)
@@ -281,14 +287,10 @@ def test_gemms_split_into_column_pieces_give_the_same_results(case, dtype, works
     x, w, b = _inputs(x_shape, w_shape, dtype)
     expected, ref_cache = reference.conv2d_forward(x, w, b, stride, padding)
     dout = np.random.default_rng(4).standard_normal(expected.shape).astype(dtype)
-    saved = fastconv.get_workspace_limit()
-    try:
-        fastconv.set_workspace_limit(workspace)  # 1: bands of one output row
+    with _settings(workspace=workspace):  # 1: bands of one output row
         out, cache = fastconv.conv2d_forward(x, w, b, stride, padding,
                                              algorithm=(algorithm or ["auto"])[0])
         got = fastconv.conv2d_backward(dout, cache)
-    finally:
-        fastconv.set_workspace_limit(saved)
     tolerance = WINOGRAD_TOLERANCE[np.dtype(dtype)] if algorithm == ["winograd"] else None
     assert_close(out, expected, tolerance)
     for g, e in zip(got, reference.conv2d_backward(dout, ref_cache)):
@@ -314,14 +316,10 @@ def test_weight_gradient_either_way_round(case, dtype, bias, transposed, pieces,
     b = b if bias else None
     expected, ref_cache = reference.conv2d_forward(x, w, b, stride, padding)
     dout = np.random.default_rng(5).standard_normal(expected.shape).astype(dtype)
-    saved = fastconv.get_workspace_limit()
-    try:
-        fastconv.set_workspace_limit(workspace)
+    with _settings(workspace=workspace):
         _, cache = fastconv.conv2d_forward(x, w, b, stride, padding,
                                            algorithm=(algorithm or ["im2col"])[0])
         got = fastconv.conv2d_backward(dout, cache)
-    finally:
-        fastconv.set_workspace_limit(saved)
     want = reference.conv2d_backward(dout, ref_cache)
     assert (got[2] is None) == (not bias)
     for g, e in zip(got, want):
@@ -359,12 +357,8 @@ def test_blas_limit_skipped_only_when_every_product_is_a_small_piece(algorithm, 
     kernel = (1, 1) if algorithm == "gemm-1x1" else (3, 3)
     x, w, b = _inputs((4, 64, 24, 24), (64, 64) + kernel, np.float32)  # big enough for 2 threads
     padding = 0 if algorithm == "gemm-1x1" else 1
-    saved = fastconv.get_num_threads()
-    try:
-        fastconv.set_num_threads(2)
-        out, cache = fastconv.conv2d_forward(x, w, b, 1, padding, algorithm=algorithm)
-    finally:
-        fastconv.set_num_threads(saved)
+    with _settings(threads=2):
+        out, _ = fastconv.conv2d_forward(x, w, b, 1, padding, algorithm=algorithm)
     assert bool(entered) == limited
     assert_close(out, reference.conv2d_forward(x, w, b, 1, padding)[0],
                  WINOGRAD_TOLERANCE[np.dtype(np.float32)] if algorithm == "winograd" else None)
