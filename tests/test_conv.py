@@ -153,6 +153,8 @@ WINOGRAD_CASES = [
     ((1, 1, 3, 3), (1, 1, 3, 3), 0),           # a single output, C=1, F=1
     ((2, 3, 4, 9), (5, 3, 3, 3), 2),
     ((2, 32, 16, 16), (24, 32, 3, 3), 1),      # several bands of tile rows per image
+    ((1, 2, 6, 70), (3, 2, 3, 3), 1),          # 35 tiles a row: a row in two chunks
+    ((2, 3, 5, 69), (4, 3, 3, 3), (1, 0)),     # two chunks, the last tile half outside
 ]
 
 

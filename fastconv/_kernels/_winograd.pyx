@@ -15,6 +15,7 @@ the direct method (the tests state the tolerance).
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
+from libc.string cimport memcpy, memset
 
 from ._gemm cimport gemm, gemm_blocked
 
@@ -41,6 +42,13 @@ def transform_weights(const floating[:, :, :, ::1] weight, floating[:, :, ::1] t
                 transformed[4 * i + 3, f, c] = t[i][2]
 
 
+# Tiles are transformed a chunk of one tile row at a time, through small local arrays: every
+# loop then runs along the row (contiguous, or stride 2 into the local array), which the
+# compiler vectorises, and no store can alias a load.
+cdef enum:
+    CHUNK = 32  # tiles per chunk of a tile row
+
+
 cdef inline void transform_input_tiles(
         const floating[:, :, :, ::1] x, Py_ssize_t pad_h, Py_ssize_t pad_w,
         Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
@@ -48,43 +56,54 @@ cdef inline void transform_input_tiles(
     """v[(i, j), c, t] = (B^T d B)[i, j] for the 4x4 input block d of each tile t in the band.
 
     A band is the rows of tiles [band_start, band_stop) counted across the whole batch.
+    B^T d is taken along whole rows (s below), then B along the columns, two apart per tile.
     """
     cdef Py_ssize_t channels = x.shape[1], height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t c, band_row, image, tile_row, tile_col, t, i, j, row0, col0, r, q
-    cdef floating d[4][4]
-    cdef floating s[4][4]   # B^T d
+    cdef Py_ssize_t c, band_row, image, tile_row, t, i, q, r, row0, chunk, n, span, first, lo, hi
+    cdef floating zeros[2 * CHUNK + 2]  # stands in for an input row in the padding
+    cdef const floating* d[4]           # the chunk's four input rows, from column first + lo
+    cdef floating s[4][2 * CHUNK + 2]   # B^T d, column by column (zero in the padding)
+    cdef floating* plane
+    memset(zeros, 0, sizeof(zeros))
     for c in range(channels):
         t = 0
         for band_row in range(band_start, band_stop):  # rows of tiles, across images
             image = band_row // tiles_h
             tile_row = band_row - image * tiles_h
             row0 = 2 * tile_row - pad_h
-            for tile_col in range(tiles_w):
-                col0 = 2 * tile_col - pad_w
-                if row0 >= 0 and row0 + 4 <= height and col0 >= 0 and col0 + 4 <= width:
-                    for i in range(4):
-                        for j in range(4):
-                            d[i][j] = x[image, c, row0 + i, col0 + j]
-                else:
-                    for i in range(4):
-                        r = row0 + i
-                        for j in range(4):
-                            q = col0 + j
-                            if 0 <= r < height and 0 <= q < width:
-                                d[i][j] = x[image, c, r, q]
-                            else:
-                                d[i][j] = 0
-                for j in range(4):
-                    s[0][j] = d[0][j] - d[2][j]
-                    s[1][j] = d[1][j] + d[2][j]
-                    s[2][j] = d[2][j] - d[1][j]
-                    s[3][j] = d[1][j] - d[3][j]
+            for chunk in range(0, tiles_w, 32):  # CHUNK (range needs a literal step)
+                n = min(<Py_ssize_t> CHUNK, tiles_w - chunk)
+                span = 2 * n + 2
+                # chunk columns q in [lo, hi) read input column first + q; the rest is padding
+                first = 2 * chunk - pad_w
+                lo = min(max(-first, 0), span)
+                hi = max(min(width - first, span), lo)
                 for i in range(4):
-                    v[4 * i + 0, c, t] = s[i][0] - s[i][2]
-                    v[4 * i + 1, c, t] = s[i][1] + s[i][2]
-                    v[4 * i + 2, c, t] = s[i][2] - s[i][1]
-                    v[4 * i + 3, c, t] = s[i][1] - s[i][3]
-                t = t + 1
+                    r = row0 + i
+                    d[i] = &x[image, c, r, first + lo] if 0 <= r < height and hi > lo else zeros
+                for q in range(lo):
+                    s[0][q] = s[1][q] = s[2][q] = s[3][q] = 0
+                for q in range(hi - lo):
+                    s[0][lo + q] = d[0][q] - d[2][q]
+                    s[1][lo + q] = d[1][q] + d[2][q]
+                    s[2][lo + q] = d[2][q] - d[1][q]
+                    s[3][lo + q] = d[1][q] - d[3][q]
+                for q in range(hi, span):
+                    s[0][q] = s[1][q] = s[2][q] = s[3][q] = 0
+                for i in range(4):  # tile k of the chunk reads s[i][2k : 2k + 4]
+                    plane = &v[4 * i + 0, c, t]
+                    for q in range(n):
+                        plane[q] = s[i][2 * q] - s[i][2 * q + 2]
+                    plane = &v[4 * i + 1, c, t]
+                    for q in range(n):
+                        plane[q] = s[i][2 * q + 1] + s[i][2 * q + 2]
+                    plane = &v[4 * i + 2, c, t]
+                    for q in range(n):
+                        plane[q] = s[i][2 * q + 2] - s[i][2 * q + 1]
+                    plane = &v[4 * i + 3, c, t]
+                    for q in range(n):
+                        plane[q] = s[i][2 * q + 1] - s[i][2 * q + 3]
+                t = t + n
 
 
 cdef inline void transform_output_tiles(
@@ -93,9 +112,11 @@ cdef inline void transform_output_tiles(
         floating[:, :, :, ::1] out) noexcept nogil:
     """out[image, f, 2x2 tile] = A^T m A (+ bias), dropping the rows/columns past the output edge."""
     cdef Py_ssize_t filters = out.shape[1], out_height = out.shape[2], out_width = out.shape[3]
-    cdef Py_ssize_t f, band_row, image, tile_row, tile_col, t, i, row0, col0
-    cdef floating s[2][4]   # A^T m
-    cdef floating y00, y01, y10, y11, offset
+    cdef Py_ssize_t f, band_row, image, tile_row, t, q, k, row0, chunk, n, pairs
+    cdef const floating* p[16]          # the 16 planes of m at the chunk's first tile
+    cdef floating y[4][CHUNK]           # y00, y01, y10, y11 of each tile of the chunk
+    cdef floating s0, s1, s2, s3, offset
+    cdef floating* row
     for f in range(filters):
         offset = bias[f] if has_bias else 0
         t = 0
@@ -103,23 +124,40 @@ cdef inline void transform_output_tiles(
             image = band_row // tiles_h
             tile_row = band_row - image * tiles_h
             row0 = 2 * tile_row
-            for tile_col in range(tiles_w):
-                col0 = 2 * tile_col
-                for i in range(4):
-                    s[0][i] = m[0 + i, f, t] + m[4 + i, f, t] + m[8 + i, f, t]
-                    s[1][i] = m[4 + i, f, t] - m[8 + i, f, t] - m[12 + i, f, t]
-                y00 = s[0][0] + s[0][1] + s[0][2] + offset
-                y01 = s[0][1] - s[0][2] - s[0][3] + offset
-                y10 = s[1][0] + s[1][1] + s[1][2] + offset
-                y11 = s[1][1] - s[1][2] - s[1][3] + offset
-                out[image, f, row0, col0] = y00
-                if col0 + 1 < out_width:
-                    out[image, f, row0, col0 + 1] = y01
+            for chunk in range(0, tiles_w, 32):  # CHUNK (range needs a literal step)
+                n = min(<Py_ssize_t> CHUNK, tiles_w - chunk)
+                for k in range(16):
+                    p[k] = &m[k, f, t]
+                for q in range(n):  # A^T m: rows 0 and 1, then A along them
+                    s0 = p[0][q] + p[4][q] + p[8][q]
+                    s1 = p[1][q] + p[5][q] + p[9][q]
+                    s2 = p[2][q] + p[6][q] + p[10][q]
+                    s3 = p[3][q] + p[7][q] + p[11][q]
+                    y[0][q] = s0 + s1 + s2 + offset
+                    y[1][q] = s1 - s2 - s3 + offset
+                for q in range(n):
+                    s0 = p[4][q] - p[8][q] - p[12][q]
+                    s1 = p[5][q] - p[9][q] - p[13][q]
+                    s2 = p[6][q] - p[10][q] - p[14][q]
+                    s3 = p[7][q] - p[11][q] - p[15][q]
+                    y[2][q] = s0 + s1 + s2 + offset
+                    y[3][q] = s1 - s2 - s3 + offset
+                # whole tiles, then the last tile's left column if the output width is odd
+                pairs = min(n, (out_width - 2 * chunk) // 2)
+                row = &out[image, f, row0, 2 * chunk]
+                for q in range(pairs):
+                    row[2 * q] = y[0][q]
+                    row[2 * q + 1] = y[1][q]
+                if pairs < n:
+                    row[2 * pairs] = y[0][pairs]
                 if row0 + 1 < out_height:
-                    out[image, f, row0 + 1, col0] = y10
-                    if col0 + 1 < out_width:
-                        out[image, f, row0 + 1, col0 + 1] = y11
-                t = t + 1
+                    row = &out[image, f, row0 + 1, 2 * chunk]
+                    for q in range(pairs):
+                        row[2 * q] = y[2][q]
+                        row[2 * q + 1] = y[3][q]
+                    if pairs < n:
+                        row[2 * pairs] = y[2][pairs]
+                t = t + n
 
 
 def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transformed_weight,
