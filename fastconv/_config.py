@@ -69,6 +69,8 @@ class _ScratchPool:
 
     def __init__(self, keep=2):
         self._keep = keep
+        # (size in bytes past its first 64-byte boundary, buffer, offset of that boundary),
+        # kept sorted by size
         self._free = []
         self._lock = threading.Lock()
 
@@ -76,36 +78,54 @@ class _ScratchPool:
         with self._lock:
             self._free = []
 
-    @contextmanager
     def borrow(self, dtype, *shapes):
-        """Uninitialised arrays of `dtype` and the given shapes for the duration of the block,
-        carved from one buffer (one array: the array; several: a tuple). Each starts on a
-        64-byte boundary, so no two share a cache line."""
-        dtype = np.dtype(dtype)
-        counts = [math.prod(shape) for shape in shapes]
-        # bytes of each array rounded up to whole cache lines, and a line to align the first
-        spans = [-(-count * dtype.itemsize // _LINE) * _LINE for count in counts]
-        nbytes = sum(spans) + _LINE
+        """Uninitialised arrays of `dtype` and the given shapes for the duration of a `with`
+        block (one array: the array; several: a tuple), carved from one buffer. Each starts
+        on a 64-byte boundary, so no two share a cache line."""
+        return _Borrowed(self, np.dtype(dtype), shapes)
+
+    def _take(self, nbytes):
         with self._lock:
-            # the list is kept sorted by size: take the smallest buffer that fits
-            index = next((i for i, b in enumerate(self._free) if b.nbytes >= nbytes), None)
-            buffer = None if index is None else self._free.pop(index)
-        if buffer is None:
-            buffer = np.empty(nbytes, dtype=np.uint8)
-        try:
-            offset = -buffer.ctypes.data % _LINE
-            arrays = []
-            for shape, count, span in zip(shapes, counts, spans):
-                start = offset
-                offset += span
-                arrays.append(buffer[start: start + count * dtype.itemsize].view(dtype)
-                              .reshape(shape))
-            yield arrays[0] if len(arrays) == 1 else tuple(arrays)
-        finally:
-            with self._lock:
-                self._free.append(buffer)
-                self._free.sort(key=lambda b: b.nbytes)
-                del self._free[: max(0, len(self._free) - self._keep)]
+            # the smallest kept buffer that fits
+            for index, entry in enumerate(self._free):
+                if entry[0] >= nbytes:
+                    return self._free.pop(index)
+        buffer = np.empty(nbytes + _LINE, dtype=np.uint8)
+        offset = -buffer.ctypes.data % _LINE
+        return (nbytes + _LINE - offset, buffer, offset)
+
+    def _give_back(self, entry):
+        with self._lock:
+            self._free.append(entry)
+            self._free.sort(key=lambda kept: kept[0])
+            del self._free[: max(0, len(self._free) - self._keep)]
+
+
+class _Borrowed:
+    """The context manager of one _ScratchPool.borrow (a class: cheaper than a generator on
+    a path taken on every call)."""
+
+    __slots__ = ("_pool", "_dtype", "_shapes", "_entry")
+
+    def __init__(self, pool, dtype, shapes):
+        self._pool, self._dtype, self._shapes = pool, dtype, shapes
+
+    def __enter__(self):
+        itemsize = self._dtype.itemsize
+        counts = [math.prod(shape) for shape in self._shapes]
+        # bytes of each array rounded up to whole cache lines
+        spans = [-(-count * itemsize // _LINE) * _LINE for count in counts]
+        self._entry = self._pool._take(sum(spans))
+        _, buffer, offset = self._entry
+        arrays = []
+        for shape, span in zip(self._shapes, spans):
+            arrays.append(np.ndarray(shape, self._dtype, buffer, offset))
+            offset += span
+        return arrays[0] if len(arrays) == 1 else tuple(arrays)
+
+    def __exit__(self, *exc_info):
+        self._pool._give_back(self._entry)
+        self._entry = None
 
 
 _LINE = 64
