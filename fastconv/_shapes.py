@@ -1,6 +1,6 @@
 """Output-size arithmetic and int-or-(h, w) argument normalisation: the one place for both."""
 import numbers
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,8 +16,11 @@ def as_pair(value, name, *, minimum):
     Raises TypeError for anything that is not an int or a length-2 sequence of ints
     (bools and floats included), ValueError for a wrong length or a value below `minimum`.
     """
-    if type(value) is int:  # the common case, checked first: this runs on every call
+    # the common cases, checked first: this runs on every call
+    if type(value) is int:
         pair = (value, value)
+    elif type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        pair = value
     elif isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, (bool, np.bool_)):
         pair = (int(value), int(value))
     elif isinstance(value, (tuple, list, np.ndarray)):
@@ -46,12 +49,12 @@ def output_size(size, kernel, stride, padding):
     return (size + 2 * padding - kernel) // stride + 1
 
 
-@dataclass(frozen=True)
-class Window2d:
+class Window2d(NamedTuple):
     """Geometry of a 2-D sliding window over an (N, C, H, W) input.
 
     Everything a kernel needs besides the data: input sizes, window, stride, padding
-    and the resulting output sizes, all plain ints.
+    and the resulting output sizes, all plain ints. (A named tuple: immutable, and
+    quicker to make than a frozen dataclass, on a path taken on every call.)
     """
 
     batch: int
@@ -90,7 +93,7 @@ def window2d(input_shape, kernel_size, stride, padding, *, kernel_name="kernel_s
     `kernel_size`, `stride` and `padding` take an int or an (h, w) pair. Raises ValueError
     when the window does not fit the padded input, naming the shapes.
     """
-    batch, channels, height, width = (int(s) for s in input_shape)
+    batch, channels, height, width = map(int, input_shape)
     kernel_height, kernel_width = as_pair(kernel_size, kernel_name, minimum=1)
     stride_height, stride_width = as_pair(stride, "stride", minimum=1)
     pad_height, pad_width = as_pair(padding, "padding", minimum=0)
@@ -100,30 +103,30 @@ def window2d(input_shape, kernel_size, stride, padding, *, kernel_name="kernel_s
             f"{input_name} has spatial shape ({height}, {width}) and padding "
             f"({pad_height}, {pad_width}) gives ({height + 2 * pad_height}, {width + 2 * pad_width})"
         )
+    out_height = output_size(height, kernel_height, stride_height, pad_height)
+    out_width = output_size(width, kernel_width, stride_width, pad_width)
     _check_indexable(height, width, (stride_height, stride_width), (pad_height, pad_width),
-                     (kernel_height, kernel_width))
+                     (out_height, out_width))
     return Window2d(
         batch, channels, height, width,
         kernel_height, kernel_width,
         stride_height, stride_width,
         pad_height, pad_width,
-        output_size(height, kernel_height, stride_height, pad_height),
-        output_size(width, kernel_width, stride_width, pad_width),
+        out_height, out_width,
     )
 
 
-def _check_indexable(height, width, stride, padding, kernel):
+def _check_indexable(height, width, stride, padding, out):
     """Raise ValueError, naming the argument, for a stride or padding no array could index.
 
     Positions in the padded input must fit the kernels' signed 64-bit (Py_ssize_t) index
-    arithmetic and the output plane must fit an array; otherwise numpy or Cython would fail
-    later with a message that names neither argument.
+    arithmetic and the output plane (out: its height and width) must fit an array; otherwise
+    numpy or Cython would fail later with a message that names neither argument.
     """
-    if max(stride) > INDEX_MAX:
+    if stride[0] > INDEX_MAX or stride[1] > INDEX_MAX:
         raise ValueError(f"stride {stride} is too large: at most {INDEX_MAX} in each dimension")
     padded = (height + 2 * padding[0], width + 2 * padding[1])
-    out = tuple(output_size(size, k, s, p) for size, k, s, p in zip((height, width), kernel, stride, padding))
-    if max(padded) > INDEX_MAX or out[0] * out[1] > INDEX_MAX:
+    if padded[0] > INDEX_MAX or padded[1] > INDEX_MAX or out[0] * out[1] > INDEX_MAX:
         raise ValueError(
             f"padding {padding} is too large: it makes a padded input of {padded} and an output "
             f"of {out} per plane, beyond what an array can index ({INDEX_MAX} elements)"
