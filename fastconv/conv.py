@@ -19,10 +19,10 @@ ALGORITHMS = {
     and window.stride == (1, 1)
     and window.padding == (0, 0),
     # Winograd F(2x2, 3x3): 3x3 stride-1 kernels; backward-data is again such a
-    # convolution (of dout with the flipped kernels, padding 2 - p), so padding <= 2
+    # convolution (of dout with the flipped kernels, padding 2 - p), so padding <= 2.
+    # 3x3 stride-2 kernels by its stride-2 counterpart (forward only; backward by im2col).
     "winograd": lambda window: window.kernel_size == (3, 3)
-    and window.stride == (1, 1)
-    and max(window.padding) <= 2,
+    and (window.stride == (1, 1) and max(window.padding) <= 2 or window.stride == (2, 2)),
     # im2col over bands of output rows + GEMM: any shape
     "im2col": lambda window: True,
 }
@@ -30,12 +30,12 @@ ALGORITHMS = {
 # Below this many channels or filters the Winograd transforms cost more than they save.
 _WINOGRAD_MIN_CHANNELS = 16
 # A Winograd band's transformed tiles are kept near this size per thread to stay in cache.
-_WINOGRAD_BAND_BYTES = 2**20
+_WINOGRAD_BAND_BYTES = 4 * 2**20
 
 
 _SUPPORT = {
     "gemm-1x1": "1x1 kernels with stride 1 and no padding",
-    "winograd": "3x3 kernels with stride 1 and padding <= 2",
+    "winograd": "3x3 kernels with stride 1 and padding <= 2, or with stride 2",
     "im2col": "every shape",
 }
 
@@ -193,7 +193,7 @@ def _forward_compiled(x, w, b, window, algorithm):
         out[...] = 0 if b is None else b.reshape(1, filters, 1, 1)
         return out
     if algorithm == "winograd":
-        _winograd_forward(x, w, b, out, window.padding)
+        _winograd_forward(x, w, b, out, window.padding, window.stride_height)
         return out
     threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
@@ -217,11 +217,10 @@ def _forward_compiled(x, w, b, window, algorithm):
     return out
 
 
-def _winograd_plan(batch, channels, filters, out_height, out_width, itemsize):
+def _winograd_plan(batch, channels, filters, out_height, out_width, itemsize, elements=16):
     """Threads and band height (in rows of 2x2 tiles, run on across images) for a Winograd
-    pass: (num_threads, band_rows, tiles_w). A band's transformed tiles, channels and
-    filters, stay near _WINOGRAD_BAND_BYTES per thread."""
-    elements = 16
+    pass: (num_threads, band_rows, tiles_w). A band's transformed tiles (`elements` per
+    tile), channels and filters, stay near _WINOGRAD_BAND_BYTES per thread."""
     tiles_h, tiles_w = -(-out_height // 2), -(-out_width // 2)
     threads = get_num_threads()
     row_bytes = elements * (channels + filters) * tiles_w * itemsize
@@ -237,12 +236,12 @@ def _winograd_plan(batch, channels, filters, out_height, out_width, itemsize):
 
 
 @contextmanager
-def _winograd_work(threads, band_rows, tiles_w, first, second, dtype, second_by_tile=False):
-    """Per-thread work buffers (threads, 16, first, band tiles) and (threads, 16, second,
-    band tiles), or (threads, 16, band tiles, second) with second_by_tile. The planes of a
-    buffer are written and read in step: planes a multiple of 4 KiB apart would all map to
-    the same cache sets, so each is offset by a cache line."""
-    elements = 16
+def _winograd_work(threads, band_rows, tiles_w, first, second, dtype, second_by_tile=False,
+                   elements=16):
+    """Per-thread work buffers (threads, elements, first, band tiles) and (threads, elements,
+    second, band tiles), or (threads, elements, band tiles, second) with second_by_tile. The
+    planes of a buffer are written and read in step: planes a multiple of 4 KiB apart would
+    all map to the same cache sets, so each is offset by a cache line."""
     ntiles = band_rows * tiles_w
     skew = 64 // np.dtype(dtype).itemsize
     with scratch(dtype, (threads, elements, first * ntiles + skew),
@@ -252,17 +251,23 @@ def _winograd_work(threads, band_rows, tiles_w, first, second, dtype, second_by_
                    (threads, elements) + ((ntiles, second) if second_by_tile else (second, ntiles))))
 
 
-def _winograd_forward(x, w, b, out, padding):
-    """out = 3x3 stride-1 conv of x with w (+ b) by Winograd F(2x2, 3x3); out is overwritten."""
+def _winograd_forward(x, w, b, out, padding, stride=1):
+    """out = 3x3 conv of x with w (+ b), stride 1 or 2, by Winograd F(2x2, 3x3) or its
+    stride-2 counterpart (see _kernels/_winograd.pyx); out is overwritten."""
     channels, filters = x.shape[1], w.shape[0]
+    elements = 25 if stride == 2 else 16
     threads, band_rows, tiles_w = _winograd_plan(x.shape[0], channels, filters, *out.shape[2:],
-                                                 x.itemsize)
-    transformed = np.empty((16, filters, channels), dtype=x.dtype)
-    _dispatch._winograd.transform_weights(w, transformed)
-    with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype) as (inputs, products):
+                                                 x.itemsize, elements)
+    transformed = np.empty((elements, filters, channels), dtype=x.dtype)
+    if stride == 2:
+        _dispatch._winograd.transform_weights_s2(w, transformed)
+    else:
+        _dispatch._winograd.transform_weights(w, transformed)
+    with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype,
+                        elements=elements) as (inputs, products):
         pieces = _gemm_pieces(filters, channels)
         _run(_dispatch._winograd.forward, threads, x, transformed, b, out, inputs, products,
-             *padding, band_rows, pieces, all_small=pieces[2] > 0)
+             *padding, stride == 2, band_rows, pieces, all_small=pieces[2] > 0)
 
 
 # G of F(2x2, 3x3): the weight transform U = G g G^T (see _kernels/_winograd.pyx)
@@ -315,8 +320,9 @@ def _backward_compiled(dout, x, w, has_bias, window, algorithm, automatic):
     if dout.size == 0 or x.size == 0 or patch == 0:
         return np.zeros_like(x), np.zeros_like(w), dout.sum(axis=(0, 2, 3)) if has_bias else None
     dx = np.empty_like(x)
-    # Winograd for both gradients, unless "auto" chose it and dout is not finite
-    if algorithm == "winograd" and (not automatic or _all_finite(dout)):
+    # Winograd for both gradients of a stride-1 conv, unless "auto" chose it and dout is
+    # not finite; a stride-2 conv's backward is im2col's
+    if algorithm == "winograd" and window.stride == (1, 1) and (not automatic or _all_finite(dout)):
         dw, db = _winograd_weight_gradient(x, dout, window.padding, has_bias)
         # dx is the full correlation of dout with the flipped kernels, channels and filters
         # swapped: again a 3x3 stride-1 convolution, padded by 2 - p

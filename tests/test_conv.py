@@ -172,6 +172,42 @@ def test_winograd_matches_reference(x_shape, w_shape, padding, dtype):
         assert got.flags.c_contiguous and got.flags.writeable
 
 
+# Stride 2: 5x5 input blocks at a step of 4, so odd sizes, paddings up to 3 (blocks wholly in
+# the padding), rows of more than one chunk of 32 tiles, N=1 and C=1.
+WINOGRAD_STRIDE2_CASES = [
+    ((2, 3, 9, 11), (4, 3, 3, 3), 1),
+    ((1, 1, 8, 7), (1, 1, 3, 3), (0, 2)),       # C=1, F=1, paddings differ in h and w
+    ((1, 2, 5, 5), (3, 2, 3, 3), 0),            # one tile
+    ((2, 3, 6, 9), (2, 3, 3, 3), 3),            # blocks wholly in the padding
+    ((1, 2, 7, 140), (3, 2, 3, 3), 1),          # 70 output columns: a row in three chunks
+    ((3, 16, 14, 14), (24, 16, 3, 3), (1, 0)),  # several bands of tile rows per image
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, padding", WINOGRAD_STRIDE2_CASES)
+def test_winograd_stride2_matches_reference(x_shape, w_shape, padding, dtype):
+    x, w, b = _inputs(x_shape, w_shape, dtype)
+    out, cache = fastconv.conv2d_forward(x, w, b, 2, padding, algorithm="winograd")
+    expected, ref_cache = reference.conv2d_forward(x, w, b, 2, padding)
+    assert cache.algorithm == "winograd"
+    tolerance = WINOGRAD_TOLERANCE[np.dtype(dtype)]
+    assert_close(out, expected, tolerance)
+    dout = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
+    for got, want in zip(fastconv.conv2d_backward(dout, cache), reference.conv2d_backward(dout, ref_cache)):
+        assert_close(got, want)
+
+
+def test_winograd_stride2_with_small_workspace_and_threads(monkeypatch):
+    monkeypatch.setattr(fastconv.conv, "_MIN_PARALLEL_FLOPS", 0)
+    x, w, b = _inputs((3, 16, 21, 18), (16, 16, 3, 3), np.float64)
+    expected, _ = reference.conv2d_forward(x, w, b, 2, 1)
+    for threads, workspace in [(1, None), (2, 1), (3, 50_000)]:
+        with _settings(threads, workspace):
+            out, _ = fastconv.conv2d_forward(x, w, b, 2, 1, algorithm="winograd")
+        assert_close(out, expected)
+
+
 def _with_infinity(shape, dtype, seed, index):
     a = np.random.default_rng(seed).standard_normal(shape).astype(dtype)
     a[index] = np.inf
@@ -235,9 +271,12 @@ def test_auto_algorithm_choice():
     assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "im2col"
     x, w, _ = _inputs((1, 16, 6, 6), (16, 16, 3, 3), np.float32)
     assert fastconv.conv2d_forward(x, w, padding=1)[1].algorithm == "winograd"
-    assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "im2col"
+    assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "winograd"
+    assert fastconv.conv2d_forward(x, w, stride=(2, 1))[1].algorithm == "im2col"
+    assert fastconv.conv2d_forward(x, w, stride=3)[1].algorithm == "im2col"
     # too few channels for the transforms to pay
     assert fastconv.conv2d_forward(x[:, :3], w[:, :3], padding=1)[1].algorithm == "im2col"
+    assert fastconv.conv2d_forward(x[:, :3], w[:, :3], stride=2)[1].algorithm == "im2col"
     assert fastconv.available_algorithms() == ["gemm-1x1", "winograd", "im2col"]
 
 
@@ -251,6 +290,8 @@ def test_unsupported_algorithm_is_an_error_not_a_fallback():
         fastconv.conv2d_forward(x, w, stride=(2, 1), algorithm="winograd")
     with pytest.raises(ValueError, match=r"'winograd' does not support .*padding \(3, 0\)"):
         fastconv.conv2d_forward(x, w, padding=(3, 0), algorithm="winograd")
+    with pytest.raises(ValueError, match=r"'winograd' does not support .*stride \(3, 3\).*or with stride 2"):
+        fastconv.conv2d_forward(x, w, stride=3, algorithm="winograd")
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -273,6 +314,7 @@ def test_threads_and_workspace_bands_do_not_change_results(threads, workspace, m
 # Shapes for each algorithm whose GEMMs have more than 16 columns in a band.
 SPLIT_CASES = CASES + [
     ((2, 16, 9, 11), (16, 16, 3, 3), 1, 1, "winograd"),
+    ((2, 16, 13, 11), (18, 16, 3, 3), 2, 1, "winograd"),
     ((2, 20, 7, 9), (6, 20, 1, 1), 1, 0, "gemm-1x1"),
 ]
 

@@ -157,7 +157,7 @@ def _failing_calls(backend):
     caches = {"conv": (conv_cache, dout), "pool": (pool_cache, pooled)}
     calls = [
         ("conv channel mismatch", lambda: fastconv.conv2d_forward(x, w[:, :3], b, backend=backend)),
-        ("conv bad algorithm", lambda: fastconv.conv2d_forward(x, w, b, 2, 1, backend=backend, algorithm="winograd")),
+        ("conv bad algorithm", lambda: fastconv.conv2d_forward(x, w, b, 3, 1, backend=backend, algorithm="winograd")),
         ("conv backward wrong dout", lambda: fastconv.conv2d_backward(dout[:, :, 1:], conv_cache)),
         ("conv backward wrong dtype", lambda: fastconv.conv2d_backward(dout.astype(np.float64), conv_cache)),
         ("conv backward pool cache", lambda: fastconv.conv2d_backward(dout, pool_cache)),

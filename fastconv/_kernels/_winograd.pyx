@@ -20,33 +20,91 @@ from libc.string cimport memcpy, memset
 from ._gemm cimport gemm, gemm_blocked
 
 
+# The transforms work through small local arrays, CHUNK tiles of a tile row (or kernels of a
+# filter) at a time.
+cdef enum:
+    CHUNK = 32
+
+
+cdef inline void store_weight_planes(floating[:, :, ::1] transformed, Py_ssize_t f,
+                                     Py_ssize_t first, Py_ssize_t n, Py_ssize_t elements,
+                                     const floating* u) noexcept nogil:
+    """transformed[e, f, first + k] = u[e * CHUNK + k] for e < elements, k < n: each plane
+    written in one contiguous run (the planes lie a multiple of 4 KiB apart when F*C is a
+    power of two, so one kernel's values written plane by plane would miss in cache)."""
+    cdef Py_ssize_t e, k
+    cdef floating* plane
+    for e in range(elements):
+        plane = &transformed[e, f, first]
+        for k in range(n):
+            plane[k] = u[e * CHUNK + k]
+
+
 def transform_weights(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed):
     """transformed (16, F, C) = G g G^T for every 3x3 kernel g = weight[f, c] (F, C, 3, 3)."""
-    cdef Py_ssize_t filters = weight.shape[0], channels = weight.shape[1], f, c, i, j
+    cdef Py_ssize_t filters = weight.shape[0], channels = weight.shape[1], f, c, i, j, first, k
     cdef floating g[3][3]
     cdef floating t[4][3]   # G g
+    cdef floating u[16 * CHUNK]
     for f in range(filters):
-        for c in range(channels):
-            for i in range(3):
+        for first in range(0, channels, 32):  # CHUNK
+            for k in range(min(<Py_ssize_t> CHUNK, channels - first)):
+                c = first + k
+                for i in range(3):
+                    for j in range(3):
+                        g[i][j] = weight[f, c, i, j]
                 for j in range(3):
-                    g[i][j] = weight[f, c, i, j]
-            for j in range(3):
-                t[0][j] = g[0][j]
-                t[1][j] = (g[0][j] + g[1][j] + g[2][j]) * 0.5
-                t[2][j] = (g[0][j] - g[1][j] + g[2][j]) * 0.5
-                t[3][j] = g[2][j]
-            for i in range(4):  # (G g) G^T
-                transformed[4 * i + 0, f, c] = t[i][0]
-                transformed[4 * i + 1, f, c] = (t[i][0] + t[i][1] + t[i][2]) * 0.5
-                transformed[4 * i + 2, f, c] = (t[i][0] - t[i][1] + t[i][2]) * 0.5
-                transformed[4 * i + 3, f, c] = t[i][2]
+                    t[0][j] = g[0][j]
+                    t[1][j] = (g[0][j] + g[1][j] + g[2][j]) * 0.5
+                    t[2][j] = (g[0][j] - g[1][j] + g[2][j]) * 0.5
+                    t[3][j] = g[2][j]
+                for i in range(4):  # (G g) G^T
+                    u[(4 * i + 0) * CHUNK + k] = t[i][0]
+                    u[(4 * i + 1) * CHUNK + k] = (t[i][0] + t[i][1] + t[i][2]) * 0.5
+                    u[(4 * i + 2) * CHUNK + k] = (t[i][0] - t[i][1] + t[i][2]) * 0.5
+                    u[(4 * i + 3) * CHUNK + k] = t[i][2]
+            store_weight_planes(transformed, f, first, min(<Py_ssize_t> CHUNK, channels - first),
+                                16, u)
 
 
 # Tiles are transformed a chunk of one tile row at a time, through small local arrays: every
 # loop then runs along the row (contiguous, or stride 2 into the local array), which the
 # compiler vectorises, and no store can alias a load.
-cdef enum:
-    CHUNK = 32  # tiles per chunk of a tile row
+
+
+cdef inline void chunk_rows(const floating[:, :, :, ::1] x, Py_ssize_t image, Py_ssize_t c,
+                            Py_ssize_t row0, Py_ssize_t rows, Py_ssize_t first, Py_ssize_t span,
+                            const floating* zeros, const floating** d,
+                            Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """For a chunk of `span` columns from input column `first`, rows row0 .. row0 + rows - 1
+    of x[image, c]: columns q in [lo, hi) read input column first + q, the rest lie in the
+    padding; d[i] points at row row0 + i from column first + lo, or at `zeros` (at least span
+    elements) for a row in the padding."""
+    cdef Py_ssize_t height = x.shape[2], width = x.shape[3], i, r
+    lo[0] = min(max(-first, 0), span)
+    hi[0] = max(min(width - first, span), lo[0])
+    for i in range(rows):
+        r = row0 + i
+        d[i] = &x[image, c, r, first + lo[0]] if 0 <= r < height and hi[0] > lo[0] else zeros
+
+
+cdef inline void store_tiles(floating[:, :, :, ::1] out, Py_ssize_t image, Py_ssize_t f,
+                             Py_ssize_t row0, Py_ssize_t col0, Py_ssize_t n,
+                             const floating* y) noexcept nogil:
+    """Write n 2x2 tiles, y[k * CHUNK + q] = output (k // 2, k % 2) of tile q, to
+    out[image, f] from (row0, col0), dropping the rows/columns past the output edge."""
+    cdef Py_ssize_t out_height = out.shape[2], out_width = out.shape[3], q, k
+    cdef Py_ssize_t pairs = min(n, (out_width - col0) // 2)  # tiles with both columns
+    cdef floating* row
+    for k in range(0, 4, 2):
+        if row0 + k // 2 >= out_height:
+            break
+        row = &out[image, f, row0 + k // 2, col0]
+        for q in range(pairs):
+            row[2 * q] = y[k * CHUNK + q]
+            row[2 * q + 1] = y[(k + 1) * CHUNK + q]
+        if pairs < n:
+            row[2 * pairs] = y[k * CHUNK + pairs]
 
 
 cdef inline void transform_input_tiles(
@@ -58,10 +116,10 @@ cdef inline void transform_input_tiles(
     A band is the rows of tiles [band_start, band_stop) counted across the whole batch.
     B^T d is taken along whole rows (s below), then B along the columns, two apart per tile.
     """
-    cdef Py_ssize_t channels = x.shape[1], height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t c, band_row, image, tile_row, t, i, q, r, row0, chunk, n, span, first, lo, hi
+    cdef Py_ssize_t channels = x.shape[1]
+    cdef Py_ssize_t c, band_row, image, tile_row, t, i, q, chunk, n, span, first, lo, hi
     cdef floating zeros[2 * CHUNK + 2]  # stands in for an input row in the padding
-    cdef const floating* d[4]           # the chunk's four input rows, from column first + lo
+    cdef const floating* d[4]           # the chunk's four input rows (chunk_rows)
     cdef floating s[4][2 * CHUNK + 2]   # B^T d, column by column (zero in the padding)
     cdef floating* plane
     memset(zeros, 0, sizeof(zeros))
@@ -70,17 +128,11 @@ cdef inline void transform_input_tiles(
         for band_row in range(band_start, band_stop):  # rows of tiles, across images
             image = band_row // tiles_h
             tile_row = band_row - image * tiles_h
-            row0 = 2 * tile_row - pad_h
             for chunk in range(0, tiles_w, 32):  # CHUNK (range needs a literal step)
                 n = min(<Py_ssize_t> CHUNK, tiles_w - chunk)
                 span = 2 * n + 2
-                # chunk columns q in [lo, hi) read input column first + q; the rest is padding
                 first = 2 * chunk - pad_w
-                lo = min(max(-first, 0), span)
-                hi = max(min(width - first, span), lo)
-                for i in range(4):
-                    r = row0 + i
-                    d[i] = &x[image, c, r, first + lo] if 0 <= r < height and hi > lo else zeros
+                chunk_rows(x, image, c, 2 * tile_row - pad_h, 4, first, span, zeros, d, &lo, &hi)
                 for q in range(lo):
                     s[0][q] = s[1][q] = s[2][q] = s[3][q] = 0
                 for q in range(hi - lo):
@@ -111,20 +163,18 @@ cdef inline void transform_output_tiles(
         Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
         floating[:, :, :, ::1] out) noexcept nogil:
     """out[image, f, 2x2 tile] = A^T m A (+ bias), dropping the rows/columns past the output edge."""
-    cdef Py_ssize_t filters = out.shape[1], out_height = out.shape[2], out_width = out.shape[3]
-    cdef Py_ssize_t f, band_row, image, tile_row, t, q, k, row0, chunk, n, pairs
+    cdef Py_ssize_t filters = out.shape[1]
+    cdef Py_ssize_t f, band_row, image, tile_row, t, q, k, chunk, n
     cdef const floating* p[16]          # the 16 planes of m at the chunk's first tile
-    cdef floating y[4][CHUNK]           # y00, y01, y10, y11 of each tile of the chunk
+    cdef floating y[4 * CHUNK]          # y00, y01, y10, y11 of each tile (store_tiles)
     cdef floating s0, s1, s2, s3, offset
-    cdef floating* row
     for f in range(filters):
         offset = bias[f] if has_bias else 0
         t = 0
         for band_row in range(band_start, band_stop):  # rows of tiles, across images
             image = band_row // tiles_h
             tile_row = band_row - image * tiles_h
-            row0 = 2 * tile_row
-            for chunk in range(0, tiles_w, 32):  # CHUNK (range needs a literal step)
+            for chunk in range(0, tiles_w, 32):  # CHUNK
                 n = min(<Py_ssize_t> CHUNK, tiles_w - chunk)
                 for k in range(16):
                     p[k] = &m[k, f, t]
@@ -133,44 +183,164 @@ cdef inline void transform_output_tiles(
                     s1 = p[1][q] + p[5][q] + p[9][q]
                     s2 = p[2][q] + p[6][q] + p[10][q]
                     s3 = p[3][q] + p[7][q] + p[11][q]
-                    y[0][q] = s0 + s1 + s2 + offset
-                    y[1][q] = s1 - s2 - s3 + offset
+                    y[q] = s0 + s1 + s2 + offset
+                    y[CHUNK + q] = s1 - s2 - s3 + offset
                 for q in range(n):
                     s0 = p[4][q] - p[8][q] - p[12][q]
                     s1 = p[5][q] - p[9][q] - p[13][q]
                     s2 = p[6][q] - p[10][q] - p[14][q]
                     s3 = p[7][q] - p[11][q] - p[15][q]
-                    y[2][q] = s0 + s1 + s2 + offset
-                    y[3][q] = s1 - s2 - s3 + offset
-                # whole tiles, then the last tile's left column if the output width is odd
-                pairs = min(n, (out_width - 2 * chunk) // 2)
-                row = &out[image, f, row0, 2 * chunk]
-                for q in range(pairs):
-                    row[2 * q] = y[0][q]
-                    row[2 * q + 1] = y[1][q]
-                if pairs < n:
-                    row[2 * pairs] = y[0][pairs]
-                if row0 + 1 < out_height:
-                    row = &out[image, f, row0 + 1, 2 * chunk]
-                    for q in range(pairs):
-                        row[2 * q] = y[2][q]
-                        row[2 * q + 1] = y[3][q]
-                    if pairs < n:
-                        row[2 * pairs] = y[2][pairs]
+                    y[2 * CHUNK + q] = s0 + s1 + s2 + offset
+                    y[3 * CHUNK + q] = s1 - s2 - s3 + offset
+                store_tiles(out, image, f, 2 * tile_row, 2 * chunk, n, y)
+                t = t + n
+
+
+# Stride 2. A 2x2 block of outputs of a 3x3 stride-2 convolution reads a 5x5 block of padded
+# input (rows and columns 4t .. 4t + 4 for tile t). Along each dimension, the even taps
+# (g0, g2) meet the even inputs (d0, d2, d4) as a stride-1 two-tap filter, which F(2, 2) does
+# in 3 multiplications, and the odd tap g1 meets d1 and d3 directly (2 more): 5 instead of 6,
+#     y0 = (d0 - d2) g0 + d2 (g0 + g2) + d1 g1,   y1 = d2 (g0 + g2) + (d4 - d2) g2 + d3 g1,
+# so 25 instead of 36 per tile and channel in 2-D (1.44x fewer), with the same three
+# transforms as above: V = S^T d S, U = R g R^T, y = Q^T (U * V) Q for
+#
+#     S^T = [1  0 -1  0  0]      R = [1  0  0]      Q^T = [1  1  0  1  0]
+#           [0  0  1  0  0]          [1  0  1]            [0  1  1  0  1]
+#           [0  0 -1  0  1]          [0  0  1]
+#           [0  1  0  0  0]          [0  1  0]
+#           [0  0  0  1  0]          [0  1  0]
+#
+# Every coefficient is 0 or +-1: the rounding error is that of the direct method's order.
+
+def transform_weights_s2(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed):
+    """transformed (25, F, C) = R g R^T for every 3x3 kernel g = weight[f, c] (F, C, 3, 3)."""
+    cdef Py_ssize_t filters = weight.shape[0], channels = weight.shape[1], f, c, i, j, first, k
+    cdef floating t[5][3]   # R g
+    cdef floating u[25 * CHUNK]
+    for f in range(filters):
+        for first in range(0, channels, 32):  # CHUNK
+            for k in range(min(<Py_ssize_t> CHUNK, channels - first)):
+                c = first + k
+                for j in range(3):
+                    t[0][j] = weight[f, c, 0, j]
+                    t[1][j] = weight[f, c, 0, j] + weight[f, c, 2, j]
+                    t[2][j] = weight[f, c, 2, j]
+                    t[3][j] = weight[f, c, 1, j]
+                    t[4][j] = weight[f, c, 1, j]
+                for i in range(5):  # (R g) R^T
+                    u[(5 * i + 0) * CHUNK + k] = t[i][0]
+                    u[(5 * i + 1) * CHUNK + k] = t[i][0] + t[i][2]
+                    u[(5 * i + 2) * CHUNK + k] = t[i][2]
+                    u[(5 * i + 3) * CHUNK + k] = t[i][1]
+                    u[(5 * i + 4) * CHUNK + k] = t[i][1]
+            store_weight_planes(transformed, f, first, min(<Py_ssize_t> CHUNK, channels - first),
+                                25, u)
+
+
+cdef inline void transform_input_tiles_s2(
+        const floating[:, :, :, ::1] x, Py_ssize_t pad_h, Py_ssize_t pad_w,
+        Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
+        floating[:, :, :] v) noexcept nogil:
+    """v[(i, j), c, t] = (S^T d S)[i, j] for the 5x5 input block d of each tile t in the band
+    (stride 2; bands as in transform_input_tiles)."""
+    cdef Py_ssize_t channels = x.shape[1]
+    cdef Py_ssize_t c, band_row, image, tile_row, t, i, q, chunk, n, span, first, lo, hi
+    cdef floating zeros[4 * CHUNK + 1]
+    cdef const floating* d[5]
+    cdef floating s[5][4 * CHUNK + 1]   # S^T d, column by column (zero in the padding)
+    cdef floating* plane
+    memset(zeros, 0, sizeof(zeros))
+    for c in range(channels):
+        t = 0
+        for band_row in range(band_start, band_stop):
+            image = band_row // tiles_h
+            tile_row = band_row - image * tiles_h
+            for chunk in range(0, tiles_w, 32):  # CHUNK
+                n = min(<Py_ssize_t> CHUNK, tiles_w - chunk)
+                span = 4 * n + 1
+                first = 4 * chunk - pad_w
+                chunk_rows(x, image, c, 4 * tile_row - pad_h, 5, first, span, zeros, d, &lo, &hi)
+                for q in range(lo):
+                    s[0][q] = s[1][q] = s[2][q] = s[3][q] = s[4][q] = 0
+                for q in range(hi - lo):
+                    s[0][lo + q] = d[0][q] - d[2][q]
+                    s[1][lo + q] = d[2][q]
+                    s[2][lo + q] = d[4][q] - d[2][q]
+                    s[3][lo + q] = d[1][q]
+                    s[4][lo + q] = d[3][q]
+                for q in range(hi, span):
+                    s[0][q] = s[1][q] = s[2][q] = s[3][q] = s[4][q] = 0
+                for i in range(5):  # tile k of the chunk reads s[i][4k : 4k + 5]
+                    plane = &v[5 * i + 0, c, t]
+                    for q in range(n):
+                        plane[q] = s[i][4 * q] - s[i][4 * q + 2]
+                    plane = &v[5 * i + 1, c, t]
+                    for q in range(n):
+                        plane[q] = s[i][4 * q + 2]
+                    plane = &v[5 * i + 2, c, t]
+                    for q in range(n):
+                        plane[q] = s[i][4 * q + 4] - s[i][4 * q + 2]
+                    plane = &v[5 * i + 3, c, t]
+                    for q in range(n):
+                        plane[q] = s[i][4 * q + 1]
+                    plane = &v[5 * i + 4, c, t]
+                    for q in range(n):
+                        plane[q] = s[i][4 * q + 3]
+                t = t + n
+
+
+cdef inline void transform_output_tiles_s2(
+        const floating[:, :, :] m, const floating[::1] bias, bint has_bias,
+        Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
+        floating[:, :, :, ::1] out) noexcept nogil:
+    """out[image, f, 2x2 tile] = Q^T m Q (+ bias) for stride 2, as transform_output_tiles."""
+    cdef Py_ssize_t filters = out.shape[1]
+    cdef Py_ssize_t f, band_row, image, tile_row, t, q, k, chunk, n
+    cdef const floating* p[25]
+    cdef floating y[4 * CHUNK]
+    cdef floating s0, s1, s2, s3, s4, offset
+    for f in range(filters):
+        offset = bias[f] if has_bias else 0
+        t = 0
+        for band_row in range(band_start, band_stop):
+            image = band_row // tiles_h
+            tile_row = band_row - image * tiles_h
+            for chunk in range(0, tiles_w, 32):  # CHUNK
+                n = min(<Py_ssize_t> CHUNK, tiles_w - chunk)
+                for k in range(25):
+                    p[k] = &m[k, f, t]
+                for q in range(n):  # Q^T m: rows 0 and 1, then Q along them
+                    s0 = p[0][q] + p[5][q] + p[15][q]
+                    s1 = p[1][q] + p[6][q] + p[16][q]
+                    s2 = p[2][q] + p[7][q] + p[17][q]
+                    s3 = p[3][q] + p[8][q] + p[18][q]
+                    s4 = p[4][q] + p[9][q] + p[19][q]
+                    y[q] = s0 + s1 + s3 + offset
+                    y[CHUNK + q] = s1 + s2 + s4 + offset
+                for q in range(n):
+                    s0 = p[5][q] + p[10][q] + p[20][q]
+                    s1 = p[6][q] + p[11][q] + p[21][q]
+                    s2 = p[7][q] + p[12][q] + p[22][q]
+                    s3 = p[8][q] + p[13][q] + p[23][q]
+                    s4 = p[9][q] + p[14][q] + p[24][q]
+                    y[2 * CHUNK + q] = s0 + s1 + s3 + offset
+                    y[3 * CHUNK + q] = s1 + s2 + s4 + offset
+                store_tiles(out, image, f, 2 * tile_row, 2 * chunk, n, y)
                 t = t + n
 
 
 def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transformed_weight,
             const floating[::1] bias, floating[:, :, :, ::1] out,
             floating[:, :, :, :] input_work, floating[:, :, :, :] product_work,
-            Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t band_tile_rows,
+            Py_ssize_t pad_h, Py_ssize_t pad_w, bint stride_two, Py_ssize_t band_tile_rows,
             const int[::1] gemm_pieces, int num_threads):
-    """out (N, F, OH, OW) = 3x3 stride-1 conv of x (N, C, H, W) [+ bias], via F(2x2, 3x3).
+    """out (N, F, OH, OW) = 3x3 conv of x (N, C, H, W) [+ bias], stride 1 by F(2x2, 3x3),
+    or stride 2 (`stride_two`) by the 25-element transforms above.
 
-    transformed_weight: (16, F, C) from transform_weights. Work buffers per thread:
-    input_work (threads, 16, C, band tiles), product_work (threads, 16, F, band tiles),
-    band tiles = band_tile_rows * ceil(OW / 2); bands of tile rows run on across images.
-    Their rows must be contiguous; the planes may be spaced
+    transformed_weight: (E, F, C) from transform_weights (E = 16) or transform_weights_s2
+    (E = 25). Work buffers per thread: input_work (threads, E, C, band tiles), product_work
+    (threads, E, F, band tiles), band tiles = band_tile_rows * ceil(OW / 2); bands of tile
+    rows run on across images. Their rows must be contiguous; the planes may be spaced
     freely (the caller skews them apart to avoid cache-set conflicts).
     gemm_pieces: (rows, inner, columns), the most of each per GEMM call (0: no split).
     """
@@ -178,6 +348,7 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
     cdef Py_ssize_t filters = out.shape[1]
     cdef Py_ssize_t tiles_h = (out.shape[2] + 1) // 2, tiles_w = (out.shape[3] + 1) // 2
     cdef Py_ssize_t task, band_start, band_stop, element
+    cdef Py_ssize_t elements = 25 if stride_two else 16
     cdef Py_ssize_t rows = batch * tiles_h
     cdef Py_ssize_t bands = (rows + band_tile_rows - 1) // band_tile_rows
     cdef int ntiles, tid = 0
@@ -192,16 +363,24 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
             band_start = task * band_tile_rows
             band_stop = min(band_start + band_tile_rows, rows)
             ntiles = (band_stop - band_start) * tiles_w
-            transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
-                                  input_work[tid])
-            for element in range(16):
+            if stride_two:
+                transform_input_tiles_s2(x, pad_h, pad_w, band_start, band_stop, tiles_h,
+                                         tiles_w, input_work[tid])
+            else:
+                transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
+                                      input_work[tid])
+            for element in range(elements):
                 gemm_blocked(False, filters, ntiles, channels, 1,
                              &transformed_weight[element, 0, 0], channels,
                              &input_work[tid, element, 0, 0], ld_input,
                              0, &product_work[tid, element, 0, 0], ld_product,
                              piece_rows, piece_inner, piece_columns)
-            transform_output_tiles(product_work[tid], bias, has_bias, band_start, band_stop,
-                                   tiles_h, tiles_w, out)
+            if stride_two:
+                transform_output_tiles_s2(product_work[tid], bias, has_bias, band_start,
+                                          band_stop, tiles_h, tiles_w, out)
+            else:
+                transform_output_tiles(product_work[tid], bias, has_bias, band_start, band_stop,
+                                       tiles_h, tiles_w, out)
 
 
 cdef inline void transform_dout_tiles(
