@@ -293,8 +293,11 @@ def _winograd_weight_gradient(x, dout, padding, has_bias):
         _run(_dispatch._winograd.weight_gradient, threads, x, dout, products, dbias, inputs,
              douts, *padding, band_rows, pieces, all_small=pieces[2] > 0)
     g = np.array(_WINOGRAD_G, dtype=x.dtype)
-    dw = np.einsum("ia,ijcf,jb->fcab", g, _thread_sum(products).reshape(4, 4, channels, filters),
-                   g, optimize=True)
+    # einsum's products go to BLAS: on one thread, since a multi-threaded BLAS call leaves
+    # its threads spinning for a while after, on the cores the next kernel call needs
+    with single_threaded_blas():
+        dw = np.einsum("ia,ijcf,jb->fcab", g, _thread_sum(products).reshape(
+            4, 4, channels, filters), g, optimize=True)
     return np.ascontiguousarray(dw), None if dbias is None else _thread_sum(dbias)
 
 
