@@ -248,6 +248,14 @@ def test_auto_keeps_the_direct_method_for_non_finite_inputs():
     bad_w = w.copy()
     bad_w[3, 2, 1, 1] = -np.inf
     assert fastconv.conv2d_forward(finite, bad_w, None, 1, 1)[1].algorithm == "im2col"
+    # likewise at stride 2 (an infinity where the stride-2 transforms subtract it from itself)
+    assert fastconv.conv2d_forward(finite, w, None, 2, 1)[1].algorithm == "winograd"
+    x = _with_infinity((2, 16, 8, 8), np.float64, 3, (0, 5, 5, 5))
+    out, cache = fastconv.conv2d_forward(x, w, None, 2, 1)
+    assert cache.algorithm == "im2col"
+    expected, _ = reference.conv2d_forward(x, w, None, 2, 1)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
     # a non-finite dout: backward-data leaves Winograd too, gradients as the reference's
     out, cache = fastconv.conv2d_forward(finite, w, None, 1, 1)
     _, ref_cache = reference.conv2d_forward(finite, w, None, 1, 1)

@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3) convolution for 3x3, stride-1 kernels.
+"""Winograd convolution for 3x3 kernels: F(2x2, 3x3) at stride 1, and its stride-2
+counterpart (further down).
 
 Each 2x2 block of outputs ("tile") comes from a 4x4 block of padded input. With the
 transforms of Lavin & Gray (2015),  Y = A^T [ (G g G^T) * (B^T d B) ] A,  the 36
@@ -15,9 +16,9 @@ the direct method (the tests state the tolerance).
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 
-from ._gemm cimport gemm, gemm_blocked
+from ._gemm cimport gemm_blocked
 
 
 # The transforms work through small local arrays, CHUNK tiles of a tile row (or kernels of a
