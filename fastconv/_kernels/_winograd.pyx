@@ -68,135 +68,6 @@ def transform_weights(const floating[:, :, :, ::1] weight, floating[:, :, ::1] t
                                 16, u)
 
 
-# Tiles are transformed a chunk of one tile row at a time, through small local arrays: every
-# loop then runs along the row (contiguous, or stride 2 into the local array), which the
-# compiler vectorises, and no store can alias a load.
-
-
-cdef inline void chunk_rows(const floating[:, :, :, ::1] x, Py_ssize_t image, Py_ssize_t c,
-                            Py_ssize_t row0, Py_ssize_t rows, Py_ssize_t first, Py_ssize_t span,
-                            const floating* zeros, const floating** d,
-                            Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    """For a chunk of `span` columns from input column `first`, rows row0 .. row0 + rows - 1
-    of x[image, c]: columns q in [lo, hi) read input column first + q, the rest lie in the
-    padding; d[i] points at row row0 + i from column first + lo, or at `zeros` (at least span
-    elements) for a row in the padding."""
-    cdef Py_ssize_t height = x.shape[2], width = x.shape[3], i, r
-    lo[0] = min(max(-first, 0), span)
-    hi[0] = max(min(width - first, span), lo[0])
-    for i in range(rows):
-        r = row0 + i
-        d[i] = &x[image, c, r, first + lo[0]] if 0 <= r < height and hi[0] > lo[0] else zeros
-
-
-cdef inline void store_tiles(floating[:, :, :, ::1] out, Py_ssize_t image, Py_ssize_t f,
-                             Py_ssize_t row0, Py_ssize_t col0, Py_ssize_t n,
-                             const floating* y) noexcept nogil:
-    """Write n 2x2 tiles, y[k * CHUNK + q] = output (k // 2, k % 2) of tile q, to
-    out[image, f] from (row0, col0), dropping the rows/columns past the output edge."""
-    cdef Py_ssize_t out_height = out.shape[2], out_width = out.shape[3], q, k
-    cdef Py_ssize_t pairs = min(n, (out_width - col0) // 2)  # tiles with both columns
-    cdef floating* row
-    for k in range(0, 4, 2):
-        if row0 + k // 2 >= out_height:
-            break
-        row = &out[image, f, row0 + k // 2, col0]
-        for q in range(pairs):
-            row[2 * q] = y[k * CHUNK + q]
-            row[2 * q + 1] = y[(k + 1) * CHUNK + q]
-        if pairs < n:
-            row[2 * pairs] = y[k * CHUNK + pairs]
-
-
-cdef inline void transform_input_tiles(
-        const floating[:, :, :, ::1] x, Py_ssize_t pad_h, Py_ssize_t pad_w,
-        Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
-        floating[:, :, :] v) noexcept nogil:
-    """v[(i, j), c, t] = (B^T d B)[i, j] for the 4x4 input block d of each tile t in the band.
-
-    A band is the rows of tiles [band_start, band_stop) counted across the whole batch.
-    B^T d is taken along whole rows (s below), then B along the columns, two apart per tile.
-    """
-    cdef Py_ssize_t channels = x.shape[1]
-    cdef Py_ssize_t c, band_row, image, tile_row, t, i, q, chunk, n, span, first, lo, hi
-    cdef floating zeros[2 * CHUNK + 2]  # stands in for an input row in the padding
-    cdef const floating* d[4]           # the chunk's four input rows (chunk_rows)
-    cdef floating s[4][2 * CHUNK + 2]   # B^T d, column by column (zero in the padding)
-    cdef floating* plane
-    memset(zeros, 0, sizeof(zeros))
-    for c in range(channels):
-        t = 0
-        for band_row in range(band_start, band_stop):  # rows of tiles, across images
-            image = band_row // tiles_h
-            tile_row = band_row - image * tiles_h
-            for chunk in range(0, tiles_w, 32):  # CHUNK (range needs a literal step)
-                n = min(<Py_ssize_t> CHUNK, tiles_w - chunk)
-                span = 2 * n + 2
-                first = 2 * chunk - pad_w
-                chunk_rows(x, image, c, 2 * tile_row - pad_h, 4, first, span, zeros, d, &lo, &hi)
-                for q in range(lo):
-                    s[0][q] = s[1][q] = s[2][q] = s[3][q] = 0
-                for q in range(hi - lo):
-                    s[0][lo + q] = d[0][q] - d[2][q]
-                    s[1][lo + q] = d[1][q] + d[2][q]
-                    s[2][lo + q] = d[2][q] - d[1][q]
-                    s[3][lo + q] = d[1][q] - d[3][q]
-                for q in range(hi, span):
-                    s[0][q] = s[1][q] = s[2][q] = s[3][q] = 0
-                for i in range(4):  # tile k of the chunk reads s[i][2k : 2k + 4]
-                    plane = &v[4 * i + 0, c, t]
-                    for q in range(n):
-                        plane[q] = s[i][2 * q] - s[i][2 * q + 2]
-                    plane = &v[4 * i + 1, c, t]
-                    for q in range(n):
-                        plane[q] = s[i][2 * q + 1] + s[i][2 * q + 2]
-                    plane = &v[4 * i + 2, c, t]
-                    for q in range(n):
-                        plane[q] = s[i][2 * q + 2] - s[i][2 * q + 1]
-                    plane = &v[4 * i + 3, c, t]
-                    for q in range(n):
-                        plane[q] = s[i][2 * q + 1] - s[i][2 * q + 3]
-                t = t + n
-
-
-cdef inline void transform_output_tiles(
-        const floating[:, :, :] m, const floating[::1] bias, bint has_bias,
-        Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
-        floating[:, :, :, ::1] out) noexcept nogil:
-    """out[image, f, 2x2 tile] = A^T m A (+ bias), dropping the rows/columns past the output edge."""
-    cdef Py_ssize_t filters = out.shape[1]
-    cdef Py_ssize_t f, band_row, image, tile_row, t, q, k, chunk, n
-    cdef const floating* p[16]          # the 16 planes of m at the chunk's first tile
-    cdef floating y[4 * CHUNK]          # y00, y01, y10, y11 of each tile (store_tiles)
-    cdef floating s0, s1, s2, s3, offset
-    for f in range(filters):
-        offset = bias[f] if has_bias else 0
-        t = 0
-        for band_row in range(band_start, band_stop):  # rows of tiles, across images
-            image = band_row // tiles_h
-            tile_row = band_row - image * tiles_h
-            for chunk in range(0, tiles_w, 32):  # CHUNK
-                n = min(<Py_ssize_t> CHUNK, tiles_w - chunk)
-                for k in range(16):
-                    p[k] = &m[k, f, t]
-                for q in range(n):  # A^T m: rows 0 and 1, then A along them
-                    s0 = p[0][q] + p[4][q] + p[8][q]
-                    s1 = p[1][q] + p[5][q] + p[9][q]
-                    s2 = p[2][q] + p[6][q] + p[10][q]
-                    s3 = p[3][q] + p[7][q] + p[11][q]
-                    y[q] = s0 + s1 + s2 + offset
-                    y[CHUNK + q] = s1 - s2 - s3 + offset
-                for q in range(n):
-                    s0 = p[4][q] - p[8][q] - p[12][q]
-                    s1 = p[5][q] - p[9][q] - p[13][q]
-                    s2 = p[6][q] - p[10][q] - p[14][q]
-                    s3 = p[7][q] - p[11][q] - p[15][q]
-                    y[2 * CHUNK + q] = s0 + s1 + s2 + offset
-                    y[3 * CHUNK + q] = s1 - s2 - s3 + offset
-                store_tiles(out, image, f, 2 * tile_row, 2 * chunk, n, y)
-                t = t + n
-
-
 # Stride 2. A 2x2 block of outputs of a 3x3 stride-2 convolution reads a 5x5 block of padded
 # input (rows and columns 4t .. 4t + 4 for tile t). Along each dimension, the even taps
 # (g0, g2) meet the even inputs (d0, d2, d4) as a stride-1 two-tap filter, which F(2, 2) does
@@ -238,94 +109,200 @@ def transform_weights_s2(const floating[:, :, :, ::1] weight, floating[:, :, ::1
                                 25, u)
 
 
-cdef inline void transform_input_tiles_s2(
+# Tiles are transformed a chunk of one tile row at a time, through small local arrays: every
+# loop then runs along the row (contiguous, or every 2nd or 4th element of a local array),
+# which the compiler vectorises, and no store can alias a load.
+
+
+cdef inline void chunk_rows(const floating[:, :, :, ::1] x, Py_ssize_t image, Py_ssize_t c,
+                            Py_ssize_t row0, Py_ssize_t rows, Py_ssize_t first, Py_ssize_t span,
+                            const floating* zeros, const floating** d,
+                            Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """For a chunk of `span` columns from input column `first`, rows row0 .. row0 + rows - 1
+    of x[image, c]: columns q in [lo, hi) read input column first + q, the rest lie in the
+    padding; d[i] points at row row0 + i from column first + lo, or at `zeros` (at least span
+    elements) for a row in the padding."""
+    cdef Py_ssize_t height = x.shape[2], width = x.shape[3], i, r
+    lo[0] = min(max(-first, 0), span)
+    hi[0] = max(min(width - first, span), lo[0])
+    for i in range(rows):
+        r = row0 + i
+        d[i] = &x[image, c, r, first + lo[0]] if 0 <= r < height and hi[0] > lo[0] else zeros
+
+
+cdef inline void store_tiles(floating[:, :, :, ::1] out, Py_ssize_t image, Py_ssize_t f,
+                             Py_ssize_t row0, Py_ssize_t col0, Py_ssize_t n,
+                             const floating* y) noexcept nogil:
+    """Write n 2x2 tiles, y[k * CHUNK + q] = output (k // 2, k % 2) of tile q, to
+    out[image, f] from (row0, col0), dropping the rows/columns past the output edge."""
+    cdef Py_ssize_t out_height = out.shape[2], out_width = out.shape[3], q, k
+    cdef Py_ssize_t pairs = min(n, (out_width - col0) // 2)  # tiles with both columns
+    cdef floating* row
+    for k in range(0, 4, 2):
+        if row0 + k // 2 >= out_height:
+            break
+        row = &out[image, f, row0 + k // 2, col0]
+        for q in range(pairs):
+            row[2 * q] = y[k * CHUNK + q]
+            row[2 * q + 1] = y[(k + 1) * CHUNK + q]
+        if pairs < n:
+            row[2 * pairs] = y[k * CHUNK + pairs]
+
+
+cdef enum:
+    SPAN = 4 * CHUNK + 1  # input columns of a chunk of tiles, at most (stride 2)
+
+
+cdef inline void combine_input_rows(const floating** d, Py_ssize_t count, bint stride_two,
+                                    floating* s) noexcept nogil:
+    """Rows of s (SPAN apart) = B^T d (4 rows), or S^T d (5 rows) with `stride_two`, for
+    columns 0 .. count - 1 of the input rows d."""
+    cdef Py_ssize_t q
+    if stride_two:
+        for q in range(count):
+            s[q] = d[0][q] - d[2][q]
+            s[SPAN + q] = d[2][q]
+            s[2 * SPAN + q] = d[4][q] - d[2][q]
+            s[3 * SPAN + q] = d[1][q]
+            s[4 * SPAN + q] = d[3][q]
+    else:
+        for q in range(count):
+            s[q] = d[0][q] - d[2][q]
+            s[SPAN + q] = d[1][q] + d[2][q]
+            s[2 * SPAN + q] = d[2][q] - d[1][q]
+            s[3 * SPAN + q] = d[1][q] - d[3][q]
+
+
+cdef inline void combine_input_columns(const floating* row, Py_ssize_t n, bint stride_two,
+                                       floating** planes) noexcept nogil:
+    """planes[j][k] = (row B)[j] for tile k of the chunk (row[2k : 2k + 4]), or (row S)[j]
+    with `stride_two` (row[4k : 4k + 5])."""
+    cdef Py_ssize_t q
+    if stride_two:
+        for q in range(n):
+            planes[0][q] = row[4 * q] - row[4 * q + 2]
+        for q in range(n):
+            planes[1][q] = row[4 * q + 2]
+        for q in range(n):
+            planes[2][q] = row[4 * q + 4] - row[4 * q + 2]
+        for q in range(n):
+            planes[3][q] = row[4 * q + 1]
+        for q in range(n):
+            planes[4][q] = row[4 * q + 3]
+    else:
+        for q in range(n):
+            planes[0][q] = row[2 * q] - row[2 * q + 2]
+        for q in range(n):
+            planes[1][q] = row[2 * q + 1] + row[2 * q + 2]
+        for q in range(n):
+            planes[2][q] = row[2 * q + 2] - row[2 * q + 1]
+        for q in range(n):
+            planes[3][q] = row[2 * q + 1] - row[2 * q + 3]
+
+
+cdef inline void transform_input_tiles(
         const floating[:, :, :, ::1] x, Py_ssize_t pad_h, Py_ssize_t pad_w,
         Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
-        floating[:, :, :] v) noexcept nogil:
-    """v[(i, j), c, t] = (S^T d S)[i, j] for the 5x5 input block d of each tile t in the band
-    (stride 2; bands as in transform_input_tiles)."""
+        bint stride_two, floating[:, :, :] v) noexcept nogil:
+    """v[(i, j), c, t] = (B^T d B)[i, j] for the 4x4 input block d of each tile t in the band,
+    or (S^T d S)[i, j] for its 5x5 block with `stride_two`.
+
+    A band is the rows of tiles [band_start, band_stop) counted across the whole batch.
+    B^T d (S^T d) is taken along whole rows (s below), then B (S) along the columns.
+    """
     cdef Py_ssize_t channels = x.shape[1]
-    cdef Py_ssize_t c, band_row, image, tile_row, t, i, q, chunk, n, span, first, lo, hi
-    cdef floating zeros[4 * CHUNK + 1]
-    cdef const floating* d[5]
-    cdef floating s[5][4 * CHUNK + 1]   # S^T d, column by column (zero in the padding)
-    cdef floating* plane
+    cdef Py_ssize_t size = 5 if stride_two else 4  # rows and columns of an input block
+    cdef Py_ssize_t step = 4 if stride_two else 2  # input rows and columns from tile to tile
+    cdef Py_ssize_t c, band_row, image, tile_row, t, i, j, q, chunk, n, span, first, lo, hi
+    cdef floating zeros[SPAN]      # stands in for an input row in the padding
+    cdef const floating* d[5]      # the chunk's input rows (chunk_rows)
+    cdef floating s[5 * SPAN]      # B^T d or S^T d, rows SPAN apart (zero in the padding)
+    cdef floating* planes[5]
     memset(zeros, 0, sizeof(zeros))
     for c in range(channels):
         t = 0
-        for band_row in range(band_start, band_stop):
+        for band_row in range(band_start, band_stop):  # rows of tiles, across images
             image = band_row // tiles_h
             tile_row = band_row - image * tiles_h
-            for chunk in range(0, tiles_w, 32):  # CHUNK
+            for chunk in range(0, tiles_w, 32):  # CHUNK (range needs a literal step)
                 n = min(<Py_ssize_t> CHUNK, tiles_w - chunk)
-                span = 4 * n + 1
-                first = 4 * chunk - pad_w
-                chunk_rows(x, image, c, 4 * tile_row - pad_h, 5, first, span, zeros, d, &lo, &hi)
-                for q in range(lo):
-                    s[0][q] = s[1][q] = s[2][q] = s[3][q] = s[4][q] = 0
-                for q in range(hi - lo):
-                    s[0][lo + q] = d[0][q] - d[2][q]
-                    s[1][lo + q] = d[2][q]
-                    s[2][lo + q] = d[4][q] - d[2][q]
-                    s[3][lo + q] = d[1][q]
-                    s[4][lo + q] = d[3][q]
-                for q in range(hi, span):
-                    s[0][q] = s[1][q] = s[2][q] = s[3][q] = s[4][q] = 0
-                for i in range(5):  # tile k of the chunk reads s[i][4k : 4k + 5]
-                    plane = &v[5 * i + 0, c, t]
-                    for q in range(n):
-                        plane[q] = s[i][4 * q] - s[i][4 * q + 2]
-                    plane = &v[5 * i + 1, c, t]
-                    for q in range(n):
-                        plane[q] = s[i][4 * q + 2]
-                    plane = &v[5 * i + 2, c, t]
-                    for q in range(n):
-                        plane[q] = s[i][4 * q + 4] - s[i][4 * q + 2]
-                    plane = &v[5 * i + 3, c, t]
-                    for q in range(n):
-                        plane[q] = s[i][4 * q + 1]
-                    plane = &v[5 * i + 4, c, t]
-                    for q in range(n):
-                        plane[q] = s[i][4 * q + 3]
+                span = step * n + size - step
+                first = step * chunk - pad_w
+                chunk_rows(x, image, c, step * tile_row - pad_h, size, first, span, zeros, d,
+                           &lo, &hi)
+                for i in range(size):
+                    memset(&s[i * SPAN], 0, lo * sizeof(floating))
+                    memset(&s[i * SPAN + hi], 0, (span - hi) * sizeof(floating))
+                combine_input_rows(d, hi - lo, stride_two, &s[lo])
+                for i in range(size):
+                    for j in range(size):
+                        planes[j] = &v[size * i + j, c, t]
+                    combine_input_columns(&s[i * SPAN], n, stride_two, planes)
                 t = t + n
 
 
-cdef inline void transform_output_tiles_s2(
+cdef inline void combine_output(const floating** p, Py_ssize_t n, floating offset,
+                                bint stride_two, floating* y) noexcept nogil:
+    """y[k * CHUNK + q] = output (k // 2, k % 2) of tile q (+ offset): A^T m A from the 16
+    planes p of m, or Q^T m Q from its 25 with `stride_two` (rows of A^T m, then A)."""
+    cdef Py_ssize_t q
+    cdef floating s0, s1, s2, s3, s4
+    if stride_two:
+        for q in range(n):
+            s0 = p[0][q] + p[5][q] + p[15][q]
+            s1 = p[1][q] + p[6][q] + p[16][q]
+            s2 = p[2][q] + p[7][q] + p[17][q]
+            s3 = p[3][q] + p[8][q] + p[18][q]
+            s4 = p[4][q] + p[9][q] + p[19][q]
+            y[q] = s0 + s1 + s3 + offset
+            y[CHUNK + q] = s1 + s2 + s4 + offset
+        for q in range(n):
+            s0 = p[5][q] + p[10][q] + p[20][q]
+            s1 = p[6][q] + p[11][q] + p[21][q]
+            s2 = p[7][q] + p[12][q] + p[22][q]
+            s3 = p[8][q] + p[13][q] + p[23][q]
+            s4 = p[9][q] + p[14][q] + p[24][q]
+            y[2 * CHUNK + q] = s0 + s1 + s3 + offset
+            y[3 * CHUNK + q] = s1 + s2 + s4 + offset
+    else:
+        for q in range(n):
+            s0 = p[0][q] + p[4][q] + p[8][q]
+            s1 = p[1][q] + p[5][q] + p[9][q]
+            s2 = p[2][q] + p[6][q] + p[10][q]
+            s3 = p[3][q] + p[7][q] + p[11][q]
+            y[q] = s0 + s1 + s2 + offset
+            y[CHUNK + q] = s1 - s2 - s3 + offset
+        for q in range(n):
+            s0 = p[4][q] - p[8][q] - p[12][q]
+            s1 = p[5][q] - p[9][q] - p[13][q]
+            s2 = p[6][q] - p[10][q] - p[14][q]
+            s3 = p[7][q] - p[11][q] - p[15][q]
+            y[2 * CHUNK + q] = s0 + s1 + s2 + offset
+            y[3 * CHUNK + q] = s1 - s2 - s3 + offset
+
+
+cdef inline void transform_output_tiles(
         const floating[:, :, :] m, const floating[::1] bias, bint has_bias,
         Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
-        floating[:, :, :, ::1] out) noexcept nogil:
-    """out[image, f, 2x2 tile] = Q^T m Q (+ bias) for stride 2, as transform_output_tiles."""
-    cdef Py_ssize_t filters = out.shape[1]
-    cdef Py_ssize_t f, band_row, image, tile_row, t, q, k, chunk, n
-    cdef const floating* p[25]
-    cdef floating y[4 * CHUNK]
-    cdef floating s0, s1, s2, s3, s4, offset
+        bint stride_two, floating[:, :, :, ::1] out) noexcept nogil:
+    """out[image, f, 2x2 tile] = A^T m A, or Q^T m Q with `stride_two` (+ bias), dropping the
+    rows/columns past the output edge."""
+    cdef Py_ssize_t filters = out.shape[1], elements = 25 if stride_two else 16
+    cdef Py_ssize_t f, band_row, image, tile_row, t, k, chunk, n
+    cdef const floating* p[25]          # the planes of m at the chunk's first tile
+    cdef floating y[4 * CHUNK]          # y00, y01, y10, y11 of each tile (store_tiles)
+    cdef floating offset
     for f in range(filters):
         offset = bias[f] if has_bias else 0
         t = 0
-        for band_row in range(band_start, band_stop):
+        for band_row in range(band_start, band_stop):  # rows of tiles, across images
             image = band_row // tiles_h
             tile_row = band_row - image * tiles_h
             for chunk in range(0, tiles_w, 32):  # CHUNK
                 n = min(<Py_ssize_t> CHUNK, tiles_w - chunk)
-                for k in range(25):
+                for k in range(elements):
                     p[k] = &m[k, f, t]
-                for q in range(n):  # Q^T m: rows 0 and 1, then Q along them
-                    s0 = p[0][q] + p[5][q] + p[15][q]
-                    s1 = p[1][q] + p[6][q] + p[16][q]
-                    s2 = p[2][q] + p[7][q] + p[17][q]
-                    s3 = p[3][q] + p[8][q] + p[18][q]
-                    s4 = p[4][q] + p[9][q] + p[19][q]
-                    y[q] = s0 + s1 + s3 + offset
-                    y[CHUNK + q] = s1 + s2 + s4 + offset
-                for q in range(n):
-                    s0 = p[5][q] + p[10][q] + p[20][q]
-                    s1 = p[6][q] + p[11][q] + p[21][q]
-                    s2 = p[7][q] + p[12][q] + p[22][q]
-                    s3 = p[8][q] + p[13][q] + p[23][q]
-                    s4 = p[9][q] + p[14][q] + p[24][q]
-                    y[2 * CHUNK + q] = s0 + s1 + s3 + offset
-                    y[3 * CHUNK + q] = s1 + s2 + s4 + offset
+                combine_output(p, n, offset, stride_two, y)
                 store_tiles(out, image, f, 2 * tile_row, 2 * chunk, n, y)
                 t = t + n
 
@@ -364,24 +341,16 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
             band_start = task * band_tile_rows
             band_stop = min(band_start + band_tile_rows, rows)
             ntiles = (band_stop - band_start) * tiles_w
-            if stride_two:
-                transform_input_tiles_s2(x, pad_h, pad_w, band_start, band_stop, tiles_h,
-                                         tiles_w, input_work[tid])
-            else:
-                transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
-                                      input_work[tid])
+            transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
+                                  stride_two, input_work[tid])
             for element in range(elements):
                 gemm_blocked(False, filters, ntiles, channels, 1,
                              &transformed_weight[element, 0, 0], channels,
                              &input_work[tid, element, 0, 0], ld_input,
                              0, &product_work[tid, element, 0, 0], ld_product,
                              piece_rows, piece_inner, piece_columns)
-            if stride_two:
-                transform_output_tiles_s2(product_work[tid], bias, has_bias, band_start,
-                                          band_stop, tiles_h, tiles_w, out)
-            else:
-                transform_output_tiles(product_work[tid], bias, has_bias, band_start, band_stop,
-                                       tiles_h, tiles_w, out)
+            transform_output_tiles(product_work[tid], bias, has_bias, band_start, band_stop,
+                                   tiles_h, tiles_w, stride_two, out)
 
 
 cdef inline void transform_dout_tiles(
@@ -469,7 +438,7 @@ def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
             band_stop = min(band_start + band_tile_rows, rows)
             ntiles = (band_stop - band_start) * tiles_w
             transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
-                                  input_work[tid])
+                                  False, input_work[tid])
             transform_dout_tiles(dout, band_start, band_stop, tiles_h, tiles_w, dout_work[tid],
                                  dbias)
             for element in range(16):
