@@ -146,66 +146,42 @@ def test_explicit_algorithms_agree(algorithm, dtype):
 # Winograd adds and subtracts transformed values: a looser float32 bound than direct GEMM.
 WINOGRAD_TOLERANCE = {np.dtype(np.float32): 5e-5, np.dtype(np.float64): 1e-12}
 
+# Stride 1: 4x4 input blocks at a step of 2. Stride 2: 5x5 input blocks at a step of 4, so odd
+# sizes, paddings up to 3 (blocks wholly in the padding), rows of more than one chunk of 32
+# tiles, N=1 and C=1.
 WINOGRAD_CASES = [
-    ((2, 16, 7, 8), (16, 16, 3, 3), 1),        # odd output width: last tile half outside
-    ((3, 17, 9, 6), (18, 17, 3, 3), (0, 2)),   # paddings differ in h and w
-    ((1, 20, 5, 5), (16, 20, 3, 3), (2, 0)),
-    ((1, 1, 3, 3), (1, 1, 3, 3), 0),           # a single output, C=1, F=1
-    ((2, 3, 4, 9), (5, 3, 3, 3), 2),
-    ((2, 32, 16, 16), (24, 32, 3, 3), 1),      # several bands of tile rows per image
-    ((1, 2, 6, 70), (3, 2, 3, 3), 1),          # 35 tiles a row: a row in two chunks
-    ((2, 3, 5, 69), (4, 3, 3, 3), (1, 0)),     # two chunks, the last tile half outside
+    ((2, 16, 7, 8), (16, 16, 3, 3), 1, 1),  # odd output width: last tile half outside
+    ((3, 17, 9, 6), (18, 17, 3, 3), 1, (0, 2)),  # paddings differ in h and w
+    ((1, 20, 5, 5), (16, 20, 3, 3), 1, (2, 0)),
+    ((1, 1, 3, 3), (1, 1, 3, 3), 1, 0),  # a single output, C=1, F=1
+    ((2, 3, 4, 9), (5, 3, 3, 3), 1, 2),
+    ((2, 32, 16, 16), (24, 32, 3, 3), 1, 1),  # several bands of tile rows per image
+    ((1, 2, 6, 70), (3, 2, 3, 3), 1, 1),  # 35 tiles a row: a row in two chunks
+    ((2, 3, 5, 69), (4, 3, 3, 3), 1, (1, 0)),  # two chunks, the last tile half outside
+    ((2, 3, 9, 11), (4, 3, 3, 3), 2, 1),
+    ((1, 1, 8, 7), (1, 1, 3, 3), 2, (0, 2)),  # C=1, F=1, paddings differ in h and w
+    ((1, 2, 5, 5), (3, 2, 3, 3), 2, 0),  # one tile
+    ((2, 3, 6, 9), (2, 3, 3, 3), 2, 3),  # blocks wholly in the padding
+    ((1, 2, 7, 140), (3, 2, 3, 3), 2, 1),  # 70 output columns: a row in three chunks
+    ((3, 16, 14, 14), (24, 16, 3, 3), 2, (1, 0)),  # several bands of tile rows per image
 ]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, w_shape, padding", WINOGRAD_CASES)
-def test_winograd_matches_reference(x_shape, w_shape, padding, dtype):
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding", WINOGRAD_CASES)
+def test_winograd_matches_reference(x_shape, w_shape, stride, padding, dtype):
     x, w, b = _inputs(x_shape, w_shape, dtype)
-    out, cache = fastconv.conv2d_forward(x, w, b, 1, padding, algorithm="winograd")
-    expected, ref_cache = reference.conv2d_forward(x, w, b, 1, padding)
-    tolerance = WINOGRAD_TOLERANCE[np.dtype(dtype)]
-    assert_close(out, expected, tolerance)
-    dout = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
-    for got, want in zip(fastconv.conv2d_backward(dout, cache), reference.conv2d_backward(dout, ref_cache)):
-        assert_close(got, want, tolerance)
-        assert got.flags.c_contiguous and got.flags.writeable
-
-
-# Stride 2: 5x5 input blocks at a step of 4, so odd sizes, paddings up to 3 (blocks wholly in
-# the padding), rows of more than one chunk of 32 tiles, N=1 and C=1.
-WINOGRAD_STRIDE2_CASES = [
-    ((2, 3, 9, 11), (4, 3, 3, 3), 1),
-    ((1, 1, 8, 7), (1, 1, 3, 3), (0, 2)),       # C=1, F=1, paddings differ in h and w
-    ((1, 2, 5, 5), (3, 2, 3, 3), 0),            # one tile
-    ((2, 3, 6, 9), (2, 3, 3, 3), 3),            # blocks wholly in the padding
-    ((1, 2, 7, 140), (3, 2, 3, 3), 1),          # 70 output columns: a row in three chunks
-    ((3, 16, 14, 14), (24, 16, 3, 3), (1, 0)),  # several bands of tile rows per image
-]
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, w_shape, padding", WINOGRAD_STRIDE2_CASES)
-def test_winograd_stride2_matches_reference(x_shape, w_shape, padding, dtype):
-    x, w, b = _inputs(x_shape, w_shape, dtype)
-    out, cache = fastconv.conv2d_forward(x, w, b, 2, padding, algorithm="winograd")
-    expected, ref_cache = reference.conv2d_forward(x, w, b, 2, padding)
+    out, cache = fastconv.conv2d_forward(x, w, b, stride, padding, algorithm="winograd")
+    expected, ref_cache = reference.conv2d_forward(x, w, b, stride, padding)
     assert cache.algorithm == "winograd"
     tolerance = WINOGRAD_TOLERANCE[np.dtype(dtype)]
     assert_close(out, expected, tolerance)
+    # stride 1's backward is Winograd's too; stride 2's is im2col's, held to its own bound
+    backward_tolerance = tolerance if stride == 1 else None
     dout = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
     for got, want in zip(fastconv.conv2d_backward(dout, cache), reference.conv2d_backward(dout, ref_cache)):
-        assert_close(got, want)
-
-
-def test_winograd_stride2_with_small_workspace_and_threads(monkeypatch):
-    monkeypatch.setattr(fastconv.conv, "_MIN_PARALLEL_FLOPS", 0)
-    x, w, b = _inputs((3, 16, 21, 18), (16, 16, 3, 3), np.float64)
-    expected, _ = reference.conv2d_forward(x, w, b, 2, 1)
-    for threads, workspace in [(1, None), (2, 1), (3, 50_000)]:
-        with _settings(threads, workspace):
-            out, _ = fastconv.conv2d_forward(x, w, b, 2, 1, algorithm="winograd")
-        assert_close(out, expected)
+        assert_close(got, want, backward_tolerance)
+        assert got.flags.c_contiguous and got.flags.writeable
 
 
 def test_winograd_weight_gradient_sums_with_blas_on_one_thread(monkeypatch):
@@ -283,13 +259,14 @@ def test_explicit_winograd_never_makes_an_infinity_finite(dtype):
     assert_close(out[finite], expected[finite], WINOGRAD_TOLERANCE[np.dtype(dtype)])
 
 
-def test_winograd_with_small_workspace_and_one_thread(monkeypatch):
+@pytest.mark.parametrize("stride, x_shape", [(1, (3, 16, 20, 18)), (2, (3, 16, 21, 18))])
+def test_winograd_with_small_workspace_and_threads(stride, x_shape, monkeypatch):
     monkeypatch.setattr(fastconv.conv, "_MIN_PARALLEL_FLOPS", 0)
-    x, w, b = _inputs((3, 16, 20, 18), (16, 16, 3, 3), np.float64)
-    expected, _ = reference.conv2d_forward(x, w, b, 1, 1)
+    x, w, b = _inputs(x_shape, (16, 16, 3, 3), np.float64)
+    expected, _ = reference.conv2d_forward(x, w, b, stride, 1)
     for threads, workspace in [(1, None), (2, 1), (3, 50_000)]:
         with _settings(threads, workspace):
-            out, _ = fastconv.conv2d_forward(x, w, b, 1, 1, algorithm="winograd")
+            out, _ = fastconv.conv2d_forward(x, w, b, stride, 1, algorithm="winograd")
         assert_close(out, expected)
 
 
