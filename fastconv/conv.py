@@ -261,10 +261,7 @@ def _winograd_forward(x, w, b, out, padding, stride=1):
     threads, band_rows, tiles_w = _winograd_plan(x.shape[0], channels, filters, *out.shape[2:],
                                                  x.itemsize, elements)
     transformed = np.empty((elements, filters, channels), dtype=x.dtype)
-    if stride == 2:
-        _dispatch._winograd.transform_weights_s2(w, transformed)
-    else:
-        _dispatch._winograd.transform_weights(w, transformed)
+    _dispatch._winograd.transform_weights(w, stride == 2, transformed)
     with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype,
                         elements=elements) as (inputs, products):
         pieces = _gemm_pieces(filters, channels)

@@ -27,47 +27,6 @@ cdef enum:
     CHUNK = 32
 
 
-cdef inline void store_weight_planes(floating[:, :, ::1] transformed, Py_ssize_t f,
-                                     Py_ssize_t first, Py_ssize_t n, Py_ssize_t elements,
-                                     const floating* u) noexcept nogil:
-    """transformed[e, f, first + k] = u[e * CHUNK + k] for e < elements, k < n: each plane
-    written in one contiguous run (the planes lie a multiple of 4 KiB apart when F*C is a
-    power of two, so one kernel's values written plane by plane would miss in cache)."""
-    cdef Py_ssize_t e, k
-    cdef floating* plane
-    for e in range(elements):
-        plane = &transformed[e, f, first]
-        for k in range(n):
-            plane[k] = u[e * CHUNK + k]
-
-
-def transform_weights(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed):
-    """transformed (16, F, C) = G g G^T for every 3x3 kernel g = weight[f, c] (F, C, 3, 3)."""
-    cdef Py_ssize_t filters = weight.shape[0], channels = weight.shape[1], f, c, i, j, first, k
-    cdef floating g[3][3]
-    cdef floating t[4][3]   # G g
-    cdef floating u[16 * CHUNK]
-    for f in range(filters):
-        for first in range(0, channels, 32):  # CHUNK
-            for k in range(min(<Py_ssize_t> CHUNK, channels - first)):
-                c = first + k
-                for i in range(3):
-                    for j in range(3):
-                        g[i][j] = weight[f, c, i, j]
-                for j in range(3):
-                    t[0][j] = g[0][j]
-                    t[1][j] = (g[0][j] + g[1][j] + g[2][j]) * 0.5
-                    t[2][j] = (g[0][j] - g[1][j] + g[2][j]) * 0.5
-                    t[3][j] = g[2][j]
-                for i in range(4):  # (G g) G^T
-                    u[(4 * i + 0) * CHUNK + k] = t[i][0]
-                    u[(4 * i + 1) * CHUNK + k] = (t[i][0] + t[i][1] + t[i][2]) * 0.5
-                    u[(4 * i + 2) * CHUNK + k] = (t[i][0] - t[i][1] + t[i][2]) * 0.5
-                    u[(4 * i + 3) * CHUNK + k] = t[i][2]
-            store_weight_planes(transformed, f, first, min(<Py_ssize_t> CHUNK, channels - first),
-                                16, u)
-
-
 # Stride 2. A 2x2 block of outputs of a 3x3 stride-2 convolution reads a 5x5 block of padded
 # input (rows and columns 4t .. 4t + 4 for tile t). Along each dimension, the even taps
 # (g0, g2) meet the even inputs (d0, d2, d4) as a stride-1 two-tap filter, which F(2, 2) does
@@ -84,29 +43,71 @@ def transform_weights(const floating[:, :, :, ::1] weight, floating[:, :, ::1] t
 #
 # Every coefficient is 0 or +-1: the rounding error is that of the direct method's order.
 
-def transform_weights_s2(const floating[:, :, :, ::1] weight, floating[:, :, ::1] transformed):
-    """transformed (25, F, C) = R g R^T for every 3x3 kernel g = weight[f, c] (F, C, 3, 3)."""
-    cdef Py_ssize_t filters = weight.shape[0], channels = weight.shape[1], f, c, i, j, first, k
+
+cdef inline void store_weight_planes(floating[:, :, ::1] transformed, Py_ssize_t f,
+                                     Py_ssize_t first, Py_ssize_t n, Py_ssize_t elements,
+                                     const floating* u) noexcept nogil:
+    """transformed[e, f, first + k] = u[e * CHUNK + k] for e < elements, k < n: each plane
+    written in one contiguous run (the planes lie a multiple of 4 KiB apart when F*C is a
+    power of two, so one kernel's values written plane by plane would miss in cache)."""
+    cdef Py_ssize_t e, k
+    cdef floating* plane
+    for e in range(elements):
+        plane = &transformed[e, f, first]
+        for k in range(n):
+            plane[k] = u[e * CHUNK + k]
+
+
+cdef inline void transform_kernel(const floating* g, Py_ssize_t k, floating* u) noexcept nogil:
+    """u[e * CHUNK + k] = (G g G^T)[e // 4, e % 4] for the 3x3 kernel g (row-major)."""
+    cdef Py_ssize_t i, j
+    cdef floating t[4][3]   # G g
+    for j in range(3):
+        t[0][j] = g[j]
+        t[1][j] = (g[j] + g[3 + j] + g[6 + j]) * 0.5
+        t[2][j] = (g[j] - g[3 + j] + g[6 + j]) * 0.5
+        t[3][j] = g[6 + j]
+    for i in range(4):  # (G g) G^T
+        u[(4 * i + 0) * CHUNK + k] = t[i][0]
+        u[(4 * i + 1) * CHUNK + k] = (t[i][0] + t[i][1] + t[i][2]) * 0.5
+        u[(4 * i + 2) * CHUNK + k] = (t[i][0] - t[i][1] + t[i][2]) * 0.5
+        u[(4 * i + 3) * CHUNK + k] = t[i][2]
+
+
+cdef inline void transform_kernel_s2(const floating* g, Py_ssize_t k, floating* u) noexcept nogil:
+    """u[e * CHUNK + k] = (R g R^T)[e // 5, e % 5] for the 3x3 kernel g (row-major)."""
+    cdef Py_ssize_t i, j
     cdef floating t[5][3]   # R g
+    for j in range(3):
+        t[0][j] = g[j]
+        t[1][j] = g[j] + g[6 + j]
+        t[2][j] = g[6 + j]
+        t[3][j] = g[3 + j]
+        t[4][j] = g[3 + j]
+    for i in range(5):  # (R g) R^T
+        u[(5 * i + 0) * CHUNK + k] = t[i][0]
+        u[(5 * i + 1) * CHUNK + k] = t[i][0] + t[i][2]
+        u[(5 * i + 2) * CHUNK + k] = t[i][2]
+        u[(5 * i + 3) * CHUNK + k] = t[i][1]
+        u[(5 * i + 4) * CHUNK + k] = t[i][1]
+
+
+def transform_weights(const floating[:, :, :, ::1] weight, bint stride_two,
+                      floating[:, :, ::1] transformed):
+    """transformed (16, F, C) = G g G^T for every 3x3 kernel g = weight[f, c] (F, C, 3, 3),
+    or (25, F, C) = R g R^T with `stride_two`."""
+    cdef Py_ssize_t filters = weight.shape[0], channels = weight.shape[1], f, first, k, n
     cdef floating u[25 * CHUNK]
     for f in range(filters):
         for first in range(0, channels, 32):  # CHUNK
-            for k in range(min(<Py_ssize_t> CHUNK, channels - first)):
-                c = first + k
-                for j in range(3):
-                    t[0][j] = weight[f, c, 0, j]
-                    t[1][j] = weight[f, c, 0, j] + weight[f, c, 2, j]
-                    t[2][j] = weight[f, c, 2, j]
-                    t[3][j] = weight[f, c, 1, j]
-                    t[4][j] = weight[f, c, 1, j]
-                for i in range(5):  # (R g) R^T
-                    u[(5 * i + 0) * CHUNK + k] = t[i][0]
-                    u[(5 * i + 1) * CHUNK + k] = t[i][0] + t[i][2]
-                    u[(5 * i + 2) * CHUNK + k] = t[i][2]
-                    u[(5 * i + 3) * CHUNK + k] = t[i][1]
-                    u[(5 * i + 4) * CHUNK + k] = t[i][1]
-            store_weight_planes(transformed, f, first, min(<Py_ssize_t> CHUNK, channels - first),
-                                25, u)
+            n = min(<Py_ssize_t> CHUNK, channels - first)
+            if stride_two:
+                for k in range(n):
+                    transform_kernel_s2(&weight[f, first + k, 0, 0], k, u)
+            else:
+                for k in range(n):
+                    transform_kernel(&weight[f, first + k, 0, 0], k, u)
+            store_weight_planes(transformed, f, first, n, 25 if stride_two else 16, u)
 
 
 # Tiles are transformed a chunk of one tile row at a time, through small local arrays: every
@@ -315,8 +316,8 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
     """out (N, F, OH, OW) = 3x3 conv of x (N, C, H, W) [+ bias], stride 1 by F(2x2, 3x3),
     or stride 2 (`stride_two`) by the 25-element transforms above.
 
-    transformed_weight: (E, F, C) from transform_weights (E = 16) or transform_weights_s2
-    (E = 25). Work buffers per thread: input_work (threads, E, C, band tiles), product_work
+    transformed_weight: (E, F, C) from transform_weights, E = 16, or 25 with `stride_two`.
+    Work buffers per thread: input_work (threads, E, C, band tiles), product_work
     (threads, E, F, band tiles), band tiles = band_tile_rows * ceil(OW / 2); bands of tile
     rows run on across images. Their rows must be contiguous; the planes may be spaced
     freely (the caller skews them apart to avoid cache-set conflicts).
