@@ -18,6 +18,10 @@ ALGORITHMS = {
     "gemm-1x1": lambda window: window.kernel_size == (1, 1)
     and window.stride == (1, 1)
     and window.padding == (0, 0),
+    # Winograd F(4x4, 3x3): 3x3 stride-1 kernels, padding <= 2 (forward and backward-data;
+    # the weight gradient is F(2x2, 3x3)'s)
+    "winograd-4x4": lambda window: window.kernel_size == (3, 3) and window.stride == (1, 1)
+    and max(window.padding) <= 2,
     # Winograd F(2x2, 3x3): 3x3 stride-1 kernels; backward-data is again such a
     # convolution (of dout with the flipped kernels, padding 2 - p), so padding <= 2.
     # 3x3 stride-2 kernels by its stride-2 counterpart (forward only; backward by im2col).
@@ -33,10 +37,24 @@ _WINOGRAD_MIN_CHANNELS = 16
 # each GEMM has tiles enough to run at speed (res-s2's stride-2 rows are 7 tiles wide). Of
 # 1, 2, 4 and 8 MiB, 4 ran res-s2 fastest (float32 and float64) and vgg-3x3 as fast as any.
 _WINOGRAD_BAND_BYTES = 4 * 2**20
+# "auto" takes F(4x4, 3x3) over F(2x2, 3x3) where its tiles need at most this share of the
+# latter's multiplications (9/16 when both tilings fit the output exactly): its transforms
+# cost about twice as much per output, so a 14x14 output (0.73, tiles of 4 covering 16x16)
+# ran slower with it, 16x16 and larger ones (0.56) 1.2-1.4x faster.
+_WINOGRAD_4X4_MAX_SHARE = 0.6
+
+
+def _winograd_4x4_pays(window):
+    """Whether F(4x4, 3x3) does few enough multiplications against F(2x2, 3x3) here."""
+    height, width = window.out_height, window.out_width
+    products_4x4 = 36 * -(-height // 4) * -(-width // 4)
+    products_2x2 = 16 * -(-height // 2) * -(-width // 2)
+    return products_4x4 <= _WINOGRAD_4X4_MAX_SHARE * products_2x2
 
 
 _SUPPORT = {
     "gemm-1x1": "1x1 kernels with stride 1 and no padding",
+    "winograd-4x4": "3x3 kernels with stride 1 and padding <= 2",
     "winograd": "3x3 kernels with stride 1 and padding <= 2, or with stride 2",
     "im2col": "every shape",
 }
@@ -63,7 +81,9 @@ def _choose_algorithm(algorithm, window, filters, x, w):
             min(window.channels, filters) < _WINOGRAD_MIN_CHANNELS
             or not (_all_finite(x) and _all_finite(w))
         ):
-            usable.remove("winograd")
+            usable = [name for name in usable if name not in _WINOGRAD_TRANSFORMS]
+        if "winograd-4x4" in usable and not _winograd_4x4_pays(window):
+            usable.remove("winograd-4x4")
         return usable[0]
     if algorithm not in ALGORITHMS:
         raise ValueError(
@@ -194,8 +214,9 @@ def _forward_compiled(x, w, b, window, algorithm):
     if out.size == 0 or patch == 0:  # nothing to multiply: the output is the bias
         out[...] = 0 if b is None else b.reshape(1, filters, 1, 1)
         return out
-    if algorithm == "winograd":
-        _winograd_forward(x, w, b, out, window.padding, window.stride_height)
+    if algorithm in _WINOGRAD_TRANSFORMS:
+        transforms = "stride-2" if window.stride == (2, 2) else _WINOGRAD_TRANSFORMS[algorithm]
+        _winograd_forward(x, w, b, out, window.padding, transforms)
         return out
     threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
@@ -219,18 +240,31 @@ def _forward_compiled(x, w, b, window, algorithm):
     return out
 
 
-def _winograd_plan(batch, channels, filters, out_height, out_width, itemsize, elements=16):
-    """Threads and band height (in rows of 2x2 tiles, run on across images) for a Winograd
-    pass: (num_threads, band_rows, tiles_w). A band's transformed tiles (`elements` per
-    tile), channels and filters, stay near _WINOGRAD_BAND_BYTES per thread."""
-    tiles_h, tiles_w = -(-out_height // 2), -(-out_width // 2)
+# The Winograd transform sets of _kernels/_winograd.pyx: its Variant, transformed values
+# per tile, and outputs per tile side.
+_WINOGRAD_SETS = {"2x2": ("F2X2", 16, 2), "stride-2": ("STRIDE_TWO", 25, 2),
+                  "4x4": ("F4X4", 36, 4)}
+# The stride-1 set of each Winograd algorithm (at stride 2, "winograd" uses "stride-2").
+_WINOGRAD_TRANSFORMS = {"winograd": "2x2", "winograd-4x4": "4x4"}
+
+
+def _winograd_plan(batch, channels, filters, out_height, out_width, itemsize, elements=16,
+                   tile=2):
+    """Threads and band height (in rows of tile x tile output tiles, run on across images)
+    for a Winograd pass: (num_threads, band_rows, tiles_w). A band's transformed tiles
+    (`elements` per tile), channels and filters, stay near _WINOGRAD_BAND_BYTES per thread."""
+    tiles_h, tiles_w = -(-out_height // tile), -(-out_width // tile)
     threads = get_num_threads()
     row_bytes = elements * (channels + filters) * tiles_w * itemsize
     budget = min(_WINOGRAD_BAND_BYTES, get_workspace_limit() // threads)
     rows = batch * tiles_h
     band_rows = int(min(max(1, budget // row_bytes), -(-rows // threads)))
+    # as many bands, or the next multiple of the thread count (threads take whole bands),
+    # evened out
     bands = -(-rows // band_rows)
-    band_rows = -(-rows // bands)  # the same number of bands, evened out
+    if bands > threads:
+        bands = -(-bands // threads) * threads
+    band_rows = -(-rows // bands)
     direct_flops = 2 * batch * filters * channels * 9 * out_height * out_width
     if bands < threads or direct_flops < _MIN_PARALLEL_FLOPS:
         threads = 1
@@ -239,34 +273,39 @@ def _winograd_plan(batch, channels, filters, out_height, out_width, itemsize, el
 
 @contextmanager
 def _winograd_work(threads, band_rows, tiles_w, first, second, dtype, second_by_tile=False,
-                   elements=16):
+                   elements=16, held=(0,)):
     """Per-thread work buffers (threads, elements, first, band tiles) and (threads, elements,
-    second, band tiles), or (threads, elements, band tiles, second) with second_by_tile. The
-    planes of a buffer are written and read in step: planes a multiple of 4 KiB apart would
-    all map to the same cache sets, so each is offset by a cache line."""
+    second, band tiles), or (threads, elements, band tiles, second) with second_by_tile, and
+    one more array of shape `held` (the call's transformed weights or weight-gradient sums:
+    scratch like the rest, since a fresh multi-MiB array costs a page fault per 4 KiB). The
+    planes of a work buffer are written and read in step: planes a multiple of 4 KiB apart
+    would all map to the same cache sets, so each is offset by a cache line."""
     ntiles = band_rows * tiles_w
     skew = 64 // np.dtype(dtype).itemsize
     with scratch(dtype, (threads, elements, first * ntiles + skew),
-                 (threads, elements, second * ntiles + skew)) as (one, two):
+                 (threads, elements, second * ntiles + skew), held) as (one, two, kept):
         yield (one[:, :, : first * ntiles].reshape(threads, elements, first, ntiles),
                two[:, :, : second * ntiles].reshape(
-                   (threads, elements) + ((ntiles, second) if second_by_tile else (second, ntiles))))
+                   (threads, elements) + ((ntiles, second) if second_by_tile else (second, ntiles))),
+               kept)
 
 
-def _winograd_forward(x, w, b, out, padding, stride=1):
-    """out = 3x3 conv of x with w (+ b), stride 1 or 2, by Winograd F(2x2, 3x3) or its
-    stride-2 counterpart (see _kernels/_winograd.pyx); out is overwritten."""
+def _winograd_forward(x, w, b, out, padding, transforms):
+    """out = 3x3 conv of x with w (+ b) by the Winograd transform set `transforms` (a key of
+    _WINOGRAD_SETS: F(2x2, 3x3) or F(4x4, 3x3) at stride 1, "stride-2" at stride 2; see
+    _kernels/_winograd.pyx); out is overwritten."""
     channels, filters = x.shape[1], w.shape[0]
-    elements = 25 if stride == 2 else 16
+    name, elements, tile = _WINOGRAD_SETS[transforms]
+    variant = getattr(_dispatch._winograd.Variant, name)
     threads, band_rows, tiles_w = _winograd_plan(x.shape[0], channels, filters, *out.shape[2:],
-                                                 x.itemsize, elements)
-    transformed = np.empty((elements, filters, channels), dtype=x.dtype)
-    _dispatch._winograd.transform_weights(w, stride == 2, transformed)
+                                                 x.itemsize, elements, tile)
     with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype,
-                        elements=elements) as (inputs, products):
+                        elements=elements, held=(elements, filters, channels)) as (
+                            inputs, products, transformed):
+        _dispatch._winograd.transform_weights(w, variant, transformed)
         pieces = _gemm_pieces(filters, channels)
         _run(_dispatch._winograd.forward, threads, x, transformed, b, out, inputs, products,
-             *padding, stride == 2, band_rows, pieces, all_small=pieces[2] > 0)
+             *padding, variant, band_rows, pieces, all_small=pieces[2] > 0)
 
 
 # G of F(2x2, 3x3): the weight transform U = G g G^T (see _kernels/_winograd.pyx)
@@ -284,19 +323,20 @@ def _winograd_weight_gradient(x, dout, padding, has_bias):
     channels, filters = x.shape[1], dout.shape[1]
     threads, band_rows, tiles_w = _winograd_plan(x.shape[0], channels, filters, *dout.shape[2:],
                                                  x.itemsize)
-    products = np.zeros((threads, 16, channels, filters), dtype=x.dtype)  # transposed
     dbias = np.zeros((threads, filters), x.dtype) if has_bias else None
+    g = np.array(_WINOGRAD_G, dtype=x.dtype)
     with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype,
-                        second_by_tile=True) as (inputs, douts):
+                        second_by_tile=True, held=(threads, 16, channels, filters)) as (
+                            inputs, douts, products):  # products: transposed
+        products.fill(0)
         pieces = _gemm_pieces(channels, band_rows * tiles_w)
         _run(_dispatch._winograd.weight_gradient, threads, x, dout, products, dbias, inputs,
              douts, *padding, band_rows, pieces, all_small=pieces[2] > 0)
-    g = np.array(_WINOGRAD_G, dtype=x.dtype)
-    # einsum's products go to BLAS: on one thread, since a multi-threaded BLAS call leaves
-    # its threads spinning for a while after, on the cores the next kernel call needs
-    with single_threaded_blas():
-        dw = np.einsum("ia,ijcf,jb->fcab", g, _thread_sum(products).reshape(
-            4, 4, channels, filters), g, optimize=True)
+        # einsum's products go to BLAS: on one thread, since a multi-threaded BLAS call
+        # leaves its threads spinning for a while after, on the cores the next call needs
+        with single_threaded_blas():
+            dw = np.einsum("ia,ijcf,jb->fcab", g, _thread_sum(products).reshape(
+                4, 4, channels, filters), g, optimize=True)
     return np.ascontiguousarray(dw), None if dbias is None else _thread_sum(dbias)
 
 
@@ -324,12 +364,14 @@ def _backward_compiled(dout, x, w, has_bias, window, algorithm, automatic):
     dx = np.empty_like(x)
     # Winograd for both gradients of a stride-1 conv, unless "auto" chose it and dout is
     # not finite; a stride-2 conv's backward is im2col's
-    if algorithm == "winograd" and window.stride == (1, 1) and (not automatic or _all_finite(dout)):
+    if (algorithm in _WINOGRAD_TRANSFORMS and window.stride == (1, 1)
+            and (not automatic or _all_finite(dout))):
         dw, db = _winograd_weight_gradient(x, dout, window.padding, has_bias)
         # dx is the full correlation of dout with the flipped kernels, channels and filters
         # swapped: again a 3x3 stride-1 convolution, padded by 2 - p
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        _winograd_forward(dout, flipped, None, dx, (2 - window.pad_height, 2 - window.pad_width))
+        _winograd_forward(dout, flipped, None, dx, (2 - window.pad_height, 2 - window.pad_width),
+                          _WINOGRAD_TRANSFORMS[algorithm])
         return dx, dw, db
     threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"

@@ -143,8 +143,16 @@ def test_explicit_algorithms_agree(algorithm, dtype):
         assert_close(got, want)
 
 
-# Winograd adds and subtracts transformed values: a looser float32 bound than direct GEMM.
+# Winograd adds and subtracts transformed values: a looser float32 bound than direct GEMM,
+# and looser again for F(4x4, 3x3), whose transforms have coefficients up to 8.
 WINOGRAD_TOLERANCE = {np.dtype(np.float32): 5e-5, np.dtype(np.float64): 1e-12}
+WINOGRAD_4X4_TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-12}
+
+
+def _tolerance(algorithm, dtype):
+    """The test bound of an algorithm's results (None: the direct method's)."""
+    return {"winograd": WINOGRAD_TOLERANCE, "winograd-4x4": WINOGRAD_4X4_TOLERANCE}.get(
+        algorithm, {}).get(np.dtype(dtype))
 
 # Stride 1: 4x4 input blocks at a step of 2. Stride 2: 5x5 input blocks at a step of 4, so odd
 # sizes, paddings up to 3 (blocks wholly in the padding), rows of more than one chunk of 32
@@ -165,16 +173,26 @@ WINOGRAD_CASES = [
     ((1, 2, 7, 140), (3, 2, 3, 3), 2, 1),  # 70 output columns: a row in three chunks
     ((3, 16, 14, 14), (24, 16, 3, 3), 2, (1, 0)),  # several bands of tile rows per image
 ]
+# F(4x4, 3x3): 6x6 input blocks at a step of 4, so output sizes of every remainder mod 4
+WINOGRAD_4X4_CASES = [
+    ((1, 2, 6, 140), (3, 2, 3, 3), 1, 1),  # 35 tiles a row: a row in two chunks
+    ((2, 3, 10, 9), (4, 3, 3, 3), 1, (2, 0)),  # 12x7 outputs
+    ((3, 5, 7, 13), (2, 5, 3, 3), 1, (0, 1)),  # 5x13 outputs, N=3
+    ((1, 1, 5, 6), (1, 1, 3, 3), 1, (2, 1)),  # C=1, F=1, 7x6 outputs
+]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, w_shape, stride, padding", WINOGRAD_CASES)
-def test_winograd_matches_reference(x_shape, w_shape, stride, padding, dtype):
+@pytest.mark.parametrize("algorithm, x_shape, w_shape, stride, padding",
+                         [("winograd",) + case for case in WINOGRAD_CASES]
+                         + [("winograd-4x4",) + case for case in WINOGRAD_CASES + WINOGRAD_4X4_CASES
+                            if case[2] == 1])
+def test_winograd_matches_reference(algorithm, x_shape, w_shape, stride, padding, dtype):
     x, w, b = _inputs(x_shape, w_shape, dtype)
-    out, cache = fastconv.conv2d_forward(x, w, b, stride, padding, algorithm="winograd")
+    out, cache = fastconv.conv2d_forward(x, w, b, stride, padding, algorithm=algorithm)
     expected, ref_cache = reference.conv2d_forward(x, w, b, stride, padding)
-    assert cache.algorithm == "winograd"
-    tolerance = WINOGRAD_TOLERANCE[np.dtype(dtype)]
+    assert cache.algorithm == algorithm
+    tolerance = _tolerance(algorithm, dtype)
     assert_close(out, expected, tolerance)
     # stride 1's backward is Winograd's too; stride 2's is im2col's, held to its own bound
     backward_tolerance = tolerance if stride == 1 else None
@@ -214,7 +232,7 @@ def _with_infinity(shape, dtype, seed, index):
 def test_auto_keeps_the_direct_method_for_non_finite_inputs():
     w = np.random.default_rng(1).standard_normal((16, 16, 3, 3))
     finite = np.random.default_rng(2).standard_normal((2, 16, 8, 8))
-    assert fastconv.conv2d_forward(finite, w, None, 1, 1)[1].algorithm == "winograd"
+    assert fastconv.conv2d_forward(finite, w, None, 1, 1)[1].algorithm == "winograd-4x4"
     x = _with_infinity((2, 16, 8, 8), np.float64, 3, (0, 5, 3, 4))
     out, cache = fastconv.conv2d_forward(x, w, None, 1, 1)
     assert cache.algorithm == "im2col"
@@ -244,30 +262,34 @@ def test_auto_keeps_the_direct_method_for_non_finite_inputs():
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd-4x4"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_explicit_winograd_never_makes_an_infinity_finite(dtype):
+def test_explicit_winograd_never_makes_an_infinity_finite(dtype, algorithm):
     """Documented: explicit Winograd may give NaN where the direct method gives +-inf, and
     NaN in the outputs sharing an infinity's tile; it never turns them finite, and every
     finite output it gives is right."""
     x = _with_infinity((1, 16, 8, 8), dtype, 5, (0, 4, 3, 5))
     w = np.random.default_rng(6).standard_normal((16, 16, 3, 3)).astype(dtype)
-    out, _ = fastconv.conv2d_forward(x, w, None, 1, 1, algorithm="winograd")
+    out, _ = fastconv.conv2d_forward(x, w, None, 1, 1, algorithm=algorithm)
     expected, _ = reference.conv2d_forward(x, w, None, 1, 1)
     assert np.all(~np.isfinite(out[~np.isfinite(expected)]))
     finite = np.isfinite(out)
     assert finite.sum() > out.size // 2
-    assert_close(out[finite], expected[finite], WINOGRAD_TOLERANCE[np.dtype(dtype)])
+    assert_close(out[finite], expected[finite], _tolerance(algorithm, dtype))
 
 
-@pytest.mark.parametrize("stride, x_shape", [(1, (3, 16, 20, 18)), (2, (3, 16, 21, 18))])
-def test_winograd_with_small_workspace_and_threads(stride, x_shape, monkeypatch):
+@pytest.mark.parametrize("algorithm, stride, x_shape", [
+    ("winograd", 1, (3, 16, 20, 18)), ("winograd", 2, (3, 16, 21, 18)),
+    ("winograd-4x4", 1, (3, 16, 22, 18)), ("winograd-4x4", 1, (7, 16, 9, 9)),
+])
+def test_winograd_with_small_workspace_and_threads(algorithm, stride, x_shape, monkeypatch):
     monkeypatch.setattr(fastconv.conv, "_MIN_PARALLEL_FLOPS", 0)
     x, w, b = _inputs(x_shape, (16, 16, 3, 3), np.float64)
     expected, _ = reference.conv2d_forward(x, w, b, stride, 1)
-    for threads, workspace in [(1, None), (2, 1), (3, 50_000)]:
+    for threads, workspace in [(1, None), (2, 1), (3, 50_000), (2, 200_000)]:
         with _settings(threads, workspace):
-            out, _ = fastconv.conv2d_forward(x, w, b, stride, 1, algorithm="winograd")
-        assert_close(out, expected)
+            out, _ = fastconv.conv2d_forward(x, w, b, stride, 1, algorithm=algorithm)
+        assert_close(out, expected, _tolerance(algorithm, np.float64))
 
 
 def test_auto_algorithm_choice():
@@ -275,14 +297,18 @@ def test_auto_algorithm_choice():
     assert fastconv.conv2d_forward(x, w)[1].algorithm == "gemm-1x1"
     assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "im2col"
     x, w, _ = _inputs((1, 16, 6, 6), (16, 16, 3, 3), np.float32)
+    # 6x6 outputs: tiles of 4 would cover 8x8, 36 * 4 = 144 products against 16 * 9
     assert fastconv.conv2d_forward(x, w, padding=1)[1].algorithm == "winograd"
     assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "winograd"
+    x8, _, _ = _inputs((1, 16, 8, 8), (16, 16, 3, 3), np.float32)
+    assert fastconv.conv2d_forward(x8, w, padding=1)[1].algorithm == "winograd-4x4"
+    assert fastconv.conv2d_forward(x8, w, padding=0)[1].algorithm == "winograd"  # 6x6 again
     assert fastconv.conv2d_forward(x, w, stride=(2, 1))[1].algorithm == "im2col"
     assert fastconv.conv2d_forward(x, w, stride=3)[1].algorithm == "im2col"
     # too few channels for the transforms to pay
     assert fastconv.conv2d_forward(x[:, :3], w[:, :3], padding=1)[1].algorithm == "im2col"
     assert fastconv.conv2d_forward(x[:, :3], w[:, :3], stride=2)[1].algorithm == "im2col"
-    assert fastconv.available_algorithms() == ["gemm-1x1", "winograd", "im2col"]
+    assert fastconv.available_algorithms() == ["gemm-1x1", "winograd-4x4", "winograd", "im2col"]
 
 
 def test_unsupported_algorithm_is_an_error_not_a_fallback():
@@ -297,6 +323,8 @@ def test_unsupported_algorithm_is_an_error_not_a_fallback():
         fastconv.conv2d_forward(x, w, padding=(3, 0), algorithm="winograd")
     with pytest.raises(ValueError, match=r"'winograd' does not support .*stride \(3, 3\).*or with stride 2"):
         fastconv.conv2d_forward(x, w, stride=3, algorithm="winograd")
+    with pytest.raises(ValueError, match=r"'winograd-4x4' does not support .*stride \(2, 2\).*stride 1 and padding <= 2"):
+        fastconv.conv2d_forward(x, w, stride=2, algorithm="winograd-4x4")
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -320,6 +348,7 @@ def test_threads_and_workspace_bands_do_not_change_results(threads, workspace, m
 SPLIT_CASES = CASES + [
     ((2, 16, 9, 11), (16, 16, 3, 3), 1, 1, "winograd"),
     ((2, 16, 13, 11), (18, 16, 3, 3), 2, 1, "winograd"),
+    ((2, 16, 9, 14), (16, 16, 3, 3), 1, 1, "winograd-4x4"),
     ((2, 20, 7, 9), (6, 20, 1, 1), 1, 0, "gemm-1x1"),
 ]
 
@@ -340,7 +369,7 @@ def test_gemms_split_into_column_pieces_give_the_same_results(case, dtype, works
         out, cache = fastconv.conv2d_forward(x, w, b, stride, padding,
                                              algorithm=(algorithm or ["auto"])[0])
         got = fastconv.conv2d_backward(dout, cache)
-    tolerance = WINOGRAD_TOLERANCE[np.dtype(dtype)] if algorithm == ["winograd"] else None
+    tolerance = _tolerance((algorithm or ["auto"])[0], dtype)
     assert_close(out, expected, tolerance)
     for g, e in zip(got, reference.conv2d_backward(dout, ref_cache)):
         assert_close(g, e, tolerance)
@@ -351,7 +380,8 @@ def test_gemms_split_into_column_pieces_give_the_same_results(case, dtype, works
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", [c for c in SPLIT_CASES if c[4:] != ("winograd",)])
+@pytest.mark.parametrize("case", [c for c in SPLIT_CASES if c[4:] not in (("winograd",),
+                                                                          ("winograd-4x4",))])
 def test_weight_gradient_either_way_round(case, dtype, bias, transposed, pieces, workspace,
                                           monkeypatch):
     # dW summed as dout @ cols^T, or transposed as cols @ dout^T (split into pieces or not),
@@ -389,7 +419,7 @@ def test_weight_gradient_transposed_only_where_blas_would_pack_and_dw_is_small(m
 
 
 @pytest.mark.parametrize("limit, limited", [(100**3, False), (0, True)])
-@pytest.mark.parametrize("algorithm", ["im2col", "winograd", "gemm-1x1"])
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd", "winograd-4x4", "gemm-1x1"])
 def test_blas_limit_skipped_only_when_every_product_is_a_small_piece(algorithm, limit, limited,
                                                                      monkeypatch):
     # OpenBLAS runs its small-matrix path on the calling thread: a forward whose products are
@@ -410,7 +440,7 @@ def test_blas_limit_skipped_only_when_every_product_is_a_small_piece(algorithm, 
         out, _ = fastconv.conv2d_forward(x, w, b, 1, padding, algorithm=algorithm)
     assert bool(entered) == limited
     assert_close(out, reference.conv2d_forward(x, w, b, 1, padding)[0],
-                 WINOGRAD_TOLERANCE[np.dtype(np.float32)] if algorithm == "winograd" else None)
+                 _tolerance(algorithm, np.float32))
 
 
 def test_gemm_pieces_follow_the_blas_small_matrix_limit(monkeypatch):
@@ -546,3 +576,12 @@ def test_compiled_backend_is_built_and_default():
     exercise the reference twin against itself."""
     assert fastconv.available_backends() == ["cython", "reference"]
     assert fastconv.get_backend() == "cython"
+
+
+def test_winograd_bands_come_in_whole_rounds_of_threads():
+    # vgg-3x3 by F(4x4, 3x3) in float32: 128 rows of tiles; 4 MiB bands would make 5 of
+    # them, 3 for one thread and 2 for the other
+    with _settings(threads=2):
+        threads, band_rows, tiles_w = fastconv.conv._winograd_plan(16, 64, 64, 32, 32, 4, 36, 4)
+    assert (threads, tiles_w) == (2, 8)
+    assert -(-16 * 8 // band_rows) % 2 == 0

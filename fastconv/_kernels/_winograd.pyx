@@ -1,5 +1,5 @@
-"""Winograd convolution for 3x3 kernels: F(2x2, 3x3) at stride 1, and its stride-2
-counterpart (further down).
+"""Winograd convolution for 3x3 kernels: F(2x2, 3x3) and F(4x4, 3x3) at stride 1, and a
+stride-2 counterpart of F(2x2, 3x3) (further down).
 
 Each 2x2 block of outputs ("tile") comes from a 4x4 block of padded input. With the
 transforms of Lavin & Gray (2015),  Y = A^T [ (G g G^T) * (B^T d B) ] A,  the 36
@@ -13,6 +13,18 @@ GEMMs over (filters x channels) @ (channels x tiles): 2.25x fewer multiplication
 
 The transforms add and subtract, G halves: rounding error stays within a few times that of
 the direct method (the tests state the tolerance).
+
+F(4x4, 3x3) does a 4x4 tile from a 6x6 input block in 36 multiplications per channel instead
+of 144 (4x fewer), with the transforms for the points 0, 1, -1, 2, -2 and infinity:
+
+    B^T = [4  0 -5  0  1  0]     G = [ 1/4     0     0 ]     A^T = [1  1  1  1  1  0]
+          [0 -4 -4  1  1  0]         [-1/6  -1/6  -1/6 ]           [0  1 -1  2 -2  0]
+          [0  4 -4 -1  1  0]         [-1/6   1/6  -1/6 ]           [0  1  1  4  4  0]
+          [0 -2 -1  2  1  0]         [1/24  1/12   1/6 ]           [0  1 -1  8 -8  1]
+          [0  2 -1 -2  1  0]         [1/24 -1/12   1/6 ]
+          [0  4  0 -5  0  1]         [ 0     0     1   ]
+
+Its coefficients reach 8 (A) and 5 (B): its float32 error is several times F(2x2, 3x3)'s.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
@@ -25,6 +37,19 @@ from ._gemm cimport gemm_blocked
 # filter) at a time.
 cdef enum:
     CHUNK = 32
+
+
+# The three transform sets, by the `variant` argument of the functions below: tiles of 2x2 or
+# 4x4 outputs at stride 1, or of 2x2 outputs at stride 2.
+cpdef enum Variant:
+    F2X2 = 0
+    STRIDE_TWO = 1
+    F4X4 = 2
+
+
+cdef inline Py_ssize_t variant_elements(int variant) noexcept nogil:
+    """Transformed values per tile (and per kernel): 16, 25 or 36."""
+    return 36 if variant == F4X4 else 25 if variant == STRIDE_TWO else 16
 
 
 # Stride 2. A 2x2 block of outputs of a 3x3 stride-2 convolution reads a 5x5 block of padded
@@ -92,22 +117,46 @@ cdef inline void transform_kernel_s2(const floating* g, Py_ssize_t k, floating* 
         u[(5 * i + 4) * CHUNK + k] = t[i][1]
 
 
-def transform_weights(const floating[:, :, :, ::1] weight, bint stride_two,
+cdef inline void transform_kernel_f4(const floating* g, Py_ssize_t k,
+                                     floating* u) noexcept nogil:
+    """u[e * CHUNK + k] = (G g G^T)[e // 6, e % 6] for F(4x4, 3x3)'s G, 3x3 kernel g."""
+    cdef Py_ssize_t i, j
+    cdef floating t[6][3]   # G g
+    for j in range(3):
+        t[0][j] = g[j] / 4
+        t[1][j] = -(g[j] + g[3 + j] + g[6 + j]) / 6
+        t[2][j] = -(g[j] - g[3 + j] + g[6 + j]) / 6
+        t[3][j] = g[j] / 24 + g[3 + j] / 12 + g[6 + j] / 6
+        t[4][j] = g[j] / 24 - g[3 + j] / 12 + g[6 + j] / 6
+        t[5][j] = g[6 + j]
+    for i in range(6):  # (G g) G^T
+        u[(6 * i + 0) * CHUNK + k] = t[i][0] / 4
+        u[(6 * i + 1) * CHUNK + k] = -(t[i][0] + t[i][1] + t[i][2]) / 6
+        u[(6 * i + 2) * CHUNK + k] = -(t[i][0] - t[i][1] + t[i][2]) / 6
+        u[(6 * i + 3) * CHUNK + k] = t[i][0] / 24 + t[i][1] / 12 + t[i][2] / 6
+        u[(6 * i + 4) * CHUNK + k] = t[i][0] / 24 - t[i][1] / 12 + t[i][2] / 6
+        u[(6 * i + 5) * CHUNK + k] = t[i][2]
+
+
+def transform_weights(const floating[:, :, :, ::1] weight, int variant,
                       floating[:, :, ::1] transformed):
-    """transformed (16, F, C) = G g G^T for every 3x3 kernel g = weight[f, c] (F, C, 3, 3),
-    or (25, F, C) = R g R^T with `stride_two`."""
+    """transformed (E, F, C) = G g G^T for every 3x3 kernel g = weight[f, c] (F, C, 3, 3):
+    E = 16 for F2X2, 36 for F4X4 (its G), or 25 = R g R^T for STRIDE_TWO."""
     cdef Py_ssize_t filters = weight.shape[0], channels = weight.shape[1], f, first, k, n
-    cdef floating u[25 * CHUNK]
+    cdef floating u[36 * CHUNK]
     for f in range(filters):
         for first in range(0, channels, 32):  # CHUNK
             n = min(<Py_ssize_t> CHUNK, channels - first)
-            if stride_two:
+            if variant == STRIDE_TWO:
                 for k in range(n):
                     transform_kernel_s2(&weight[f, first + k, 0, 0], k, u)
+            elif variant == F4X4:
+                for k in range(n):
+                    transform_kernel_f4(&weight[f, first + k, 0, 0], k, u)
             else:
                 for k in range(n):
                     transform_kernel(&weight[f, first + k, 0, 0], k, u)
-            store_weight_planes(transformed, f, first, n, 25 if stride_two else 16, u)
+            store_weight_planes(transformed, f, first, n, variant_elements(variant), u)
 
 
 # Tiles are transformed a chunk of one tile row at a time, through small local arrays: every
@@ -132,34 +181,52 @@ cdef inline void chunk_rows(const floating[:, :, :, ::1] x, Py_ssize_t image, Py
 
 
 cdef inline void store_tiles(floating[:, :, :, ::1] out, Py_ssize_t image, Py_ssize_t f,
-                             Py_ssize_t row0, Py_ssize_t col0, Py_ssize_t n,
+                             Py_ssize_t row0, Py_ssize_t col0, Py_ssize_t n, Py_ssize_t tile,
                              const floating* y) noexcept nogil:
-    """Write n 2x2 tiles, y[k * CHUNK + q] = output (k // 2, k % 2) of tile q, to
-    out[image, f] from (row0, col0), dropping the rows/columns past the output edge."""
-    cdef Py_ssize_t out_height = out.shape[2], out_width = out.shape[3], q, k
-    cdef Py_ssize_t pairs = min(n, (out_width - col0) // 2)  # tiles with both columns
+    """Write n tiles of tile x tile outputs (tile 2 or 4), y[(tile * i + j) * CHUNK + q] =
+    output (i, j) of tile q, to out[image, f] from (row0, col0), dropping the rows/columns
+    past the output edge."""
+    cdef Py_ssize_t out_height = out.shape[2], out_width = out.shape[3], q, i, j
+    cdef Py_ssize_t whole = min(n, (out_width - col0) // tile)  # tiles with all columns
+    cdef const floating* z
     cdef floating* row
-    for k in range(0, 4, 2):
-        if row0 + k // 2 >= out_height:
-            break
-        row = &out[image, f, row0 + k // 2, col0]
-        for q in range(pairs):
-            row[2 * q] = y[k * CHUNK + q]
-            row[2 * q + 1] = y[(k + 1) * CHUNK + q]
-        if pairs < n:
-            row[2 * pairs] = y[k * CHUNK + pairs]
+    for i in range(min(tile, out_height - row0)):
+        row = &out[image, f, row0 + i, col0]
+        z = &y[tile * i * CHUNK]
+        if tile == 2:
+            for q in range(whole):
+                row[2 * q] = z[q]
+                row[2 * q + 1] = z[CHUNK + q]
+        else:
+            for q in range(whole):
+                row[4 * q] = z[q]
+                row[4 * q + 1] = z[CHUNK + q]
+                row[4 * q + 2] = z[2 * CHUNK + q]
+                row[4 * q + 3] = z[3 * CHUNK + q]
+        if whole < n:  # the last tile, cut by the edge
+            for j in range(out_width - col0 - tile * whole):
+                row[tile * whole + j] = z[j * CHUNK + whole]
 
 
 cdef enum:
-    SPAN = 4 * CHUNK + 1  # input columns of a chunk of tiles, at most (stride 2)
+    SPAN = 4 * CHUNK + 2  # input columns of a chunk of tiles, at most (F4X4)
 
 
-cdef inline void combine_input_rows(const floating** d, Py_ssize_t count, bint stride_two,
+cdef inline void combine_input_rows(const floating** d, Py_ssize_t count, int variant,
                                     floating* s) noexcept nogil:
-    """Rows of s (SPAN apart) = B^T d (4 rows), or S^T d (5 rows) with `stride_two`, for
-    columns 0 .. count - 1 of the input rows d."""
+    """Rows of s (SPAN apart) = B^T d (4 rows; 6 for F4X4), or S^T d (5 rows) for STRIDE_TWO,
+    for columns 0 .. count - 1 of the input rows d."""
     cdef Py_ssize_t q
-    if stride_two:
+    cdef floating two = 2, four = 4, five = 5  # typed: a literal would make float math double
+    if variant == F4X4:
+        for q in range(count):
+            s[q] = four * d[0][q] - five * d[2][q] + d[4][q]
+            s[SPAN + q] = d[3][q] + d[4][q] - four * (d[1][q] + d[2][q])
+            s[2 * SPAN + q] = four * (d[1][q] - d[2][q]) + d[4][q] - d[3][q]
+            s[3 * SPAN + q] = two * (d[3][q] - d[1][q]) + d[4][q] - d[2][q]
+            s[4 * SPAN + q] = two * (d[1][q] - d[3][q]) + d[4][q] - d[2][q]
+            s[5 * SPAN + q] = four * d[1][q] - five * d[3][q] + d[5][q]
+    elif variant == STRIDE_TWO:
         for q in range(count):
             s[q] = d[0][q] - d[2][q]
             s[SPAN + q] = d[2][q]
@@ -174,12 +241,40 @@ cdef inline void combine_input_rows(const floating** d, Py_ssize_t count, bint s
             s[3 * SPAN + q] = d[1][q] - d[3][q]
 
 
-cdef inline void combine_input_columns(const floating* row, Py_ssize_t n, bint stride_two,
+cdef inline void combine_input_columns(const floating* row, Py_ssize_t n, int variant,
                                        floating** planes) noexcept nogil:
-    """planes[j][k] = (row B)[j] for tile k of the chunk (row[2k : 2k + 4]), or (row S)[j]
-    with `stride_two` (row[4k : 4k + 5])."""
+    """planes[j][k] = (row B)[j] for tile k of the chunk (row[2k : 2k + 4]; F4X4:
+    row[4k : 4k + 6]), or (row S)[j] for STRIDE_TWO (row[4k : 4k + 5])."""
     cdef Py_ssize_t q
-    if stride_two:
+    cdef floating two = 2, four = 4, five = 5
+    # F4X4: row[4q + k] as e[k * (CHUNK + 1) + q], so that the sums below read contiguously
+    cdef floating e[4 * (CHUNK + 1)]
+    cdef floating* e0 = e
+    cdef floating* e1 = &e[CHUNK + 1]
+    cdef floating* e2 = &e[2 * (CHUNK + 1)]
+    cdef floating* e3 = &e[3 * (CHUNK + 1)]
+    if variant == F4X4:
+        for q in range(n):
+            e0[q] = row[4 * q]
+            e1[q] = row[4 * q + 1]
+            e2[q] = row[4 * q + 2]
+            e3[q] = row[4 * q + 3]
+        e0[n] = row[4 * n]
+        e1[n] = row[4 * n + 1]
+        # tile q reads row[4q : 4q + 6]: e0, e1, e2, e3 at q, then e0, e1 at q + 1
+        for q in range(n):
+            planes[0][q] = four * e0[q] - five * e2[q] + e0[q + 1]
+        for q in range(n):
+            planes[1][q] = e3[q] + e0[q + 1] - four * (e1[q] + e2[q])
+        for q in range(n):
+            planes[2][q] = four * (e1[q] - e2[q]) + e0[q + 1] - e3[q]
+        for q in range(n):
+            planes[3][q] = two * (e3[q] - e1[q]) + e0[q + 1] - e2[q]
+        for q in range(n):
+            planes[4][q] = two * (e1[q] - e3[q]) + e0[q + 1] - e2[q]
+        for q in range(n):
+            planes[5][q] = four * e1[q] - five * e3[q] + e1[q + 1]
+    elif variant == STRIDE_TWO:
         for q in range(n):
             planes[0][q] = row[4 * q] - row[4 * q + 2]
         for q in range(n):
@@ -204,21 +299,22 @@ cdef inline void combine_input_columns(const floating* row, Py_ssize_t n, bint s
 cdef inline void transform_input_tiles(
         const floating[:, :, :, ::1] x, Py_ssize_t pad_h, Py_ssize_t pad_w,
         Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
-        bint stride_two, floating[:, :, :] v) noexcept nogil:
-    """v[(i, j), c, t] = (B^T d B)[i, j] for the 4x4 input block d of each tile t in the band,
-    or (S^T d S)[i, j] for its 5x5 block with `stride_two`.
+        int variant, floating[:, :, :] v) noexcept nogil:
+    """v[(i, j), c, t] = (B^T d B)[i, j] for the 4x4 input block d of each tile t in the band
+    (F4X4: its 6x6 block), or (S^T d S)[i, j] for its 5x5 block (STRIDE_TWO).
 
     A band is the rows of tiles [band_start, band_stop) counted across the whole batch.
     B^T d (S^T d) is taken along whole rows (s below), then B (S) along the columns.
     """
     cdef Py_ssize_t channels = x.shape[1]
-    cdef Py_ssize_t size = 5 if stride_two else 4  # rows and columns of an input block
-    cdef Py_ssize_t step = 4 if stride_two else 2  # input rows and columns from tile to tile
+    # rows and columns of an input block, and from one tile's block to the next
+    cdef Py_ssize_t size = 6 if variant == F4X4 else 5 if variant == STRIDE_TWO else 4
+    cdef Py_ssize_t step = 2 if variant == F2X2 else 4
     cdef Py_ssize_t c, band_row, image, tile_row, t, i, j, q, chunk, n, span, first, lo, hi
     cdef floating zeros[SPAN]      # stands in for an input row in the padding
-    cdef const floating* d[5]      # the chunk's input rows (chunk_rows)
-    cdef floating s[5 * SPAN]      # B^T d or S^T d, rows SPAN apart (zero in the padding)
-    cdef floating* planes[5]
+    cdef const floating* d[6]      # the chunk's input rows (chunk_rows)
+    cdef floating s[6 * SPAN]      # B^T d or S^T d, rows SPAN apart (zero in the padding)
+    cdef floating* planes[6]
     memset(zeros, 0, sizeof(zeros))
     for c in range(channels):
         t = 0
@@ -234,21 +330,58 @@ cdef inline void transform_input_tiles(
                 for i in range(size):
                     memset(&s[i * SPAN], 0, lo * sizeof(floating))
                     memset(&s[i * SPAN + hi], 0, (span - hi) * sizeof(floating))
-                combine_input_rows(d, hi - lo, stride_two, &s[lo])
+                combine_input_rows(d, hi - lo, variant, &s[lo])
                 for i in range(size):
                     for j in range(size):
                         planes[j] = &v[size * i + j, c, t]
-                    combine_input_columns(&s[i * SPAN], n, stride_two, planes)
+                    combine_input_columns(&s[i * SPAN], n, variant, planes)
                 t = t + n
 
 
+cdef inline void combine_output_f4(const floating** p, Py_ssize_t n, floating offset,
+                                   floating* y) noexcept nogil:
+    """y[(4 * i + j) * CHUNK + q] = output (i, j) of tile q (+ offset): A^T m A for
+    F(4x4, 3x3) from the 36 planes p of m (rows of A^T m, then A)."""
+    cdef Py_ssize_t q, i, j
+    cdef floating a[24 * CHUNK]     # A^T m: row i, column j at a[(6 * i + j) * CHUNK]
+    cdef floating sum12, diff12, sum34, diff34
+    cdef floating two = 2, four = 4, eight = 8  # typed: a literal would make float math double
+    cdef const floating** m
+    cdef const floating* r
+    for j in range(6):
+        m = &p[j]  # column j of m: m[6 * i][q] is m[i, j] of tile q
+        for q in range(n):
+            sum12 = m[6][q] + m[12][q]
+            diff12 = m[6][q] - m[12][q]
+            sum34 = m[18][q] + m[24][q]
+            diff34 = m[18][q] - m[24][q]
+            a[j * CHUNK + q] = m[0][q] + sum12 + sum34
+            a[(6 + j) * CHUNK + q] = diff12 + two * diff34
+            a[(12 + j) * CHUNK + q] = sum12 + four * sum34
+            a[(18 + j) * CHUNK + q] = diff12 + eight * diff34 + m[30][q]
+    for i in range(4):
+        r = &a[6 * i * CHUNK]
+        for q in range(n):
+            sum12 = r[CHUNK + q] + r[2 * CHUNK + q]
+            diff12 = r[CHUNK + q] - r[2 * CHUNK + q]
+            sum34 = r[3 * CHUNK + q] + r[4 * CHUNK + q]
+            diff34 = r[3 * CHUNK + q] - r[4 * CHUNK + q]
+            y[4 * i * CHUNK + q] = r[q] + sum12 + sum34 + offset
+            y[(4 * i + 1) * CHUNK + q] = diff12 + two * diff34 + offset
+            y[(4 * i + 2) * CHUNK + q] = sum12 + four * sum34 + offset
+            y[(4 * i + 3) * CHUNK + q] = diff12 + eight * diff34 + r[5 * CHUNK + q] + offset
+
+
 cdef inline void combine_output(const floating** p, Py_ssize_t n, floating offset,
-                                bint stride_two, floating* y) noexcept nogil:
+                                int variant, floating* y) noexcept nogil:
     """y[k * CHUNK + q] = output (k // 2, k % 2) of tile q (+ offset): A^T m A from the 16
-    planes p of m, or Q^T m Q from its 25 with `stride_two` (rows of A^T m, then A)."""
+    planes p of m, or Q^T m Q from its 25 for STRIDE_TWO (rows of A^T m, then A); for F4X4,
+    combine_output_f4."""
     cdef Py_ssize_t q
     cdef floating s0, s1, s2, s3, s4
-    if stride_two:
+    if variant == F4X4:
+        combine_output_f4(p, n, offset, y)
+    elif variant == STRIDE_TWO:
         for q in range(n):
             s0 = p[0][q] + p[5][q] + p[15][q]
             s1 = p[1][q] + p[6][q] + p[16][q]
@@ -285,49 +418,60 @@ cdef inline void combine_output(const floating** p, Py_ssize_t n, floating offse
 cdef inline void transform_output_tiles(
         const floating[:, :, :] m, const floating[::1] bias, bint has_bias,
         Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
-        bint stride_two, floating[:, :, :, ::1] out) noexcept nogil:
-    """out[image, f, 2x2 tile] = A^T m A, or Q^T m Q with `stride_two` (+ bias), dropping the
-    rows/columns past the output edge."""
-    cdef Py_ssize_t filters = out.shape[1], elements = 25 if stride_two else 16
-    cdef Py_ssize_t f, band_row, image, tile_row, t, k, chunk, n
-    cdef const floating* p[25]          # the planes of m at the chunk's first tile
-    cdef floating y[4 * CHUNK]          # y00, y01, y10, y11 of each tile (store_tiles)
+        int variant, floating[:, :, :, ::1] out) noexcept nogil:
+    """out[image, f, tile] = A^T m A, or Q^T m Q for STRIDE_TWO (+ bias), dropping the
+    rows/columns past the output edge; tiles of 2x2 outputs, or 4x4 for F4X4."""
+    cdef Py_ssize_t filters = out.shape[1], elements = variant_elements(variant)
+    cdef Py_ssize_t tile = 4 if variant == F4X4 else 2
+    cdef Py_ssize_t ntiles = (band_stop - band_start) * tiles_w
+    cdef Py_ssize_t f, band_row, image, tile_row, tile_col, t, k, n, done, count
+    cdef const floating* p[36]          # the planes of m at the chunk's first tile
+    cdef floating y[16 * CHUNK]         # the outputs of each tile (store_tiles)
     cdef floating offset
     for f in range(filters):
         offset = bias[f] if has_bias else 0
-        t = 0
-        for band_row in range(band_start, band_stop):  # rows of tiles, across images
-            image = band_row // tiles_h
-            tile_row = band_row - image * tiles_h
-            for chunk in range(0, tiles_w, 32):  # CHUNK
-                n = min(<Py_ssize_t> CHUNK, tiles_w - chunk)
-                for k in range(elements):
-                    p[k] = &m[k, f, t]
-                combine_output(p, n, offset, stride_two, y)
-                store_tiles(out, image, f, 2 * tile_row, 2 * chunk, n, y)
-                t = t + n
+        # chunks of the band's tiles in order, run on from one tile row to the next (rows
+        # of few tiles would make short loops), then stored one tile row at a time
+        for t in range(0, ntiles, 32):  # CHUNK (range needs a literal step)
+            n = min(<Py_ssize_t> CHUNK, ntiles - t)
+            for k in range(elements):
+                p[k] = &m[k, f, t]
+            combine_output(p, n, offset, variant, y)
+            done = 0
+            while done < n:
+                band_row = band_start + (t + done) // tiles_w
+                tile_col = (t + done) % tiles_w
+                count = min(n - done, tiles_w - tile_col)
+                image = band_row // tiles_h
+                tile_row = band_row - image * tiles_h
+                store_tiles(out, image, f, tile * tile_row, tile * tile_col, count, tile,
+                            &y[done])
+                done = done + count
 
 
 def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transformed_weight,
             const floating[::1] bias, floating[:, :, :, ::1] out,
             floating[:, :, :, :] input_work, floating[:, :, :, :] product_work,
-            Py_ssize_t pad_h, Py_ssize_t pad_w, bint stride_two, Py_ssize_t band_tile_rows,
+            Py_ssize_t pad_h, Py_ssize_t pad_w, int variant, Py_ssize_t band_tile_rows,
             const int[::1] gemm_pieces, int num_threads):
-    """out (N, F, OH, OW) = 3x3 conv of x (N, C, H, W) [+ bias], stride 1 by F(2x2, 3x3),
-    or stride 2 (`stride_two`) by the 25-element transforms above.
+    """out (N, F, OH, OW) = 3x3 conv of x (N, C, H, W) [+ bias], stride 1 by F(2x2, 3x3)
+    (variant F2X2) or F(4x4, 3x3) (F4X4), or stride 2 (STRIDE_TWO) by the 25-element
+    transforms above.
 
-    transformed_weight: (E, F, C) from transform_weights, E = 16, or 25 with `stride_two`.
-    Work buffers per thread: input_work (threads, E, C, band tiles), product_work
-    (threads, E, F, band tiles), band tiles = band_tile_rows * ceil(OW / 2); bands of tile
-    rows run on across images. Their rows must be contiguous; the planes may be spaced
+    transformed_weight: (E, F, C) from transform_weights with the same variant, E = 16, 36
+    or 25. Work buffers per thread: input_work (threads, E, C, band tiles), product_work
+    (threads, E, F, band tiles), band tiles = band_tile_rows * ceil(OW / tile), tile = 4
+    for F4X4, else 2; bands of tile rows run on across images. Their rows must be contiguous; the planes may be spaced
     freely (the caller skews them apart to avoid cache-set conflicts).
     gemm_pieces: (rows, inner, columns), the most of each per GEMM call (0: no split).
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t filters = out.shape[1]
-    cdef Py_ssize_t tiles_h = (out.shape[2] + 1) // 2, tiles_w = (out.shape[3] + 1) // 2
+    cdef Py_ssize_t tile = 4 if variant == F4X4 else 2
+    cdef Py_ssize_t tiles_h = (out.shape[2] + tile - 1) // tile
+    cdef Py_ssize_t tiles_w = (out.shape[3] + tile - 1) // tile
     cdef Py_ssize_t task, band_start, band_stop, element
-    cdef Py_ssize_t elements = 25 if stride_two else 16
+    cdef Py_ssize_t elements = variant_elements(variant)
     cdef Py_ssize_t rows = batch * tiles_h
     cdef Py_ssize_t bands = (rows + band_tile_rows - 1) // band_tile_rows
     cdef int ntiles, tid = 0
@@ -343,7 +487,7 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
             band_stop = min(band_start + band_tile_rows, rows)
             ntiles = (band_stop - band_start) * tiles_w
             transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
-                                  stride_two, input_work[tid])
+                                  variant, input_work[tid])
             for element in range(elements):
                 gemm_blocked(False, filters, ntiles, channels, 1,
                              &transformed_weight[element, 0, 0], channels,
@@ -351,7 +495,7 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
                              0, &product_work[tid, element, 0, 0], ld_product,
                              piece_rows, piece_inner, piece_columns)
             transform_output_tiles(product_work[tid], bias, has_bias, band_start, band_stop,
-                                   tiles_h, tiles_w, stride_two, out)
+                                   tiles_h, tiles_w, variant, out)
 
 
 cdef inline void transform_dout_tiles(
@@ -439,7 +583,7 @@ def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
             band_stop = min(band_start + band_tile_rows, rows)
             ntiles = (band_stop - band_start) * tiles_w
             transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
-                                  False, input_work[tid])
+                                  F2X2, input_work[tid])
             transform_dout_tiles(dout, band_start, band_stop, tiles_h, tiles_w, dout_work[tid],
                                  dbias)
             for element in range(16):
