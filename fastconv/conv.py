@@ -308,35 +308,45 @@ def _winograd_forward(x, w, b, out, padding, transforms):
              *padding, variant, band_rows, pieces, all_small=pieces[2] > 0)
 
 
-# G of F(2x2, 3x3): the weight transform U = G g G^T (see _kernels/_winograd.pyx)
-_WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+# G, the weight transform U = G g G^T, of F(2x2, 3x3) and F(4x4, 3x3) (see
+# _kernels/_winograd.pyx)
+_WINOGRAD_G = {
+    "2x2": ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0)),
+    "4x4": ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
+            (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0.0, 0.0, 1.0)),
+}
 
 
-def _winograd_weight_gradient(x, dout, padding, has_bias):
-    """dW (F, C, 3, 3) of a 3x3 stride-1 conv of x giving dout, by Winograd F(2x2, 3x3),
-    and db (F,) (None without a bias), summed as dout is transformed.
+def _winograd_weight_gradient(x, dout, padding, has_bias, transforms):
+    """dW (F, C, 3, 3) of a 3x3 stride-1 conv of x giving dout, by Winograd F(2x2, 3x3) or
+    F(4x4, 3x3) (`transforms` "2x2" or "4x4"), and db (F,) (None without a bias), summed as
+    dout is transformed.
 
     The forward is out = A^T [(G g G^T) * (B^T d B)] A per tile, so the gradient of G g G^T
-    is the sum over tiles of (A dy A^T) * (B^T d B): 16 GEMMs over the tiles, then
+    is the sum over tiles of (A dy A^T) * (B^T d B): 16 (36) GEMMs over the tiles, then
     dW = G^T (that sum) G.
     """
     channels, filters = x.shape[1], dout.shape[1]
+    name, elements, tile = _WINOGRAD_SETS[transforms]
+    side = tile + 2  # of an input block
     threads, band_rows, tiles_w = _winograd_plan(x.shape[0], channels, filters, *dout.shape[2:],
-                                                 x.itemsize)
+                                                 x.itemsize, elements, tile)
     dbias = np.zeros((threads, filters), x.dtype) if has_bias else None
-    g = np.array(_WINOGRAD_G, dtype=x.dtype)
+    g = np.array(_WINOGRAD_G[transforms], dtype=x.dtype)
     with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype,
-                        second_by_tile=True, held=(threads, 16, channels, filters)) as (
+                        second_by_tile=True, elements=elements,
+                        held=(threads, elements, channels, filters)) as (
                             inputs, douts, products):  # products: transposed
         products.fill(0)
         pieces = _gemm_pieces(channels, band_rows * tiles_w)
         _run(_dispatch._winograd.weight_gradient, threads, x, dout, products, dbias, inputs,
-             douts, *padding, band_rows, pieces, all_small=pieces[2] > 0)
+             douts, *padding, getattr(_dispatch._winograd.Variant, name), band_rows, pieces,
+             all_small=pieces[2] > 0)
         # einsum's products go to BLAS: on one thread, since a multi-threaded BLAS call
         # leaves its threads spinning for a while after, on the cores the next call needs
         with single_threaded_blas():
             dw = np.einsum("ia,ijcf,jb->fcab", g, _thread_sum(products).reshape(
-                4, 4, channels, filters), g, optimize=True)
+                side, side, channels, filters), g, optimize=True)
     return np.ascontiguousarray(dw), None if dbias is None else _thread_sum(dbias)
 
 
@@ -366,12 +376,13 @@ def _backward_compiled(dout, x, w, has_bias, window, algorithm, automatic):
     # not finite; a stride-2 conv's backward is im2col's
     if (algorithm in _WINOGRAD_TRANSFORMS and window.stride == (1, 1)
             and (not automatic or _all_finite(dout))):
-        dw, db = _winograd_weight_gradient(x, dout, window.padding, has_bias)
+        transforms = _WINOGRAD_TRANSFORMS[algorithm]
+        dw, db = _winograd_weight_gradient(x, dout, window.padding, has_bias, transforms)
         # dx is the full correlation of dout with the flipped kernels, channels and filters
         # swapped: again a 3x3 stride-1 convolution, padded by 2 - p
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         _winograd_forward(dout, flipped, None, dx, (2 - window.pad_height, 2 - window.pad_width),
-                          _WINOGRAD_TRANSFORMS[algorithm])
+                          transforms)
         return dx, dw, db
     threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"

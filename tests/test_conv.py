@@ -285,11 +285,17 @@ def test_explicit_winograd_never_makes_an_infinity_finite(dtype, algorithm):
 def test_winograd_with_small_workspace_and_threads(algorithm, stride, x_shape, monkeypatch):
     monkeypatch.setattr(fastconv.conv, "_MIN_PARALLEL_FLOPS", 0)
     x, w, b = _inputs(x_shape, (16, 16, 3, 3), np.float64)
-    expected, _ = reference.conv2d_forward(x, w, b, stride, 1)
+    expected, ref_cache = reference.conv2d_forward(x, w, b, stride, 1)
+    dout = np.random.default_rng(2).standard_normal(expected.shape)
+    want = reference.conv2d_backward(dout, ref_cache)
+    tolerance = _tolerance(algorithm, np.float64)
     for threads, workspace in [(1, None), (2, 1), (3, 50_000), (2, 200_000)]:
         with _settings(threads, workspace):
-            out, _ = fastconv.conv2d_forward(x, w, b, stride, 1, algorithm=algorithm)
-        assert_close(out, expected, _tolerance(algorithm, np.float64))
+            out, cache = fastconv.conv2d_forward(x, w, b, stride, 1, algorithm=algorithm)
+            got = fastconv.conv2d_backward(dout, cache)
+        assert_close(out, expected, tolerance)
+        for g, e in zip(got, want):
+            assert_close(g, e, tolerance)
 
 
 def test_auto_algorithm_choice():

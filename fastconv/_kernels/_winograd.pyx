@@ -498,7 +498,7 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
                                    tiles_h, tiles_w, variant, out)
 
 
-cdef inline void transform_dout_tiles(
+cdef inline void transform_dout_tiles_2x2(
         const floating[:, :, :, ::1] dout, Py_ssize_t band_start, Py_ssize_t band_stop,
         Py_ssize_t tiles_h, Py_ssize_t tiles_w, floating[:, :, :] u,
         floating* dbias) noexcept nogil:
@@ -546,25 +546,78 @@ cdef inline void transform_dout_tiles(
             t = t + 1
 
 
+cdef inline void transform_dout_tiles_4x4(
+        const floating[:, :, :, ::1] dout, Py_ssize_t band_start, Py_ssize_t band_stop,
+        Py_ssize_t tiles_h, Py_ssize_t tiles_w, floating[:, :, :] u,
+        floating* dbias) noexcept nogil:
+    """transform_dout_tiles_2x2 for F(4x4, 3x3): 4x4 blocks dy of dout (zero past the output
+    edge), u[(i, j), t, f] = (A dy A^T)[i, j] for its A, which makes a row [p0, p1, p2, p3]
+    of dy [p0, p0 + p1 + p2 + p3, p0 - p1 + p2 - p3, p0 + 2 p1 + 4 p2 + 8 p3,
+    p0 - 2 p1 + 4 p2 - 8 p3, p3], and so the columns."""
+    cdef Py_ssize_t filters = dout.shape[1], out_height = dout.shape[2], out_width = dout.shape[3]
+    cdef Py_ssize_t f, band_row, image, tile_row, tile_col, t = 0, i, j, row0, col0, rows, cols
+    cdef floating y[4][4]   # dy, zero past the edge
+    cdef floating s[6][4]   # A dy
+    cdef floating two = 2, four = 4, eight = 8  # typed: a literal would make float math double
+    for band_row in range(band_start, band_stop):  # rows of tiles, across images
+        image = band_row // tiles_h
+        tile_row = band_row - image * tiles_h
+        row0 = 4 * tile_row
+        rows = min(4, out_height - row0)
+        for tile_col in range(tiles_w):
+            col0 = 4 * tile_col
+            cols = min(4, out_width - col0)
+            if rows < 4 or cols < 4:  # a tile cut by the edge: zero past it, for every filter
+                for i in range(4):
+                    for j in range(4):
+                        y[i][j] = 0
+            for f in range(filters):
+                for i in range(rows):
+                    for j in range(cols):
+                        y[i][j] = dout[image, f, row0 + i, col0 + j]
+                for j in range(4):
+                    s[0][j] = y[0][j]
+                    s[1][j] = y[0][j] + y[1][j] + y[2][j] + y[3][j]
+                    s[2][j] = y[0][j] - y[1][j] + y[2][j] - y[3][j]
+                    s[3][j] = y[0][j] + two * y[1][j] + four * y[2][j] + eight * y[3][j]
+                    s[4][j] = y[0][j] - two * y[1][j] + four * y[2][j] - eight * y[3][j]
+                    s[5][j] = y[3][j]
+                for i in range(6):
+                    u[6 * i + 0, t, f] = s[i][0]
+                    u[6 * i + 1, t, f] = s[i][0] + s[i][1] + s[i][2] + s[i][3]
+                    u[6 * i + 2, t, f] = s[i][0] - s[i][1] + s[i][2] - s[i][3]
+                    u[6 * i + 3, t, f] = s[i][0] + two * s[i][1] + four * s[i][2] + eight * s[i][3]
+                    u[6 * i + 4, t, f] = s[i][0] - two * s[i][1] + four * s[i][2] - eight * s[i][3]
+                    u[6 * i + 5, t, f] = s[i][3]
+                if dbias != NULL:  # row 1 of A sums the block's rows, column 1 its columns
+                    dbias[f] += u[7, t, f]
+            t = t + 1
+
+
 def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
                     floating[:, :, :, ::1] products_per_thread, floating[:, ::1] dbias_per_thread,
                     floating[:, :, :, :] input_work, floating[:, :, :, :] dout_work,
-                    Py_ssize_t pad_h, Py_ssize_t pad_w, Py_ssize_t band_tile_rows,
+                    Py_ssize_t pad_h, Py_ssize_t pad_w, int variant, Py_ssize_t band_tile_rows,
                     const int[::1] gemm_pieces, int num_threads):
     """Per-thread sums over the tiles, products_per_thread[thread, (i, j), c, f] =
     sum over tiles of (B^T d B)[i, j] * (A dy A^T)[i, j]: the transformed gradient of the
-    weights (transposed) of a 3x3 stride-1 conv of x (N, C, H, W) giving dout (N, F, OH, OW).
+    weights (transposed) of a 3x3 stride-1 conv of x (N, C, H, W) giving dout (N, F, OH, OW),
+    by F(2x2, 3x3) (variant F2X2) or F(4x4, 3x3) (F4X4).
     dW[f, c] = G^T (summed over threads) G, done by the caller.
 
-    products_per_thread: (threads, 16, C, F), and dbias_per_thread (threads, F) (per-thread
-    sums of dout over all but its filter axis; None: not wanted), zero on entry. Work buffers per thread:
-    input_work (threads, 16, C, band tiles) as for forward(), dout_work (threads, 16,
-    band tiles, F), rows contiguous. Each product is then (C, tiles) @ (tiles, F), which
-    BLAS runs unpacked in gemm_pieces (rows, inner, columns; 0: not split).
+    products_per_thread: (threads, E, C, F), E = 16 or 36, and dbias_per_thread (threads, F)
+    (per-thread sums of dout over all but its filter axis; None: not wanted), zero on entry.
+    Work buffers per thread: input_work (threads, E, C, band tiles) as for forward(),
+    dout_work (threads, E, band tiles, F), rows contiguous. Each product is then
+    (C, tiles) @ (tiles, F), which BLAS runs unpacked in gemm_pieces (rows, inner, columns;
+    0: not split).
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t filters = dout.shape[1]
-    cdef Py_ssize_t tiles_h = (dout.shape[2] + 1) // 2, tiles_w = (dout.shape[3] + 1) // 2
+    cdef Py_ssize_t tile = 4 if variant == F4X4 else 2
+    cdef Py_ssize_t tiles_h = (dout.shape[2] + tile - 1) // tile
+    cdef Py_ssize_t tiles_w = (dout.shape[3] + tile - 1) // tile
+    cdef Py_ssize_t elements = variant_elements(variant)
     cdef Py_ssize_t task, band_start, band_stop, element
     cdef Py_ssize_t rows = batch * tiles_h
     cdef Py_ssize_t bands = (rows + band_tile_rows - 1) // band_tile_rows
@@ -583,10 +636,14 @@ def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
             band_stop = min(band_start + band_tile_rows, rows)
             ntiles = (band_stop - band_start) * tiles_w
             transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
-                                  F2X2, input_work[tid])
-            transform_dout_tiles(dout, band_start, band_stop, tiles_h, tiles_w, dout_work[tid],
-                                 dbias)
-            for element in range(16):
+                                  variant, input_work[tid])
+            if variant == F4X4:
+                transform_dout_tiles_4x4(dout, band_start, band_stop, tiles_h, tiles_w,
+                                         dout_work[tid], dbias)
+            else:
+                transform_dout_tiles_2x2(dout, band_start, band_stop, tiles_h, tiles_w,
+                                         dout_work[tid], dbias)
+            for element in range(elements):
                 # (C, tiles) @ (tiles, F), added onto this thread's (C, F) sums
                 gemm_blocked(False, channels, filters, ntiles, 1,
                              &input_work[tid, element, 0, 0], ld_input,
