@@ -213,9 +213,10 @@ def conv_problems(draw):
 
 # Winograd F(2x2, 3x3) adds and subtracts values of a whole 4x4 input tile before
 # multiplying, so its rounding follows the largest magnitudes of the plane, not of each window;
-# F(4x4, 3x3) does so over 6x6 tiles with coefficients up to 8 (its error ran 14-24x
-# F(2x2, 3x3)'s on random float32 data).
-WINOGRAD_GROWTH = {"winograd": 4, "winograd-4x4": 64}
+# F(4x4, 3x3) does so over 6x6 tiles with coefficients up to 8: its actual error ran 14-24x
+# F(2x2, 3x3)'s on random float32 data, though both stay far inside these bounds (a growth
+# of 1 passed the "ci" profile for both).
+WINOGRAD_GROWTH = {"winograd": 4, "winograd-4x4": 16}
 
 
 def _winograd_magnitude(magnitude, algorithm):
@@ -241,8 +242,7 @@ def test_conv2d_forward_and_backward_equal_reference(problem, data, run):
     magnitudes = list(reference.conv2d_backward(_abs64(dout), abs_cache))
     if cache.algorithm in WINOGRAD_GROWTH:  # out, dx and dw all come from Winograd transforms
         magnitude = _winograd_magnitude(magnitude, cache.algorithm)
-        magnitudes[0] = _winograd_magnitude(magnitudes[0], cache.algorithm)
-        magnitudes[1] = _winograd_magnitude(magnitudes[1], "winograd")  # dw: F(2x2, 3x3)'s
+        magnitudes[:2] = [_winograd_magnitude(m, cache.algorithm) for m in magnitudes[:2]]
 
     filters, channels, kernel_height, kernel_width = w.shape
     batch_positions = out.shape[0] * out.shape[2] * out.shape[3]
