@@ -18,8 +18,8 @@ ALGORITHMS = {
     "gemm-1x1": lambda window: window.kernel_size == (1, 1)
     and window.stride == (1, 1)
     and window.padding == (0, 0),
-    # Winograd F(4x4, 3x3): 3x3 stride-1 kernels, padding <= 2 (forward and backward-data;
-    # the weight gradient is F(2x2, 3x3)'s)
+    # Winograd F(4x4, 3x3): 3x3 stride-1 kernels, padding <= 2 (for backward-data, as
+    # F(2x2, 3x3) below); both gradients by it too
     "winograd-4x4": lambda window: window.kernel_size == (3, 3) and window.stride == (1, 1)
     and max(window.padding) <= 2,
     # Winograd F(2x2, 3x3): 3x3 stride-1 kernels; backward-data is again such a
@@ -40,7 +40,7 @@ _WINOGRAD_BAND_BYTES = 4 * 2**20
 # "auto" takes F(4x4, 3x3) over F(2x2, 3x3) where its tiles need at most this share of the
 # latter's multiplications (9/16 when both tilings fit the output exactly): its transforms
 # cost about twice as much per output, so a 14x14 output (0.73, tiles of 4 covering 16x16)
-# ran slower with it, 16x16 and larger ones (0.56) 1.2-1.4x faster.
+# ran slower with it, 32x32 and 56x56 ones (0.56) 1.2-1.4x faster.
 _WINOGRAD_4X4_MAX_SHARE = 0.6
 
 
