@@ -52,6 +52,11 @@ cdef inline Py_ssize_t variant_elements(int variant) noexcept nogil:
     return 36 if variant == F4X4 else 25 if variant == STRIDE_TWO else 16
 
 
+cdef inline Py_ssize_t variant_tile(int variant) noexcept nogil:
+    """Outputs per side of a tile: 4 for F4X4, else 2."""
+    return 4 if variant == F4X4 else 2
+
+
 # Stride 2. A 2x2 block of outputs of a 3x3 stride-2 convolution reads a 5x5 block of padded
 # input (rows and columns 4t .. 4t + 4 for tile t). Along each dimension, the even taps
 # (g0, g2) meet the even inputs (d0, d2, d4) as a stride-1 two-tap filter, which F(2, 2) does
@@ -377,27 +382,23 @@ cdef inline void combine_output(const floating** p, Py_ssize_t n, floating offse
     """y[k * CHUNK + q] = output (k // 2, k % 2) of tile q (+ offset): A^T m A from the 16
     planes p of m, or Q^T m Q from its 25 for STRIDE_TWO (rows of A^T m, then A); for F4X4,
     combine_output_f4."""
-    cdef Py_ssize_t q
+    cdef Py_ssize_t q, r
     cdef floating s0, s1, s2, s3, s4
+    cdef const floating** c
     if variant == F4X4:
         combine_output_f4(p, n, offset, y)
     elif variant == STRIDE_TWO:
-        for q in range(n):
-            s0 = p[0][q] + p[5][q] + p[15][q]
-            s1 = p[1][q] + p[6][q] + p[16][q]
-            s2 = p[2][q] + p[7][q] + p[17][q]
-            s3 = p[3][q] + p[8][q] + p[18][q]
-            s4 = p[4][q] + p[9][q] + p[19][q]
-            y[q] = s0 + s1 + s3 + offset
-            y[CHUNK + q] = s1 + s2 + s4 + offset
-        for q in range(n):
-            s0 = p[5][q] + p[10][q] + p[20][q]
-            s1 = p[6][q] + p[11][q] + p[21][q]
-            s2 = p[7][q] + p[12][q] + p[22][q]
-            s3 = p[8][q] + p[13][q] + p[23][q]
-            s4 = p[9][q] + p[14][q] + p[24][q]
-            y[2 * CHUNK + q] = s0 + s1 + s3 + offset
-            y[3 * CHUNK + q] = s1 + s2 + s4 + offset
+        for r in range(2):
+            # output row r: rows r, r + 1 and r + 3 of m (row r of Q^T), then the same columns
+            c = &p[5 * r]
+            for q in range(n):
+                s0 = c[0][q] + c[5][q] + c[15][q]
+                s1 = c[1][q] + c[6][q] + c[16][q]
+                s2 = c[2][q] + c[7][q] + c[17][q]
+                s3 = c[3][q] + c[8][q] + c[18][q]
+                s4 = c[4][q] + c[9][q] + c[19][q]
+                y[2 * r * CHUNK + q] = s0 + s1 + s3 + offset
+                y[(2 * r + 1) * CHUNK + q] = s1 + s2 + s4 + offset
     else:
         for q in range(n):
             s0 = p[0][q] + p[4][q] + p[8][q]
@@ -422,7 +423,7 @@ cdef inline void transform_output_tiles(
     """out[image, f, tile] = A^T m A, or Q^T m Q for STRIDE_TWO (+ bias), dropping the
     rows/columns past the output edge; tiles of 2x2 outputs, or 4x4 for F4X4."""
     cdef Py_ssize_t filters = out.shape[1], elements = variant_elements(variant)
-    cdef Py_ssize_t tile = 4 if variant == F4X4 else 2
+    cdef Py_ssize_t tile = variant_tile(variant)
     cdef Py_ssize_t ntiles = (band_stop - band_start) * tiles_w
     cdef Py_ssize_t f, band_row, image, tile_row, tile_col, t, k, n, done, count
     cdef const floating* p[36]          # the planes of m at the chunk's first tile
@@ -461,13 +462,14 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
     transformed_weight: (E, F, C) from transform_weights with the same variant, E = 16, 36
     or 25. Work buffers per thread: input_work (threads, E, C, band tiles), product_work
     (threads, E, F, band tiles), band tiles = band_tile_rows * ceil(OW / tile), tile = 4
-    for F4X4, else 2; bands of tile rows run on across images. Their rows must be contiguous; the planes may be spaced
-    freely (the caller skews them apart to avoid cache-set conflicts).
+    for F4X4, else 2; bands of tile rows run on across images. Their rows must be
+    contiguous; the planes may be spaced freely (the caller skews them apart to avoid
+    cache-set conflicts).
     gemm_pieces: (rows, inner, columns), the most of each per GEMM call (0: no split).
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t filters = out.shape[1]
-    cdef Py_ssize_t tile = 4 if variant == F4X4 else 2
+    cdef Py_ssize_t tile = variant_tile(variant)
     cdef Py_ssize_t tiles_h = (out.shape[2] + tile - 1) // tile
     cdef Py_ssize_t tiles_w = (out.shape[3] + tile - 1) // tile
     cdef Py_ssize_t task, band_start, band_stop, element
@@ -614,7 +616,7 @@ def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t filters = dout.shape[1]
-    cdef Py_ssize_t tile = 4 if variant == F4X4 else 2
+    cdef Py_ssize_t tile = variant_tile(variant)
     cdef Py_ssize_t tiles_h = (dout.shape[2] + tile - 1) // tile
     cdef Py_ssize_t tiles_w = (dout.shape[3] + tile - 1) // tile
     cdef Py_ssize_t elements = variant_elements(variant)
