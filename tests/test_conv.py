@@ -228,28 +228,29 @@ def _with_infinity(shape, dtype, seed, index):
     return a
 
 
+def _assert_auto_direct_for_infinity(w, stride, index):
+    """"auto" runs im2col for an x (2, 16, 8, 8) holding +inf at `index`, with the
+    reference's NaN and inf positions."""
+    x = _with_infinity((2, 16, 8, 8), np.float64, 3, index)
+    out, cache = fastconv.conv2d_forward(x, w, None, stride, 1)
+    assert cache.algorithm == "im2col"
+    expected, _ = reference.conv2d_forward(x, w, None, stride, 1)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+
+
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 def test_auto_keeps_the_direct_method_for_non_finite_inputs():
     w = np.random.default_rng(1).standard_normal((16, 16, 3, 3))
     finite = np.random.default_rng(2).standard_normal((2, 16, 8, 8))
     assert fastconv.conv2d_forward(finite, w, None, 1, 1)[1].algorithm == "winograd-4x4"
-    x = _with_infinity((2, 16, 8, 8), np.float64, 3, (0, 5, 3, 4))
-    out, cache = fastconv.conv2d_forward(x, w, None, 1, 1)
-    assert cache.algorithm == "im2col"
-    expected, _ = reference.conv2d_forward(x, w, None, 1, 1)
-    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
-    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+    _assert_auto_direct_for_infinity(w, 1, (0, 5, 3, 4))
     bad_w = w.copy()
     bad_w[3, 2, 1, 1] = -np.inf
     assert fastconv.conv2d_forward(finite, bad_w, None, 1, 1)[1].algorithm == "im2col"
     # likewise at stride 2 (an infinity where the stride-2 transforms subtract it from itself)
     assert fastconv.conv2d_forward(finite, w, None, 2, 1)[1].algorithm == "winograd"
-    x = _with_infinity((2, 16, 8, 8), np.float64, 3, (0, 5, 5, 5))
-    out, cache = fastconv.conv2d_forward(x, w, None, 2, 1)
-    assert cache.algorithm == "im2col"
-    expected, _ = reference.conv2d_forward(x, w, None, 2, 1)
-    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
-    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+    _assert_auto_direct_for_infinity(w, 2, (0, 5, 5, 5))
     # a non-finite dout: backward-data leaves Winograd too, gradients as the reference's
     out, cache = fastconv.conv2d_forward(finite, w, None, 1, 1)
     _, ref_cache = reference.conv2d_forward(finite, w, None, 1, 1)
