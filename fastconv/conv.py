@@ -328,11 +328,9 @@ def _winograd_weight_gradient(x, dout, padding, has_bias, transforms):
     """
     channels, filters = x.shape[1], dout.shape[1]
     name, elements, tile = _WINOGRAD_SETS[transforms]
-    side = tile + 2  # of an input block
     threads, band_rows, tiles_w = _winograd_plan(x.shape[0], channels, filters, *dout.shape[2:],
                                                  x.itemsize, elements, tile)
     dbias = np.zeros((threads, filters), x.dtype) if has_bias else None
-    g = np.array(_WINOGRAD_G[transforms], dtype=x.dtype)
     with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype,
                         second_by_tile=True, elements=elements,
                         held=(threads, elements, channels, filters)) as (
@@ -342,12 +340,21 @@ def _winograd_weight_gradient(x, dout, padding, has_bias, transforms):
         _run(_dispatch._winograd.weight_gradient, threads, x, dout, products, dbias, inputs,
              douts, *padding, getattr(_dispatch._winograd.Variant, name), band_rows, pieces,
              all_small=pieces[2] > 0)
-        # einsum's products go to BLAS: on one thread, since a multi-threaded BLAS call
-        # leaves its threads spinning for a while after, on the cores the next call needs
+        # a GEMM: on one BLAS thread, since a multi-threaded BLAS call leaves its threads
+        # spinning for a while after, on the cores the next call needs
         with single_threaded_blas():
-            dw = np.einsum("ia,ijcf,jb->fcab", g, _thread_sum(products).reshape(
-                side, side, channels, filters), g, optimize=True)
-    return np.ascontiguousarray(dw), None if dbias is None else _thread_sum(dbias)
+            dw = _winograd_untransform(_thread_sum(products),
+                                       np.array(_WINOGRAD_G[transforms], dtype=x.dtype))
+    return dw, None if dbias is None else _thread_sum(dbias)
+
+
+def _winograd_untransform(sums, g):
+    """dW (F, C, 3, 3) = G^T S G for each (c, f), S = sums[:, c, f] (E, C, F) as a square
+    matrix, as one GEMM by kron(G, G)^T: dW[f, c, a, b] = sum over (i, j) of G[i, a] G[j, b]
+    S[i, j] (np.einsum took 7x as long, copying on the way)."""
+    elements, channels, filters = sums.shape
+    dw = np.kron(g, g).T @ sums.reshape(elements, channels * filters)
+    return np.ascontiguousarray(dw.reshape(3, 3, channels, filters).transpose(3, 2, 0, 1))
 
 
 def _thread_sum(per_thread):

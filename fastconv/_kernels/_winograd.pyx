@@ -574,9 +574,14 @@ cdef inline void transform_dout_tiles_4x4(
                     for j in range(4):
                         y[i][j] = 0
             for f in range(filters):
-                for i in range(rows):
-                    for j in range(cols):
-                        y[i][j] = dout[image, f, row0 + i, col0 + j]
+                if rows == 4 and cols == 4:  # literal bounds: not a memcpy call per row
+                    for i in range(4):
+                        for j in range(4):
+                            y[i][j] = dout[image, f, row0 + i, col0 + j]
+                else:
+                    for i in range(rows):
+                        for j in range(cols):
+                            y[i][j] = dout[image, f, row0 + i, col0 + j]
                 for j in range(4):
                     s[0][j] = y[0][j]
                     s[1][j] = y[0][j] + y[1][j] + y[2][j] + y[3][j]
