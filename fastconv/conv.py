@@ -3,7 +3,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import _dispatch
+from . import _dispatch, _polyphase
 from ._cache import ConvCache
 from ._config import (get_num_threads, get_workspace_limit, scratch, single_threaded_blas,
                       small_gemm_limit)
@@ -27,6 +27,11 @@ ALGORITHMS = {
     # 3x3 stride-2 kernels by its stride-2 counterpart (forward only; backward by im2col).
     "winograd": lambda window: window.kernel_size == (3, 3)
     and (window.stride == (1, 1) and max(window.padding) <= 2 or window.stride == (2, 2)),
+    # a strided conv whose kernel spans at most 3 strides each way, as a 3x3 stride-1 conv
+    # over the input's space-to-depth phase images (_polyphase) by Winograd F(4x4, 3x3)
+    "s2d-winograd": lambda window: window.stride != (1, 1)
+    and window.kernel_height <= 3 * window.stride_height
+    and window.kernel_width <= 3 * window.stride_width,
     # im2col over bands of output rows + GEMM: any shape
     "im2col": lambda window: True,
 }
@@ -44,6 +49,22 @@ _WINOGRAD_BAND_BYTES = 4 * 2**20
 _WINOGRAD_4X4_MAX_SHARE = 0.6
 
 
+# "auto" takes s2d-winograd where it needs at most this share of the direct method's
+# multiplications. alexnet-c1 (11x11, stride 4: 0.31) ran 1.7-1.9x faster with it; a 3x3
+# stride-2 kernel (1.0 or more: its 2x2 phase kernels are padded to 3x3) never pays.
+_S2D_MAX_SHARE = 0.5
+
+
+def _s2d_pays(window, filters):
+    """Whether s2d-winograd has phase channels and filters enough for Winograd and does
+    few enough multiplications against the direct method here."""
+    phases = window.stride_height * window.stride_width
+    products = 36 * -(-window.out_height // 4) * -(-window.out_width // 4) * phases
+    direct = window.kernel_height * window.kernel_width * window.out_height * window.out_width
+    return (min(window.channels * phases, filters) >= _WINOGRAD_MIN_CHANNELS
+            and products <= _S2D_MAX_SHARE * direct)
+
+
 def _winograd_4x4_pays(window):
     """Whether F(4x4, 3x3) does few enough multiplications against F(2x2, 3x3) here."""
     height, width = window.out_height, window.out_width
@@ -56,6 +77,8 @@ _SUPPORT = {
     "gemm-1x1": "1x1 kernels with stride 1 and no padding",
     "winograd-4x4": "3x3 kernels with stride 1 and padding <= 2",
     "winograd": "3x3 kernels with stride 1 and padding <= 2, or with stride 2",
+    "s2d-winograd": "strides above 1 with kernels of at most 3 strides a side "
+    "(KH <= 3*stride_h, KW <= 3*stride_w)",
     "im2col": "every shape",
 }
 
@@ -77,11 +100,13 @@ def _choose_algorithm(algorithm, window, filters, x, w):
         # the contributions of pixels outside an output's window cancel exactly, but
         # inf - inf does not: an infinity in x would turn neighbouring outputs into NaN.
         # "auto" keeps the direct method for such inputs (one cheap pass over x and w).
-        if "winograd" in usable and (
-            min(window.channels, filters) < _WINOGRAD_MIN_CHANNELS
-            or not (_all_finite(x) and _all_finite(w))
-        ):
+        if min(window.channels, filters) < _WINOGRAD_MIN_CHANNELS:
             usable = [name for name in usable if name not in _WINOGRAD_TRANSFORMS]
+        if "s2d-winograd" in usable and not _s2d_pays(window, filters):
+            usable.remove("s2d-winograd")
+        if any(name in _WINOGRAD_NAMES for name in usable) and not (
+                _all_finite(x) and _all_finite(w)):
+            usable = [name for name in usable if name not in _WINOGRAD_NAMES]
         if "winograd-4x4" in usable and not _winograd_4x4_pays(window):
             usable.remove("winograd-4x4")
         return usable[0]
@@ -218,6 +243,9 @@ def _forward_compiled(x, w, b, window, algorithm):
         transforms = "stride-2" if window.stride == (2, 2) else _WINOGRAD_TRANSFORMS[algorithm]
         _winograd_forward(x, w, b, out, window.padding, transforms)
         return out
+    if algorithm == "s2d-winograd":
+        _s2d_forward(x, w, b, window, out)
+        return out
     threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
     weight = w.reshape(filters, patch)
@@ -246,6 +274,8 @@ _WINOGRAD_SETS = {"2x2": ("F2X2", 16, 2), "stride-2": ("STRIDE_TWO", 25, 2),
                   "4x4": ("F4X4", 36, 4)}
 # The stride-1 set of each Winograd algorithm (at stride 2, "winograd" uses "stride-2").
 _WINOGRAD_TRANSFORMS = {"winograd": "2x2", "winograd-4x4": "4x4"}
+# Every algorithm that runs Winograd transforms (see _choose_algorithm on infinities)
+_WINOGRAD_NAMES = ("winograd", "winograd-4x4", "s2d-winograd")
 
 
 def _winograd_plan(batch, channels, filters, out_height, out_width, itemsize, elements=16,
@@ -357,6 +387,49 @@ def _winograd_untransform(sums, g):
     return np.ascontiguousarray(dw.reshape(3, 3, channels, filters).transpose(3, 2, 0, 1))
 
 
+def _s2d_images(window, itemsize):
+    """Images per s2d-winograd pass: their phase images fit in half the workspace budget
+    (the Winograd passes take their own work buffers besides)."""
+    per_image = int(np.prod(_polyphase.phase_shape(window)[1:])) * itemsize
+    return max(1, min(window.batch, get_workspace_limit() // 2 // per_image))
+
+
+def _s2d_forward(x, w, b, window, out):
+    """out = conv of x with w (+ b) by s2d-winograd: a batch of images at a time, Winograd
+    F(4x4, 3x3) over their phase images (_polyphase) with the split kernels."""
+    kernels = _polyphase.split_kernels(w, window)
+    step = _s2d_images(window, x.itemsize)
+    with scratch(x.dtype, (step,) + _polyphase.phase_shape(window)[1:]) as phases:
+        for start in range(0, window.batch, step):
+            stop = min(start + step, window.batch)
+            _polyphase.space_to_depth(x[start:stop], window, phases[:stop - start])
+            _winograd_forward(phases[:stop - start], kernels, b, out[start:stop], (0, 0), "4x4")
+
+
+def _s2d_backward(dout, x, w, has_bias, window):
+    """dx, dw and db (None without a bias) of s2d-winograd: the F(4x4, 3x3) gradients of the
+    phase convolution, a batch of images at a time, put back by the adjoint rearrangements."""
+    kernels = _polyphase.split_kernels(w, window)
+    # dx of the phases: their full correlation with the flipped split kernels (as for
+    # winograd-4x4's backward, the phase conv being unpadded)
+    flipped = np.ascontiguousarray(kernels[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    step = _s2d_images(window, x.itemsize)
+    dx = np.empty_like(x)
+    dw = db = None
+    with scratch(x.dtype, (step,) + _polyphase.phase_shape(window)[1:]) as phases:
+        for start in range(0, window.batch, step):
+            stop = min(start + step, window.batch)
+            part = phases[:stop - start]
+            _polyphase.space_to_depth(x[start:stop], window, part)
+            part_dw, part_db = _winograd_weight_gradient(part, dout[start:stop], (0, 0),
+                                                         has_bias, "4x4")
+            dw = part_dw if dw is None else dw + part_dw
+            db = part_db if db is None else db + part_db
+            _winograd_forward(dout[start:stop], flipped, None, part, (2, 2), "4x4")
+            _polyphase.depth_to_space(part, window, dx[start:stop])
+    return dx, _polyphase.merge_kernels(dw, window), db
+
+
 def _thread_sum(per_thread):
     """The sum of per-thread partial results (threads, ...) over the threads."""
     return per_thread[0] if per_thread.shape[0] == 1 else per_thread.sum(axis=0)
@@ -381,8 +454,10 @@ def _backward_compiled(dout, x, w, has_bias, window, algorithm, automatic):
     dx = np.empty_like(x)
     # Winograd for both gradients of a stride-1 conv, unless "auto" chose it and dout is
     # not finite; a stride-2 conv's backward is im2col's
-    if (algorithm in _WINOGRAD_TRANSFORMS and window.stride == (1, 1)
-            and (not automatic or _all_finite(dout))):
+    winograd = algorithm in _WINOGRAD_NAMES and (not automatic or _all_finite(dout))
+    if winograd and algorithm == "s2d-winograd":
+        return _s2d_backward(dout, x, w, has_bias, window)
+    if winograd and window.stride == (1, 1):
         transforms = _WINOGRAD_TRANSFORMS[algorithm]
         dw, db = _winograd_weight_gradient(x, dout, window.padding, has_bias, transforms)
         # dx is the full correlation of dout with the flipped kernels, channels and filters

@@ -103,6 +103,7 @@ def test_no_bias_gives_no_db(backend):
     ((1, 3, 6, 5), (2, 3, 3, 2), (2, 1), (0, 1), "im2col"),
     ((2, 3, 4, 4), (2, 3, 1, 1), 1, 0, "gemm-1x1"),
     ((2, 3, 5, 6), (4, 3, 3, 3), 1, (1, 2), "winograd"),  # odd output height: half tiles
+    ((1, 2, 9, 8), (3, 2, 5, 4), (2, 3), (1, 2), "s2d-winograd"),
 ])
 def test_gradients_match_numerical(x_shape, w_shape, stride, padding, algorithm):
     x, w, b = _inputs(x_shape, w_shape, np.float64, seed=3)
@@ -151,8 +152,8 @@ WINOGRAD_4X4_TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-1
 
 def _tolerance(algorithm, dtype):
     """The test bound of an algorithm's results (None: the direct method's)."""
-    return {"winograd": WINOGRAD_TOLERANCE, "winograd-4x4": WINOGRAD_4X4_TOLERANCE}.get(
-        algorithm, {}).get(np.dtype(dtype))
+    return {"winograd": WINOGRAD_TOLERANCE, "winograd-4x4": WINOGRAD_4X4_TOLERANCE,
+            "s2d-winograd": WINOGRAD_4X4_TOLERANCE}.get(algorithm, {}).get(np.dtype(dtype))
 
 # Stride 1: 4x4 input blocks at a step of 2. Stride 2: 5x5 input blocks at a step of 4, so odd
 # sizes, paddings up to 3 (blocks wholly in the padding), rows of more than one chunk of 32
@@ -182,9 +183,22 @@ WINOGRAD_4X4_CASES = [
 ]
 
 
+# s2d-winograd: kernels of at most 3 strides a side, split over stride_h x stride_w phases
+S2D_CASES = [
+    ((2, 3, 35, 31), (16, 3, 11, 11), 4, (0, 1)),  # alexnet-c1's kernel, 7x6 outputs
+    ((1, 1, 22, 23), (2, 1, 11, 11), 4, 0),  # rows and columns past the last window: dx = 0
+    ((2, 2, 13, 17), (3, 2, 5, 7), (2, 3), (2, 1)),  # strides and paddings differ in h and w
+    ((3, 4, 10, 9), (5, 4, 2, 2), 2, 0),  # a kernel within one stride: 1x1 phase kernels
+    ((1, 2, 21, 11), (4, 2, 7, 3), (3, 1), (3, 1)),  # stride 1 along w
+    ((1, 3, 30, 30), (2, 3, 7, 7), 3, 3),  # 10x10 outputs: last tiles cut by the edge
+    ((2, 2, 9, 140), (3, 2, 3, 3), 2, 1),  # 70 output columns: 18 tiles a row
+]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("algorithm, x_shape, w_shape, stride, padding",
-                         [("winograd",) + case for case in WINOGRAD_CASES]
+                         [("s2d-winograd",) + case for case in S2D_CASES]
+                         + [("winograd",) + case for case in WINOGRAD_CASES]
                          + [("winograd-4x4",) + case for case in WINOGRAD_CASES + WINOGRAD_4X4_CASES
                             if case[2] == 1])
 def test_winograd_matches_reference(algorithm, x_shape, w_shape, stride, padding, dtype):
@@ -194,8 +208,9 @@ def test_winograd_matches_reference(algorithm, x_shape, w_shape, stride, padding
     assert cache.algorithm == algorithm
     tolerance = _tolerance(algorithm, dtype)
     assert_close(out, expected, tolerance)
-    # stride 1's backward is Winograd's too; stride 2's is im2col's, held to its own bound
-    backward_tolerance = tolerance if stride == 1 else None
+    # stride 1's backward is Winograd's too, and s2d-winograd's; the stride-2 "winograd"
+    # backward is im2col's, held to its own bound
+    backward_tolerance = tolerance if stride == 1 or algorithm == "s2d-winograd" else None
     dout = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
     for got, want in zip(fastconv.conv2d_backward(dout, cache), reference.conv2d_backward(dout, ref_cache)):
         assert_close(got, want, backward_tolerance)
@@ -253,6 +268,23 @@ def test_auto_keeps_the_direct_method_for_non_finite_inputs():
     # likewise at stride 2 (an infinity where the stride-2 transforms subtract it from itself)
     assert fastconv.conv2d_forward(finite, w, None, 2, 1)[1].algorithm == "winograd"
     _assert_auto_direct_for_infinity(w, 2, (0, 5, 5, 5))
+    # and for s2d-winograd, forward and backward
+    x = np.random.default_rng(5).standard_normal((1, 3, 47, 47))
+    w11 = np.random.default_rng(6).standard_normal((16, 3, 11, 11))
+    out, cache = fastconv.conv2d_forward(x, w11, None, 4, 0)
+    assert cache.algorithm == "s2d-winograd"
+    x[0, 1, 9, 10] = np.inf
+    out, _ = fastconv.conv2d_forward(x, w11, None, 4, 0)
+    expected, _ = reference.conv2d_forward(x, w11, None, 4, 0)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected))
+    dout = _with_infinity(out.shape, np.float64, 7, (0, 3, 2, 1))
+    x[0, 1, 9, 10] = 0
+    _, ref_cache = reference.conv2d_forward(x, w11, None, 4, 0)
+    for got, want in zip(fastconv.conv2d_backward(dout, cache)[:2],
+                         reference.conv2d_backward(dout, ref_cache)[:2]):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
     # a non-finite dout: backward-data leaves Winograd too, gradients as the reference's
     out, cache = fastconv.conv2d_forward(finite, w, None, 1, 1)
     _, ref_cache = reference.conv2d_forward(finite, w, None, 1, 1)
@@ -284,6 +316,7 @@ def test_explicit_winograd_never_makes_an_infinity_finite(dtype, algorithm):
 @pytest.mark.parametrize("algorithm, stride, x_shape", [
     ("winograd", 1, (3, 16, 20, 18)), ("winograd", 2, (3, 16, 21, 18)),
     ("winograd-4x4", 1, (3, 16, 22, 18)), ("winograd-4x4", 1, (7, 16, 9, 9)),
+    ("s2d-winograd", 2, (5, 16, 21, 18)),  # workspace 1: one image per pass
 ])
 def test_winograd_with_small_workspace_and_threads(algorithm, stride, x_shape, monkeypatch):
     monkeypatch.setattr(fastconv.conv, "_MIN_PARALLEL_FLOPS", 0)
@@ -317,7 +350,18 @@ def test_auto_algorithm_choice():
     # too few channels for the transforms to pay
     assert fastconv.conv2d_forward(x[:, :3], w[:, :3], padding=1)[1].algorithm == "im2col"
     assert fastconv.conv2d_forward(x[:, :3], w[:, :3], stride=2)[1].algorithm == "im2col"
-    assert fastconv.available_algorithms() == ["gemm-1x1", "winograd-4x4", "winograd", "im2col"]
+    assert fastconv.available_algorithms() == ["gemm-1x1", "winograd-4x4", "winograd",
+                                               "s2d-winograd", "im2col"]
+    # an 11x11 stride-4 kernel: 16 phases of 3x3, 0.31 of the direct method's products
+    x, w, _ = _inputs((1, 3, 47, 47), (16, 3, 11, 11), np.float32)
+    assert fastconv.conv2d_forward(x, w, stride=4)[1].algorithm == "s2d-winograd"
+    assert fastconv.conv2d_forward(x, w[:15], stride=4)[1].algorithm == "im2col"  # 15 filters
+    # 3 phase channels (C=3, stride (3, 1)) are too few; a 3x3 stride-2 kernel would pad its
+    # 2x2 phase kernels to 3x3, as many products as the direct method
+    x, w, _ = _inputs((1, 3, 47, 47), (16, 3, 9, 3), np.float32)
+    assert fastconv.conv2d_forward(x, w, stride=(3, 1))[1].algorithm == "im2col"
+    x, w, _ = _inputs((1, 16, 33, 33), (16, 16, 3, 3), np.float32)
+    assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "winograd"
 
 
 def test_unsupported_algorithm_is_an_error_not_a_fallback():
@@ -334,6 +378,11 @@ def test_unsupported_algorithm_is_an_error_not_a_fallback():
         fastconv.conv2d_forward(x, w, stride=3, algorithm="winograd")
     with pytest.raises(ValueError, match=r"'winograd-4x4' does not support .*stride \(2, 2\).*stride 1 and padding <= 2"):
         fastconv.conv2d_forward(x, w, stride=2, algorithm="winograd-4x4")
+    with pytest.raises(ValueError, match=r"'s2d-winograd' does not support .*stride \(1, 1\).*strides above 1"):
+        fastconv.conv2d_forward(x, w, algorithm="s2d-winograd")
+    x, w, _ = _inputs((1, 2, 9, 9), (3, 2, 7, 3), np.float32)
+    with pytest.raises(ValueError, match=r"'s2d-winograd' does not support kernel \(7, 3\), stride \(2, 2\).*KH <= 3\*stride_h"):
+        fastconv.conv2d_forward(x, w, stride=2, algorithm="s2d-winograd")
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

@@ -216,7 +216,9 @@ def conv_problems(draw):
 # F(4x4, 3x3) does so over 6x6 tiles with coefficients up to 8: its actual error ran 14-24x
 # F(2x2, 3x3)'s on random float32 data, though both stay far inside these bounds (a growth
 # of 1 passed the "ci" profile for both).
-WINOGRAD_GROWTH = {"winograd": 4, "winograd-4x4": 16}
+# s2d-winograd runs F(4x4, 3x3) over phase images (every s-th pixel of x), whose planes are
+# within x's.
+WINOGRAD_GROWTH = {"winograd": 4, "winograd-4x4": 16, "s2d-winograd": 16}
 
 
 def _winograd_magnitude(magnitude, algorithm):
@@ -245,6 +247,8 @@ def test_conv2d_forward_and_backward_equal_reference(problem, data, run):
         magnitudes[:2] = [_winograd_magnitude(m, cache.algorithm) for m in magnitudes[:2]]
 
     filters, channels, kernel_height, kernel_width = w.shape
+    if cache.algorithm == "s2d-winograd":  # a 3x3 conv over C*stride_h*stride_w phase images
+        channels, kernel_height, kernel_width = channels * stride[0] * stride[1], 3, 3
     batch_positions = out.shape[0] * out.shape[2] * out.shape[3]
     assert_matches(out, expected, magnitude, channels * kernel_height * kernel_width + 1, "out")
     terms = (filters * kernel_height * kernel_width, batch_positions, batch_positions)
