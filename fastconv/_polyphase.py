@@ -34,8 +34,8 @@ def _span(phase, stride, pad, size, count):
 
 
 def _phase_views(window, phases):
-    """(a, b, view of phase image (a, b) of every channel (N, C, OH + 2, OW + 2), row span,
-    column span) for each phase, the spans as _span gives them."""
+    """(view of phase image (a, b) of every channel (N, C, OH + 2, OW + 2), row span,
+    column span) for each phase (a, b), the spans as _span gives them."""
     stride_h, stride_w = window.stride
     batch, _, rows, columns = phases.shape
     split = phases.reshape(batch, window.channels, stride_h, stride_w, rows, columns)

@@ -388,46 +388,46 @@ def _winograd_untransform(sums, g):
     return np.ascontiguousarray(dw.reshape(3, 3, channels, filters).transpose(3, 2, 0, 1))
 
 
-def _s2d_images(window, itemsize):
-    """Images per s2d-winograd pass: their phase images fit in half the workspace budget
-    (the Winograd passes take their own work buffers besides)."""
-    per_image = int(np.prod(_polyphase.phase_shape(window)[1:])) * itemsize
-    return max(1, min(window.batch, get_workspace_limit() // 2 // per_image))
-
-
-def _s2d_forward(x, w, b, window, out):
-    """out = conv of x with w (+ b) by s2d-winograd: a batch of images at a time, Winograd
-    F(4x4, 3x3) over their phase images (_polyphase) with the split kernels."""
-    kernels = _polyphase.split_kernels(w, window)
-    step = _s2d_images(window, x.itemsize)
-    with scratch(x.dtype, (step,) + _polyphase.phase_shape(window)[1:]) as phases:
-        for start in range(0, window.batch, step):
-            stop = min(start + step, window.batch)
-            _polyphase.space_to_depth(x[start:stop], window, phases[:stop - start])
-            _winograd_forward(phases[:stop - start], kernels, b, out[start:stop], (0, 0), "4x4")
-
-
-def _s2d_backward(dout, x, w, has_bias, window):
-    """dx, dw and db (None without a bias) of s2d-winograd: the F(4x4, 3x3) gradients of the
-    phase convolution, a batch of images at a time, put back by the adjoint rearrangements."""
-    kernels = _polyphase.split_kernels(w, window)
-    # dx of the phases: their full correlation with the flipped split kernels (as for
-    # winograd-4x4's backward, the phase conv being unpadded)
-    flipped = np.ascontiguousarray(kernels[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    step = _s2d_images(window, x.itemsize)
-    dx = np.empty_like(x)
-    dw = db = None
-    with scratch(x.dtype, (step,) + _polyphase.phase_shape(window)[1:]) as phases:
+def _s2d_passes(x, window):
+    """(start, stop, phase images of x[start:stop]) for each pass of s2d-winograd: as many
+    images at a time as have phase images fitting in half the workspace budget (the Winograd
+    passes take their own work buffers besides), filled in scratch memory."""
+    shape = _polyphase.phase_shape(window)[1:]
+    step = max(1, min(window.batch,
+                      get_workspace_limit() // 2 // (int(np.prod(shape)) * x.itemsize)))
+    with scratch(x.dtype, (step,) + shape) as phases:
         for start in range(0, window.batch, step):
             stop = min(start + step, window.batch)
             part = phases[:stop - start]
             _polyphase.space_to_depth(x[start:stop], window, part)
-            part_dw, part_db = _winograd_weight_gradient(part, dout[start:stop], (0, 0),
-                                                         has_bias, "4x4")
-            dw = part_dw if dw is None else dw + part_dw
-            db = part_db if db is None else db + part_db
-            _winograd_forward(dout[start:stop], flipped, None, part, (2, 2), "4x4")
-            _polyphase.depth_to_space(part, window, dx[start:stop])
+            yield start, stop, part
+
+
+def _s2d_forward(x, w, b, window, out):
+    """out = conv of x with w (+ b) by s2d-winograd: a pass of images at a time, Winograd
+    F(4x4, 3x3) over their phase images (_polyphase) with the split kernels."""
+    kernels = _polyphase.split_kernels(w, window)
+    for start, stop, phases in _s2d_passes(x, window):
+        _winograd_forward(phases, kernels, b, out[start:stop], (0, 0), "4x4")
+
+
+def _s2d_backward(dout, x, w, has_bias, window):
+    """dx, dw and db (None without a bias) of s2d-winograd: the F(4x4, 3x3) gradients of the
+    phase convolution, a pass of images at a time, put back by the adjoint rearrangements."""
+    kernels = _polyphase.split_kernels(w, window)
+    # dx of the phases: their full correlation with the flipped split kernels (as for
+    # winograd-4x4's backward, the phase conv being unpadded)
+    flipped = np.ascontiguousarray(kernels[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    dx = np.empty_like(x)
+    dw = db = None
+    for start, stop, phases in _s2d_passes(x, window):
+        part_dw, part_db = _winograd_weight_gradient(phases, dout[start:stop], (0, 0),
+                                                     has_bias, "4x4")
+        dw = part_dw if dw is None else dw + part_dw
+        db = part_db if db is None else db + part_db
+        # the phases' gradient, written over them (their values are used up)
+        _winograd_forward(dout[start:stop], flipped, None, phases, (2, 2), "4x4")
+        _polyphase.depth_to_space(phases, window, dx[start:stop])
     return dx, _polyphase.merge_kernels(dw, window), db
 
 
@@ -452,12 +452,12 @@ def _backward_compiled(dout, x, w, has_bias, window, algorithm, automatic):
     patch = window.channels * window.kernel_height * window.kernel_width
     if dout.size == 0 or x.size == 0 or patch == 0:
         return np.zeros_like(x), np.zeros_like(w), dout.sum(axis=(0, 2, 3)) if has_bias else None
-    dx = np.empty_like(x)
-    # Winograd for both gradients of a stride-1 conv, unless "auto" chose it and dout is
-    # not finite; a stride-2 conv's backward is im2col's
+    # Winograd for both gradients of s2d-winograd and of a stride-1 conv, unless "auto"
+    # chose it and dout is not finite; the stride-2 "winograd" conv's backward is im2col's
     winograd = algorithm in _WINOGRAD_NAMES and (not automatic or _all_finite(dout))
     if winograd and algorithm == "s2d-winograd":
         return _s2d_backward(dout, x, w, has_bias, window)
+    dx = np.empty_like(x)
     if winograd and window.stride == (1, 1):
         transforms = _WINOGRAD_TRANSFORMS[algorithm]
         dw, db = _winograd_weight_gradient(x, dout, window.padding, has_bias, transforms)
