@@ -555,50 +555,74 @@ cdef inline void transform_dout_tiles_4x4(
     """transform_dout_tiles_2x2 for F(4x4, 3x3): 4x4 blocks dy of dout (zero past the output
     edge), u[(i, j), t, f] = (A dy A^T)[i, j] for its A, which makes a row [p0, p1, p2, p3]
     of dy [p0, p0 + p1 + p2 + p3, p0 - p1 + p2 - p3, p0 + 2 p1 + 4 p2 + 8 p3,
-    p0 - 2 p1 + 4 p2 - 8 p3, p3], and so the columns."""
+    p0 - 2 p1 + 4 p2 - 8 p3, p3], and so the columns.
+
+    One filter's tile row at a time, a chunk of its tiles at once: A along the rows over
+    whole output rows, then along the columns through four phase arrays (as the input
+    transform does), so that both loops run along contiguous memory."""
     cdef Py_ssize_t filters = dout.shape[1], out_height = dout.shape[2], out_width = dout.shape[3]
-    cdef Py_ssize_t f, band_row, image, tile_row, tile_col, t = 0, i, j, row0, col0, rows, cols
-    cdef floating y[4][4]   # dy, zero past the edge
-    cdef floating s[6][4]   # A dy
+    cdef Py_ssize_t step = u.strides[1] // sizeof(floating)  # from one tile to the next
+    cdef Py_ssize_t f, band_row, image, tile_row, t = 0, i, q, row0, rows, chunk, n, width
+    cdef floating zeros[4 * CHUNK]
+    cdef const floating* d[4]           # the tile row's output rows, or zeros past the edge
+    cdef floating s[6][4 * CHUNK]       # A dy, along the rows
+    cdef floating e[4][CHUNK + 1]       # a row of s as phase arrays: e[k][q] = row[4q + k]
+    cdef floating* plane
+    cdef floating total
     cdef floating two = 2, four = 4, eight = 8  # typed: a literal would make float math double
+    memset(zeros, 0, sizeof(zeros))
     for band_row in range(band_start, band_stop):  # rows of tiles, across images
         image = band_row // tiles_h
         tile_row = band_row - image * tiles_h
         row0 = 4 * tile_row
         rows = min(4, out_height - row0)
-        for tile_col in range(tiles_w):
-            col0 = 4 * tile_col
-            cols = min(4, out_width - col0)
-            if rows < 4 or cols < 4:  # a tile cut by the edge: zero past it, for every filter
+        for f in range(filters):
+            total = 0
+            for chunk in range(0, tiles_w, 32):  # CHUNK (range needs a literal step)
+                n = min(<Py_ssize_t> CHUNK, tiles_w - chunk)
+                width = min(4 * n, out_width - 4 * chunk)  # columns inside the output
                 for i in range(4):
-                    for j in range(4):
-                        y[i][j] = 0
-            for f in range(filters):
-                if rows == 4 and cols == 4:  # literal bounds: not a memcpy call per row
-                    for i in range(4):
-                        for j in range(4):
-                            y[i][j] = dout[image, f, row0 + i, col0 + j]
-                else:
-                    for i in range(rows):
-                        for j in range(cols):
-                            y[i][j] = dout[image, f, row0 + i, col0 + j]
-                for j in range(4):
-                    s[0][j] = y[0][j]
-                    s[1][j] = y[0][j] + y[1][j] + y[2][j] + y[3][j]
-                    s[2][j] = y[0][j] - y[1][j] + y[2][j] - y[3][j]
-                    s[3][j] = y[0][j] + two * y[1][j] + four * y[2][j] + eight * y[3][j]
-                    s[4][j] = y[0][j] - two * y[1][j] + four * y[2][j] - eight * y[3][j]
-                    s[5][j] = y[3][j]
+                    d[i] = &dout[image, f, row0 + i, 4 * chunk] if i < rows else zeros
+                for q in range(width):
+                    s[0][q] = d[0][q]
+                    s[1][q] = d[0][q] + d[1][q] + d[2][q] + d[3][q]
+                    s[2][q] = d[0][q] - d[1][q] + d[2][q] - d[3][q]
+                    s[3][q] = d[0][q] + two * d[1][q] + four * d[2][q] + eight * d[3][q]
+                    s[4][q] = d[0][q] - two * d[1][q] + four * d[2][q] - eight * d[3][q]
+                    s[5][q] = d[3][q]
                 for i in range(6):
-                    u[6 * i + 0, t, f] = s[i][0]
-                    u[6 * i + 1, t, f] = s[i][0] + s[i][1] + s[i][2] + s[i][3]
-                    u[6 * i + 2, t, f] = s[i][0] - s[i][1] + s[i][2] - s[i][3]
-                    u[6 * i + 3, t, f] = s[i][0] + two * s[i][1] + four * s[i][2] + eight * s[i][3]
-                    u[6 * i + 4, t, f] = s[i][0] - two * s[i][1] + four * s[i][2] - eight * s[i][3]
-                    u[6 * i + 5, t, f] = s[i][3]
-                if dbias != NULL:  # row 1 of A sums the block's rows, column 1 its columns
-                    dbias[f] += u[7, t, f]
-            t = t + 1
+                    for q in range(width, 4 * n):  # past the output edge
+                        s[i][q] = 0
+                for i in range(6):
+                    for q in range(n):
+                        e[0][q] = s[i][4 * q]
+                        e[1][q] = s[i][4 * q + 1]
+                        e[2][q] = s[i][4 * q + 2]
+                        e[3][q] = s[i][4 * q + 3]
+                    plane = &u[6 * i, t + chunk, f]
+                    for q in range(n):
+                        plane[q * step] = e[0][q]
+                    plane = &u[6 * i + 1, t + chunk, f]
+                    for q in range(n):
+                        plane[q * step] = e[0][q] + e[1][q] + e[2][q] + e[3][q]
+                    if i == 1 and dbias != NULL:  # row 1 of A sums the rows, column 1 the columns
+                        for q in range(n):
+                            total += plane[q * step]
+                    plane = &u[6 * i + 2, t + chunk, f]
+                    for q in range(n):
+                        plane[q * step] = e[0][q] - e[1][q] + e[2][q] - e[3][q]
+                    plane = &u[6 * i + 3, t + chunk, f]
+                    for q in range(n):
+                        plane[q * step] = e[0][q] + two * e[1][q] + four * e[2][q] + eight * e[3][q]
+                    plane = &u[6 * i + 4, t + chunk, f]
+                    for q in range(n):
+                        plane[q * step] = e[0][q] - two * e[1][q] + four * e[2][q] - eight * e[3][q]
+                    plane = &u[6 * i + 5, t + chunk, f]
+                    for q in range(n):
+                        plane[q * step] = e[3][q]
+            if dbias != NULL:
+                dbias[f] += total
+        t = t + tiles_w
 
 
 def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] dout,
