@@ -7,6 +7,7 @@ Build switches (environment variables, all off by default):
   FASTCONV_NO_OPENMP=1    build without OpenMP even if the compiler has it
 """
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -45,6 +46,36 @@ def _compiler_has_openmp():
     return result.returncode == 0
 
 
+# Compiled a second time for AVX2 and FMA, as _winograd_avx2, on x86-64 (the default build
+# targets the baseline x86-64 instruction set); fastconv._dispatch picks it at import where
+# the CPU has both. Its transforms run 5-10% faster that way (README, "AVX2 build").
+AVX2_KERNELS = {"_winograd_avx2": ["-mavx2", "-mfma"]}
+
+
+def _compiler_accepts(flags):
+    """Whether the configured C compiler compiles a tiny file with these flags."""
+    if sys.platform == "win32":
+        return False
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    compiler = os.environ.get("CC", compiler).split()[0]
+    if shutil.which(compiler) is None:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as handle:
+            handle.write("int main(void){return 0;}\n")
+        result = subprocess.run(
+            [compiler, *flags, "-c", path, "-o", os.path.join(tmp, "probe.o")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    return result.returncode == 0
+
+
+def _x86_64():
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
 def _extensions():
     compile_args = ["-O3"]
     link_args = []
@@ -66,16 +97,23 @@ def _extensions():
         "initializedcheck": checks,
         "cdivision": True,
     }
+    kernels = {name: [] for name in KERNELS}
+    if _x86_64():
+        for name, flags in AVX2_KERNELS.items():
+            if _compiler_accepts(flags):
+                kernels[name] = flags
+            else:
+                print(f"fastconv: the compiler does not take {' '.join(flags)}; not building {name}")
     extensions = [
         Extension(
             f"fastconv._kernels.{name}",
             [f"fastconv/_kernels/{name}.pyx"],
             include_dirs=[numpy.get_include()],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-            extra_compile_args=compile_args,
+            extra_compile_args=compile_args + flags,
             extra_link_args=link_args,
         )
-        for name in KERNELS
+        for name, flags in kernels.items()
     ]
     # A separate folder per configuration, so switching a switch regenerates the C.
     variant = "checked" if checks else "release"

@@ -24,6 +24,27 @@ finally:
     if _set_spin:
         del os.environ["GOMP_SPINCOUNT"]
 
+
+def _winograd_for_this_cpu():
+    """The Winograd kernels built for AVX2 and FMA where the CPU has both, they were built
+    (x86-64 with a compiler that takes the flags) and FASTCONV_NO_AVX2 is not set; else the
+    baseline build. Both compute the same thing."""
+    from ._kernels import _winograd as baseline
+
+    if os.environ.get("FASTCONV_NO_AVX2", "").strip().lower() in ("1", "true", "yes", "on"):
+        return baseline
+    if not baseline.cpu_has_avx2_fma():
+        return baseline
+    try:
+        from ._kernels import _winograd_avx2
+    except ImportError:
+        return baseline
+    return _winograd_avx2
+
+
+if _IMPORT_ERROR is None:
+    _winograd = _winograd_for_this_cpu()
+
 _default = None  # None: not set by set_backend(), read FASTCONV_BACKEND
 _warned = False
 

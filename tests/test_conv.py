@@ -195,13 +195,40 @@ S2D_CASES = [
 ]
 
 
+def _winograd_builds():
+    """The Winograd kernel builds this machine can run: the baseline one, and the AVX2/FMA
+    one where it was built and the CPU has both (fastconv uses that one then)."""
+    from fastconv._kernels import _winograd
+
+    builds = {"baseline": _winograd}
+    try:
+        from fastconv._kernels import _winograd_avx2
+    except ImportError:
+        return builds
+    if _winograd.cpu_has_avx2_fma():
+        builds["avx2"] = _winograd_avx2
+    return builds
+
+
+@pytest.fixture(params=["baseline", "avx2"])
+def winograd_build(request, monkeypatch):
+    """Run the test on each Winograd build (skipped for the AVX2 one where this machine
+    cannot run it)."""
+    builds = _winograd_builds()
+    if request.param not in builds:
+        pytest.skip(f"the {request.param} Winograd build does not run here")
+    monkeypatch.setattr(fastconv._dispatch, "_winograd", builds[request.param])
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("algorithm, x_shape, w_shape, stride, padding",
                          [("s2d-winograd",) + case for case in S2D_CASES]
                          + [("winograd",) + case for case in WINOGRAD_CASES]
                          + [("winograd-4x4",) + case for case in WINOGRAD_CASES + WINOGRAD_4X4_CASES
                             if case[2] == 1])
-def test_winograd_matches_reference(algorithm, x_shape, w_shape, stride, padding, dtype):
+def test_winograd_matches_reference(algorithm, x_shape, w_shape, stride, padding, dtype,
+                                    winograd_build):
     x, w, b = _inputs(x_shape, w_shape, dtype)
     out, cache = fastconv.conv2d_forward(x, w, b, stride, padding, algorithm=algorithm)
     expected, ref_cache = reference.conv2d_forward(x, w, b, stride, padding)
@@ -318,7 +345,8 @@ def test_explicit_winograd_never_makes_an_infinity_finite(dtype, algorithm):
     ("winograd-4x4", 1, (3, 16, 22, 18)), ("winograd-4x4", 1, (7, 16, 9, 9)),
     ("s2d-winograd", 2, (5, 16, 21, 18)),  # workspace 1: one image per pass
 ])
-def test_winograd_with_small_workspace_and_threads(algorithm, stride, x_shape, monkeypatch):
+def test_winograd_with_small_workspace_and_threads(algorithm, stride, x_shape, monkeypatch,
+                                                   winograd_build):
     monkeypatch.setattr(fastconv.conv, "_MIN_PARALLEL_FLOPS", 0)
     x, w, b = _inputs(x_shape, (16, 16, 3, 3), np.float64)
     expected, ref_cache = reference.conv2d_forward(x, w, b, stride, 1)

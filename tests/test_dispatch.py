@@ -1,5 +1,6 @@
 """Backend dispatch: explicit backend, FASTCONV_BACKEND, set_backend, a missing build, the auto fallback."""
 import inspect
+import platform
 import warnings
 
 import numpy as np
@@ -54,6 +55,24 @@ def public_ops():
 def test_compiled_build_is_present():
     assert _dispatch.compiled_available()
     assert fastconv.available_backends() == ["cython", "reference"]
+
+
+def test_winograd_build_for_this_cpu(monkeypatch):
+    """On x86-64 the AVX2/FMA build of the Winograd kernels exists (setup.py builds it with
+    gcc or clang) and is the one used where the CPU has both; FASTCONV_NO_AVX2 keeps the
+    baseline build."""
+    from fastconv._kernels import _winograd
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        assert _dispatch._winograd_for_this_cpu() is _winograd
+        return
+    from fastconv._kernels import _winograd_avx2
+
+    expected = _winograd_avx2 if _winograd.cpu_has_avx2_fma() else _winograd
+    assert _dispatch._winograd is expected
+    assert _dispatch._winograd_for_this_cpu() is expected
+    monkeypatch.setenv("FASTCONV_NO_AVX2", "1")
+    assert _dispatch._winograd_for_this_cpu() is _winograd
 
 
 def test_default_is_cython_when_built():

@@ -33,6 +33,27 @@ from libc.string cimport memset
 from ._gemm cimport gemm_blocked
 
 
+cdef extern from *:
+    """
+    static int fastconv_cpu_has_avx2_fma(void) {
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+        /* GCC's and clang's checks also ask the OS (XGETBV) whether it saves AVX state */
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    #else
+        return 0;
+    #endif
+    }
+    """
+    int fastconv_cpu_has_avx2_fma() noexcept nogil
+
+
+def cpu_has_avx2_fma():
+    """Whether this CPU (and its operating system) can run the module built for AVX2 and FMA
+    (_winograd_avx2)."""
+    return fastconv_cpu_has_avx2_fma() != 0
+
+
 # The transforms work through small local arrays, CHUNK tiles of a tile row (or kernels of a
 # filter) at a time.
 cdef enum:
