@@ -89,25 +89,13 @@ def available_algorithms(window=None):
     return [name for name, fits in ALGORITHMS.items() if window is None or fits(window)]
 
 
-def _all_finite(a):
-    """False if `a` holds a NaN or an infinity (or finite values whose sum overflows)."""
-    return bool(np.isfinite(np.add.reduce(a, axis=None)))
-
-
-def _choose_algorithm(algorithm, window, filters, x, w):
+def _choose_algorithm(algorithm, window, filters):
     if algorithm == "auto":
         usable = available_algorithms(window)
-        # Winograd mixes each 4x4 input block into all four outputs of its tile, where
-        # the contributions of pixels outside an output's window cancel exactly, but
-        # inf - inf does not: an infinity in x would turn neighbouring outputs into NaN.
-        # "auto" keeps the direct method for such inputs (one cheap pass over x and w).
         if min(window.channels, filters) < _WINOGRAD_MIN_CHANNELS:
             usable = [name for name in usable if name not in _WINOGRAD_TRANSFORMS]
         if "s2d-winograd" in usable and not _s2d_pays(window, filters):
             usable.remove("s2d-winograd")
-        if any(name in _WINOGRAD_NAMES for name in usable) and not (
-                _all_finite(x) and _all_finite(w)):
-            usable = [name for name in usable if name not in _WINOGRAD_NAMES]
         if "winograd-4x4" in usable and not _winograd_4x4_pays(window):
             usable.remove("winograd-4x4")
         return usable[0]
@@ -233,20 +221,25 @@ def _run(kernel, threads, *args, all_small=False):
         kernel(*args, threads)
 
 
-def _forward_compiled(x, w, b, window, algorithm):
+def _forward_compiled(x, w, b, window, algorithm, automatic):
+    """(out, the algorithm that computed it): with `automatic`, a Winograd result that is not
+    all finite is computed again by im2col (see _winograd_forward)."""
     filters = w.shape[0]
     out = np.empty((window.batch, filters, window.out_height, window.out_width), dtype=x.dtype)
     patch = window.channels * window.kernel_height * window.kernel_width
     if out.size == 0 or patch == 0:  # nothing to multiply: the output is the bias
         out[...] = 0 if b is None else b.reshape(1, filters, 1, 1)
-        return out
-    if algorithm in _WINOGRAD_TRANSFORMS:
-        transforms = "stride-2" if window.stride == (2, 2) else _WINOGRAD_TRANSFORMS[algorithm]
-        _winograd_forward(x, w, b, out, window.padding, transforms)
-        return out
-    if algorithm == "s2d-winograd":
-        _s2d_forward(x, w, b, window, out)
-        return out
+        return out, algorithm
+    if algorithm in _WINOGRAD_NAMES:
+        if algorithm == "s2d-winograd":
+            finite = _s2d_forward(x, w, b, window, out)
+        else:
+            transforms = ("stride-2" if window.stride == (2, 2)
+                          else _WINOGRAD_TRANSFORMS[algorithm])
+            finite = _winograd_forward(x, w, b, out, window.padding, transforms)
+        if finite or not automatic:
+            return out, algorithm
+        algorithm = "im2col"
     threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
     weight = w.reshape(filters, patch)
@@ -266,7 +259,7 @@ def _forward_compiled(x, w, b, window, algorithm):
         _run(_dispatch._conv.forward, threads, x, weight, window.kernel_height,
              window.kernel_width, b, out, workspace, stage, *window.stride, *window.padding,
              band_rows, direct, pieces, all_small=pieces[2] > 0)
-    return out
+    return out, algorithm
 
 
 # The Winograd transform sets of _kernels/_winograd.pyx: its Variant, transformed values
@@ -275,7 +268,7 @@ _WINOGRAD_SETS = {"2x2": ("F2X2", 16, 2), "stride-2": ("STRIDE_TWO", 25, 2),
                   "4x4": ("F4X4", 36, 4)}
 # The stride-1 set of each Winograd algorithm (at stride 2, "winograd" uses "stride-2").
 _WINOGRAD_TRANSFORMS = {"winograd": "2x2", "winograd-4x4": "4x4"}
-# Every algorithm that runs Winograd transforms (see _choose_algorithm on infinities)
+# Every algorithm that runs Winograd transforms (see _winograd_forward on infinities)
 _WINOGRAD_NAMES = ("winograd", "winograd-4x4", "s2d-winograd")
 
 
@@ -324,19 +317,28 @@ def _winograd_work(threads, band_rows, tiles_w, first, second, dtype, second_by_
 def _winograd_forward(x, w, b, out, padding, transforms):
     """out = 3x3 conv of x with w (+ b) by the Winograd transform set `transforms` (a key of
     _WINOGRAD_SETS: F(2x2, 3x3) or F(4x4, 3x3) at stride 1, "stride-2" at stride 2; see
-    _kernels/_winograd.pyx); out is overwritten."""
+    _kernels/_winograd.pyx); out is overwritten. Returns whether every output is finite.
+
+    Winograd mixes each input block into all the outputs of its tile, where the
+    contributions of pixels outside an output's window cancel exactly, but inf - inf does
+    not: a NaN or an infinity in x or w turns outputs around it NaN, where the direct method
+    would give finite values or infinities. Such a value always reaches some output of its
+    tile, so "auto" checks the outputs (summed as the kernel writes them, at no extra pass)
+    and computes a result that is not all finite again by the direct method."""
     channels, filters = x.shape[1], w.shape[0]
     name, elements, tile = _WINOGRAD_SETS[transforms]
     variant = getattr(_dispatch._winograd.Variant, name)
     threads, band_rows, tiles_w = _winograd_plan(x.shape[0], channels, filters, *out.shape[2:],
                                                  x.itemsize, elements, tile)
+    totals = np.zeros(threads, dtype=x.dtype)
     with _winograd_work(threads, band_rows, tiles_w, channels, filters, x.dtype,
                         elements=elements, held=(elements, filters, channels)) as (
                             inputs, products, transformed):
         _dispatch._winograd.transform_weights(w, variant, transformed)
         pieces = _gemm_pieces(filters, channels)
         _run(_dispatch._winograd.forward, threads, x, transformed, b, out, inputs, products,
-             *padding, variant, band_rows, pieces, all_small=pieces[2] > 0)
+             *padding, variant, band_rows, pieces, totals, all_small=pieces[2] > 0)
+    return bool(np.isfinite(totals.sum()))
 
 
 # G, the weight transform U = G g G^T, of F(2x2, 3x3) and F(4x4, 3x3) (see
@@ -405,30 +407,48 @@ def _s2d_passes(x, window):
 
 def _s2d_forward(x, w, b, window, out):
     """out = conv of x with w (+ b) by s2d-winograd: a pass of images at a time, Winograd
-    F(4x4, 3x3) over their phase images (_polyphase) with the split kernels."""
+    F(4x4, 3x3) over their phase images (_polyphase) with the split kernels. Returns whether
+    every output is finite (_winograd_forward)."""
     kernels = _polyphase.split_kernels(w, window)
+    finite = True
     for start, stop, phases in _s2d_passes(x, window):
-        _winograd_forward(phases, kernels, b, out[start:stop], (0, 0), "4x4")
+        finite &= _winograd_forward(phases, kernels, b, out[start:stop], (0, 0), "4x4")
+    return finite
 
 
 def _s2d_backward(dout, x, w, has_bias, window):
-    """dx, dw and db (None without a bias) of s2d-winograd: the F(4x4, 3x3) gradients of the
-    phase convolution, a pass of images at a time, put back by the adjoint rearrangements."""
+    """(dx, dw, db), db None without a bias, of s2d-winograd: the F(4x4, 3x3) gradients of
+    the phase convolution, a pass of images at a time, put back by the adjoint
+    rearrangements; and whether the phases' gradient came out all finite."""
     kernels = _polyphase.split_kernels(w, window)
     # dx of the phases: their full correlation with the flipped split kernels (as for
     # winograd-4x4's backward, the phase conv being unpadded)
     flipped = np.ascontiguousarray(kernels[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     dx = np.empty_like(x)
     dw = db = None
+    finite = True
     for start, stop, phases in _s2d_passes(x, window):
         part_dw, part_db = _winograd_weight_gradient(phases, dout[start:stop], (0, 0),
                                                      has_bias, "4x4")
         dw = part_dw if dw is None else dw + part_dw
         db = part_db if db is None else db + part_db
         # the phases' gradient, written over them (their values are used up)
-        _winograd_forward(dout[start:stop], flipped, None, phases, (2, 2), "4x4")
+        finite &= _winograd_forward(dout[start:stop], flipped, None, phases, (2, 2), "4x4")
         _polyphase.depth_to_space(phases, window, dx[start:stop])
-    return dx, _polyphase.merge_kernels(dw, window), db
+    return (dx, _polyphase.merge_kernels(dw, window), db), finite
+
+
+def _winograd_backward(dout, x, w, has_bias, window, transforms):
+    """((dx, dw, db), whether dx came out all finite) of a 3x3 stride-1 conv by Winograd
+    (`transforms` "2x2" or "4x4")."""
+    dw, db = _winograd_weight_gradient(x, dout, window.padding, has_bias, transforms)
+    # dx is the full correlation of dout with the flipped kernels, channels and filters
+    # swapped: again a 3x3 stride-1 convolution, padded by 2 - p
+    flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    dx = np.empty_like(x)
+    finite = _winograd_forward(dout, flipped, None, dx,
+                               (2 - window.pad_height, 2 - window.pad_width), transforms)
+    return (dx, dw, db), finite
 
 
 def _thread_sum(per_thread):
@@ -452,21 +472,19 @@ def _backward_compiled(dout, x, w, has_bias, window, algorithm, automatic):
     patch = window.channels * window.kernel_height * window.kernel_width
     if dout.size == 0 or x.size == 0 or patch == 0:
         return np.zeros_like(x), np.zeros_like(w), dout.sum(axis=(0, 2, 3)) if has_bias else None
-    # Winograd for both gradients of s2d-winograd and of a stride-1 conv, unless "auto"
-    # chose it and dout is not finite; the stride-2 "winograd" conv's backward is im2col's
-    winograd = algorithm in _WINOGRAD_NAMES and (not automatic or _all_finite(dout))
-    if winograd and algorithm == "s2d-winograd":
-        return _s2d_backward(dout, x, w, has_bias, window)
+    # Winograd for both gradients of s2d-winograd and of a stride-1 conv; the stride-2
+    # "winograd" conv's backward is im2col's. Under "auto", a dx that is not all finite
+    # (dout held a NaN or an infinity, see _winograd_forward) is computed again by im2col.
+    if algorithm == "s2d-winograd" or (algorithm in _WINOGRAD_TRANSFORMS
+                                       and window.stride == (1, 1)):
+        if algorithm == "s2d-winograd":
+            gradients, finite = _s2d_backward(dout, x, w, has_bias, window)
+        else:
+            gradients, finite = _winograd_backward(dout, x, w, has_bias, window,
+                                                   _WINOGRAD_TRANSFORMS[algorithm])
+        if finite or not automatic:
+            return gradients
     dx = np.empty_like(x)
-    if winograd and window.stride == (1, 1):
-        transforms = _WINOGRAD_TRANSFORMS[algorithm]
-        dw, db = _winograd_weight_gradient(x, dout, window.padding, has_bias, transforms)
-        # dx is the full correlation of dout with the flipped kernels, channels and filters
-        # swapped: again a 3x3 stride-1 convolution, padded by 2 - p
-        flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        _winograd_forward(dout, flipped, None, dx, (2 - window.pad_height, 2 - window.pad_width),
-                          transforms)
-        return dx, dw, db
     threads, band_rows = _plan(window, filters, x.itemsize)
     direct = algorithm == "gemm-1x1"
     if direct:
@@ -509,7 +527,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, *, backend="auto", algorit
     window = conv2d_inputs(x, w, b, stride, padding)
     backend = _dispatch.resolve(backend)
     automatic = algorithm == "auto"
-    algorithm = _choose_algorithm(algorithm, window, w.shape[0], x, w)
+    algorithm = _choose_algorithm(algorithm, window, w.shape[0])
     if backend == "cython":  # before any copy or allocation
         _check_blas_limits(window, w.shape[0])
     x, w = contiguous(x), contiguous(w)
@@ -517,7 +535,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, *, backend="auto", algorit
     if backend == "reference":
         out = _reference_forward(x, w, b, window)
     else:
-        out = _forward_compiled(x, w, b, window, algorithm)
+        out, algorithm = _forward_compiled(x, w, b, window, algorithm, automatic)
     return out, ConvCache(x, w, b is not None, window, backend, algorithm, automatic)
 
 

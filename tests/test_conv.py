@@ -324,6 +324,65 @@ def test_auto_keeps_the_direct_method_for_non_finite_inputs():
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, stride, index", [
+    ((2, 16, 10, 9), (16, 16, 3, 3), 1, (1, 3, 4, 4)),  # winograd-4x4
+    ((1, 16, 6, 6), (16, 16, 3, 3), 1, (0, 0, 0, 5)),  # a corner pixel, one output reads it
+    ((2, 16, 11, 11), (16, 16, 3, 3), 2, (1, 7, 6, 3)),  # stride-2 winograd
+    ((1, 3, 50, 50), (16, 3, 11, 11), 4, (0, 2, 20, 31)),  # s2d-winograd
+])
+def test_auto_recomputes_a_winograd_result_with_nan_by_im2col(x_shape, w_shape, stride, index,
+                                                              dtype, winograd_build):
+    """"auto" runs Winograd without first scanning x; a NaN in x makes Winograd's outputs
+    around it NaN, which the kernel's running sum of its outputs shows, and the result is
+    then the direct method's (the reference's NaN pattern; the backward by im2col too)."""
+    x, w, b = _inputs(x_shape, w_shape, dtype)
+    padding = 0 if stride == 4 else 1
+    clean = fastconv.conv2d_forward(x, w, b, stride, padding)[1].algorithm
+    assert clean in ("winograd-4x4", "winograd", "s2d-winograd")
+    x[index] = np.nan
+    out, cache = fastconv.conv2d_forward(x, w, b, stride, padding)
+    expected, ref_cache = reference.conv2d_forward(x, w, b, stride, padding)
+    assert cache.algorithm == "im2col"
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    finite = ~np.isnan(expected)
+    assert_close(out[finite], expected[finite])
+    dout = np.random.default_rng(3).standard_normal(out.shape).astype(dtype)
+    for got, want in zip(fastconv.conv2d_backward(dout, cache), reference.conv2d_backward(dout, ref_cache)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_auto_gives_the_direct_result_for_an_infinity_no_window_reads(dtype, winograd_build):
+    """Row 47 of a 50-row x lies past alexnet-like windows (11x11, stride 4: the last reads
+    rows 36-46) but inside s2d-winograd's last tile of phase images: Winograd would spread the
+    infinity into NaN, the direct method never reads it. "auto" gives the direct result."""
+    x, w, b = _inputs((1, 3, 50, 50), (16, 3, 11, 11), dtype)
+    x[0, 1, 47, 20] = np.inf
+    with np.errstate(invalid="ignore"):
+        explicit, _ = fastconv.conv2d_forward(x, w, b, 4, algorithm="s2d-winograd")
+    assert np.isnan(explicit).any()  # what "auto" must not return
+    out, cache = fastconv.conv2d_forward(x, w, b, 4)
+    expected, _ = reference.conv2d_forward(x, w, b, 4)
+    assert cache.algorithm == "im2col"
+    assert np.isfinite(out).all()
+    assert_close(out, expected)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_winograd_forward_reports_whether_its_outputs_are_finite(value, winograd_build):
+    from fastconv import conv
+
+    x, w, b = _inputs((2, 16, 9, 9), (16, 16, 3, 3), np.float64)
+    out = np.empty((2, 16, 9, 9))
+    assert conv._winograd_forward(x, w, b, out, (1, 1), "4x4")
+    x[1, 4, 8, 8] = value  # a corner: the last tile, cut by the edge
+    with np.errstate(invalid="ignore"):
+        assert not conv._winograd_forward(x, w, b, out, (1, 1), "4x4")
+        assert not conv._winograd_forward(x, w, b, out, (1, 1), "2x2")
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 @pytest.mark.parametrize("algorithm", ["winograd", "winograd-4x4"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_explicit_winograd_never_makes_an_infinity_finite(dtype, algorithm):

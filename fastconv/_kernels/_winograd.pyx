@@ -437,19 +437,25 @@ cdef inline void combine_output(const floating** p, Py_ssize_t n, floating offse
             y[3 * CHUNK + q] = s1 - s2 - s3 + offset
 
 
-cdef inline void transform_output_tiles(
+cdef inline floating transform_output_tiles(
         const floating[:, :, :] m, const floating[::1] bias, bint has_bias,
         Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
         int variant, floating[:, :, :, ::1] out) noexcept nogil:
     """out[image, f, tile] = A^T m A, or Q^T m Q for STRIDE_TWO (+ bias), dropping the
-    rows/columns past the output edge; tiles of 2x2 outputs, or 4x4 for F4X4."""
+    rows/columns past the output edge; tiles of 2x2 outputs, or 4x4 for F4X4.
+
+    Returns the sum of every output computed, those past the edge included: it is finite
+    only if they all are (or their sum overflows), see forward()."""
     cdef Py_ssize_t filters = out.shape[1], elements = variant_elements(variant)
     cdef Py_ssize_t tile = variant_tile(variant)
     cdef Py_ssize_t ntiles = (band_stop - band_start) * tiles_w
-    cdef Py_ssize_t f, band_row, image, tile_row, tile_col, t, k, n, done, count
+    cdef Py_ssize_t f, band_row, image, tile_row, tile_col, t, k, n, done, count, q
     cdef const floating* p[36]          # the planes of m at the chunk's first tile
     cdef floating y[16 * CHUNK]         # the outputs of each tile (store_tiles)
-    cdef floating offset
+    cdef floating lanes[CHUNK]          # running sums of the outputs, one per tile position
+    cdef floating offset, total = 0
+    for q in range(CHUNK):
+        lanes[q] = 0
     for f in range(filters):
         offset = bias[f] if has_bias else 0
         # chunks of the band's tiles in order, run on from one tile row to the next (rows
@@ -459,6 +465,9 @@ cdef inline void transform_output_tiles(
             for k in range(elements):
                 p[k] = &m[k, f, t]
             combine_output(p, n, offset, variant, y)
+            for k in range(tile * tile):
+                for q in range(n):
+                    lanes[q] += y[k * CHUNK + q]
             done = 0
             while done < n:
                 band_row = band_start + (t + done) // tiles_w
@@ -469,16 +478,26 @@ cdef inline void transform_output_tiles(
                 store_tiles(out, image, f, tile * tile_row, tile * tile_col, count, tile,
                             &y[done])
                 done = done + count
+    for q in range(CHUNK):
+        total += lanes[q]
+    return total
 
 
 def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transformed_weight,
             const floating[::1] bias, floating[:, :, :, ::1] out,
             floating[:, :, :, :] input_work, floating[:, :, :, :] product_work,
             Py_ssize_t pad_h, Py_ssize_t pad_w, int variant, Py_ssize_t band_tile_rows,
-            const int[::1] gemm_pieces, int num_threads):
+            const int[::1] gemm_pieces, floating[::1] totals, int num_threads):
     """out (N, F, OH, OW) = 3x3 conv of x (N, C, H, W) [+ bias], stride 1 by F(2x2, 3x3)
     (variant F2X2) or F(4x4, 3x3) (F4X4), or stride 2 (STRIDE_TWO) by the 25-element
     transforms above.
+
+    totals (threads,), zero on entry: each thread adds the sum of the outputs it computed
+    (those of tiles cut by the edge included). Their sum is finite only if every output is.
+    A NaN or infinity in x's block of a tile (or in w) reaches some output of that tile,
+    since each input of a block feeds some transformed value and each of those some output
+    (no column of B^T or A^T is all zero); so when the sum is finite, no such value took
+    part and the result is the direct method's.
 
     transformed_weight: (E, F, C) from transform_weights with the same variant, E = 16, 36
     or 25. Work buffers per thread: input_work (threads, E, C, band tiles), product_work
@@ -517,8 +536,9 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
                              &input_work[tid, element, 0, 0], ld_input,
                              0, &product_work[tid, element, 0, 0], ld_product,
                              piece_rows, piece_inner, piece_columns)
-            transform_output_tiles(product_work[tid], bias, has_bias, band_start, band_stop,
-                                   tiles_h, tiles_w, variant, out)
+            totals[tid] += transform_output_tiles(product_work[tid], bias, has_bias,
+                                                  band_start, band_stop, tiles_h, tiles_w,
+                                                  variant, out)
 
 
 cdef inline void transform_dout_tiles_2x2(
