@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -115,6 +116,22 @@ def test_blocks_rotate_and_calls_are_counted():
     r, f, t = ["reference"] * 2, ["fastconv"] * 2, ["torch"] * 2
     assert log[6:] == r + f + t + f + t + r + t + r + f
     assert all(len(timing.times) == 6 for timing in timings.values())
+
+
+def test_a_slow_first_call_does_not_shorten_the_blocks():
+    """A first call slower than a block (cold, or a stall of the machine) must not leave one
+    call per block: the warm second call sets the count."""
+    log = []
+
+    def slow_once():
+        log.append("call")
+        if len(log) == 1:
+            time.sleep(0.12)
+
+    settings = runner.Settings(blocks=2, block_seconds=0.1, max_calls_per_block=3,
+                               reference_budget=10.0, gemm_repeats=1)
+    timings = runner.time_alternating({"fastconv": slow_once}, settings)
+    assert len(timings["fastconv"].times) == 6
 
 
 def test_every_block_starts_with_a_pause_and_untimed_calls(monkeypatch):

@@ -181,8 +181,14 @@ def time_alternating(calls, settings, skip=None):
                     f"{settings.reference_budget:g} s)"
                 )
                 continue
-            # a slow call needs no second warm-up; a fast one is timed again once warm
-            estimate = first if first > settings.block_seconds else _timed(function)
+            # the reference, when slow, needs no second warm-up; every other call is timed
+            # again once warm, and the faster of the two sets the block's length: a cold first
+            # call or a stall of the machine would otherwise leave one call per block (torch's
+            # cs231n-nb forward+backward once got three samples, two of them 4x its usual time)
+            if name == "reference" and first > settings.block_seconds:
+                estimate = first
+            else:
+                estimate = min(first, _timed(function))
             calls_per_block[name] = _calls_filling(settings.block_seconds, estimate, settings)
             warmup_calls[name] = 0 if not settings.block_warmup_seconds else _calls_filling(
                 settings.block_warmup_seconds, estimate, settings)
