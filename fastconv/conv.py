@@ -390,10 +390,19 @@ def _winograd_untransform(sums, g):
     return np.ascontiguousarray(dw.reshape(3, 3, channels, filters).transpose(3, 2, 0, 1))
 
 
+# Below about this many elements, the (memory-bound) phase copies run on one thread.
+_MIN_PARALLEL_COPY = 100_000
+
+
+def _copy_threads(size):
+    return get_num_threads() if size >= _MIN_PARALLEL_COPY else 1
+
+
 def _s2d_passes(x, window):
     """(start, stop, phase images of x[start:stop]) for each pass of s2d-winograd: as many
     images at a time as have phase images fitting in half the workspace budget (the Winograd
-    passes take their own work buffers besides), filled in scratch memory."""
+    passes take their own work buffers besides), filled in scratch memory by the compiled
+    space_to_depth (_polyphase.space_to_depth is its NumPy twin)."""
     shape = _polyphase.phase_shape(window)[1:]
     step = max(1, min(window.batch,
                       get_workspace_limit() // 2 // (int(np.prod(shape)) * x.itemsize)))
@@ -401,7 +410,8 @@ def _s2d_passes(x, window):
         for start in range(0, window.batch, step):
             stop = min(start + step, window.batch)
             part = phases[:stop - start]
-            _polyphase.space_to_depth(x[start:stop], window, part)
+            _dispatch._im2col.space_to_depth(x[start:stop], part, *window.stride,
+                                             *window.padding, _copy_threads(part.size))
             yield start, stop, part
 
 
@@ -434,7 +444,8 @@ def _s2d_backward(dout, x, w, has_bias, window):
         db = part_db if db is None else db + part_db
         # the phases' gradient, written over them (their values are used up)
         finite &= _winograd_forward(dout[start:stop], flipped, None, phases, (2, 2), "4x4")
-        _polyphase.depth_to_space(phases, window, dx[start:stop])
+        _dispatch._im2col.depth_to_space(phases, dx[start:stop], *window.stride,
+                                         *window.padding, _copy_threads(phases.size))
     return (dx, _polyphase.merge_kernels(dw, window), db), finite
 
 

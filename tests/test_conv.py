@@ -244,6 +244,37 @@ def test_winograd_matches_reference(algorithm, x_shape, w_shape, stride, padding
         assert got.flags.c_contiguous and got.flags.writeable
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding", S2D_CASES + [
+    ((2, 2, 3, 4), (3, 2, 9, 9), (4, 3), (4, 3)),  # more padding than input: empty phases
+    ((1, 2, 23, 5), (2, 2, 5, 2), (2, 1), (0, 0)),  # rows past the last window, stride 1 in w
+])
+def test_space_to_depth_kernels_match_their_numpy_twins(x_shape, w_shape, stride, padding,
+                                                        dtype, threads):
+    """The compiled phase copies of s2d-winograd against fastconv._polyphase's NumPy ones:
+    a whole batch and a pass of fewer images, and the adjoint writing over every pixel."""
+    from fastconv import _dispatch, _polyphase
+    from fastconv._validate import conv2d_inputs
+
+    x, w, _ = _inputs(x_shape, w_shape, dtype)
+    window = conv2d_inputs(x, w, None, stride, padding)
+    shape = _polyphase.phase_shape(window)
+    expected = np.full(shape, np.nan, dtype)
+    _polyphase.space_to_depth(x, window, expected)
+    for images in {1, x_shape[0]}:
+        phases = np.full((images,) + shape[1:], np.nan, dtype)
+        _dispatch._im2col.space_to_depth(x[-images:], phases, *window.stride, *window.padding,
+                                         threads)
+        np.testing.assert_array_equal(phases, expected[-images:])
+    gradient = np.random.default_rng(2).standard_normal(shape).astype(dtype)
+    want = np.full(x_shape, np.nan, dtype)
+    _polyphase.depth_to_space(gradient, window, want)
+    got = np.full(x_shape, np.nan, dtype)
+    _dispatch._im2col.depth_to_space(gradient, got, *window.stride, *window.padding, threads)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_winograd_weight_gradient_sums_with_blas_on_one_thread(monkeypatch):
     # the closing G^T (sums) G is a GEMM; a multi-threaded BLAS call would leave its threads
     # spinning on the cores the next kernel call needs
