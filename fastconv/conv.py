@@ -368,7 +368,6 @@ def _winograd_weight_gradient(x, dout, padding, has_bias, transforms):
                         second_by_tile=True, elements=elements,
                         held=(threads, elements, channels, filters)) as (
                             inputs, douts, products):  # products: transposed
-        products.fill(0)
         pieces = _gemm_pieces(channels, band_rows * tiles_w)
         _run(_dispatch._winograd.weight_gradient, threads, x, dout, products, dbias, inputs,
              douts, *padding, getattr(_dispatch._winograd.Variant, name), band_rows, pieces,
@@ -376,7 +375,7 @@ def _winograd_weight_gradient(x, dout, padding, has_bias, transforms):
         # a GEMM: on one BLAS thread, since a multi-threaded BLAS call leaves its threads
         # spinning for a while after, on the cores the next call needs
         with single_threaded_blas():
-            dw = _winograd_untransform(_thread_sum(products),
+            dw = _winograd_untransform(_thread_sum(products, in_place=True),
                                        np.array(_WINOGRAD_G[transforms], dtype=x.dtype))
     return dw, None if dbias is None else _thread_sum(dbias)
 
@@ -462,9 +461,16 @@ def _winograd_backward(dout, x, w, has_bias, window, transforms):
     return (dx, dw, db), finite
 
 
-def _thread_sum(per_thread):
-    """The sum of per-thread partial results (threads, ...) over the threads."""
-    return per_thread[0] if per_thread.shape[0] == 1 else per_thread.sum(axis=0)
+def _thread_sum(per_thread, in_place=False):
+    """The sum of per-thread partial results (threads, ...) over the threads; with
+    `in_place`, added up into per_thread[0] (scratch) rather than a new array."""
+    if per_thread.shape[0] == 1:
+        return per_thread[0]
+    if not in_place:
+        return per_thread.sum(axis=0)
+    for part in per_thread[1:]:
+        per_thread[0] += part
+    return per_thread[0]
 
 
 def _transposed_weight_gradient(patch, filters, itemsize):

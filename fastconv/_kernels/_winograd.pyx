@@ -677,8 +677,9 @@ def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     by F(2x2, 3x3) (variant F2X2) or F(4x4, 3x3) (F4X4).
     dW[f, c] = G^T (summed over threads) G, done by the caller.
 
-    products_per_thread: (threads, E, C, F), E = 16 or 36, and dbias_per_thread (threads, F)
-    (per-thread sums of dout over all but its filter axis; None: not wanted), zero on entry.
+    products_per_thread: (threads, E, C, F), E = 16 or 36, C-contiguous (each thread zeroes
+    its own part first), and dbias_per_thread (threads, F) (per-thread sums of dout over all
+    but its filter axis; None: not wanted), zero on entry.
     Work buffers per thread: input_work (threads, E, C, band tiles) as for forward(),
     dout_work (threads, E, band tiles, F), rows contiguous. Each product is then
     (C, tiles) @ (tiles, F), which BLAS runs unpacked in gemm_pieces (rows, inner, columns;
@@ -700,9 +701,11 @@ def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
     cdef int piece_columns = gemm_pieces[2]
     cdef bint has_bias = dbias_per_thread is not None
     cdef floating* dbias
+    cdef size_t sums_bytes = elements * channels * filters * sizeof(floating)
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
         dbias = &dbias_per_thread[tid, 0] if has_bias else NULL
+        memset(&products_per_thread[tid, 0, 0, 0], 0, sums_bytes)
         for task in prange(bands, schedule="static"):
             band_start = task * band_tile_rows
             band_stop = min(band_start + band_tile_rows, rows)
