@@ -25,35 +25,8 @@ def _flag(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _compiler_has_openmp():
-    """Try to compile and link a tiny OpenMP program with the configured C compiler."""
-    if _flag("FASTCONV_NO_OPENMP") or sys.platform == "win32":
-        return False
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    compiler = os.environ.get("CC", compiler).split()[0]
-    if shutil.which(compiler) is None:
-        return False
-    source = "#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "probe.c")
-        with open(path, "w") as handle:
-            handle.write(source)
-        result = subprocess.run(
-            [compiler, "-fopenmp", path, "-o", os.path.join(tmp, "probe")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    return result.returncode == 0
-
-
-# Compiled a second time for AVX2 and FMA, as _winograd_avx2, on x86-64 (the default build
-# targets the baseline x86-64 instruction set); fastconv._dispatch picks it at import where
-# the CPU has both. Its transforms run 5-10% faster that way (README, "AVX2 build").
-AVX2_KERNELS = {"_winograd_avx2": ["-mavx2", "-mfma"]}
-
-
-def _compiler_accepts(flags):
-    """Whether the configured C compiler compiles a tiny file with these flags."""
+def _compiles(source, flags):
+    """Whether the configured C compiler compiles and links `source` with these flags."""
     if sys.platform == "win32":
         return False
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
@@ -63,13 +36,27 @@ def _compiler_accepts(flags):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "probe.c")
         with open(path, "w") as handle:
-            handle.write("int main(void){return 0;}\n")
+            handle.write(source)
         result = subprocess.run(
-            [compiler, *flags, "-c", path, "-o", os.path.join(tmp, "probe.o")],
+            [compiler, *flags, path, "-o", os.path.join(tmp, "probe")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
     return result.returncode == 0
+
+
+def _compiler_has_openmp():
+    """Try to compile and link a tiny OpenMP program with the configured C compiler."""
+    if _flag("FASTCONV_NO_OPENMP"):
+        return False
+    return _compiles("#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n",
+                     ["-fopenmp"])
+
+
+# Compiled a second time for AVX2 and FMA, as _winograd_avx2, on x86-64 (the default build
+# targets the baseline x86-64 instruction set); fastconv._dispatch picks it at import where
+# the CPU has both (README: "AVX2 build of the Winograd kernels").
+AVX2_KERNELS = {"_winograd_avx2": ["-mavx2", "-mfma"]}
 
 
 def _x86_64():
@@ -100,7 +87,7 @@ def _extensions():
     kernels = {name: [] for name in KERNELS}
     if _x86_64():
         for name, flags in AVX2_KERNELS.items():
-            if _compiler_accepts(flags):
+            if _compiles("int main(void){return 0;}\n", flags):
                 kernels[name] = flags
             else:
                 print(f"fastconv: the compiler does not take {' '.join(flags)}; not building {name}")
