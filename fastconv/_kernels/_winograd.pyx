@@ -607,7 +607,7 @@ cdef inline void transform_dout_tiles_4x4(
     cdef floating zeros[4 * CHUNK]
     cdef const floating* d[4]           # the tile row's output rows, or zeros past the edge
     cdef floating s[6][4 * CHUNK]       # A dy, along the rows
-    cdef floating e[4][CHUNK + 1]       # a row of s as phase arrays: e[k][q] = row[4q + k]
+    cdef floating e[4][CHUNK]           # a row of s as phase arrays: e[k][q] = row[4q + k]
     cdef floating* plane
     cdef floating total
     cdef floating two = 2, four = 4, eight = 8  # typed: a literal would make float math double
