@@ -2,7 +2,7 @@
 import numpy as np
 
 from ._cache import PoolCache
-from ._shapes import window2d
+from ._geometry import conv_geometry, window2d
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -66,23 +66,18 @@ def contiguous(a):
 
 
 def conv2d_inputs(x, w, b, stride, padding):
-    """Check conv2d_forward's arguments; return the Window2d geometry."""
+    """Check conv2d_forward's arguments; return the ConvGeometry."""
     check_array(x, "x", 4, "(N, C, H, W)")
     check_array(w, "w", 4, "(F, C, KH, KW)")
     if b is not None:
         check_array(b, "b", 1, "(F,)")
     check_same_dtype(x=x, w=w, b=b)
-    if w.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"channel mismatch: x has {x.shape[1]} channels (shape {x.shape}) but w expects "
-            f"{w.shape[1]} (shape {w.shape})"
-        )
     if b is not None and b.shape[0] != w.shape[0]:
         raise ValueError(
             f"b must have one entry per filter: w has {w.shape[0]} filters (shape {w.shape}), "
             f"b has shape {b.shape}"
         )
-    return window2d(x.shape, w.shape[2:], stride, padding, kernel_name="kernel (w.shape[2:])")
+    return conv_geometry(x.shape, w.shape, stride, padding)
 
 
 def window_inputs(x, kernel_size, stride, padding):

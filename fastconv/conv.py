@@ -7,7 +7,7 @@ from . import _dispatch, _polyphase
 from ._cache import ConvCache
 from ._config import (get_num_threads, get_workspace_limit, scratch, single_threaded_blas,
                       small_gemm_limit)
-from ._shapes import BLAS_INT_MAX
+from ._geometry import BLAS_INT_MAX
 from ._validate import check_cache, check_dout, contiguous, conv2d_inputs
 from .reference.conv import _backward as _reference_backward
 from .reference.conv import _forward as _reference_forward

@@ -10,7 +10,7 @@ import pytest
 
 import fastconv
 from fastconv import reference
-from fastconv._shapes import INDEX_MAX, window2d
+from fastconv._geometry import INDEX_MAX, window2d
 from fastconv.reference.pool import argmax_dtype
 
 DTYPES = (np.float32, np.float64)

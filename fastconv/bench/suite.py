@@ -1,7 +1,7 @@
 """The benchmark shape suite: every shape `python -m fastconv.bench` and bench/ time, in one place."""
 from dataclasses import dataclass
 
-from .._shapes import window2d
+from .._geometry import window2d
 
 
 def _tuple(shape):

@@ -36,7 +36,7 @@ import numbers
 import numpy as np
 
 from .._cache import ConvCache, PoolCache
-from .._shapes import as_pair
+from .._geometry import as_pair
 from .._validate import FLOAT_DTYPES, check_cache, check_dout
 from ..conv import conv2d_backward, conv2d_forward
 from ..pool import max_pool2d_backward, max_pool2d_forward

@@ -4,7 +4,7 @@ import numbers
 import numpy as np
 
 from .. import _dispatch
-from .._shapes import as_pair
+from .._geometry import as_pair
 from ..conv import conv2d_backward, conv2d_forward
 from .base import Layer
 from .core import _check_positive_int, as_param_dtype, check_layer_input, random_source

@@ -1,6 +1,6 @@
 """MaxPool2d and AvgPool2d: pooling layers on top of the functional pooling ops."""
 from .. import _dispatch
-from .._shapes import as_pair
+from .._geometry import as_pair
 from ..pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 from .base import Layer
 
