@@ -24,8 +24,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import fastconv
-import fastconv.conv
-from fastconv._config import small_gemm_limit
+from fastconv import _blas
+from fastconv._blas import small_gemm_limit
+from fastconv.algorithms import im2col_gemm
 from fastconv.bench.suite import CONV_CASES
 
 
@@ -33,9 +34,9 @@ def _unsplit(rows, inner):
     return np.zeros(3, dtype=np.intc)
 
 
-def time_case(case, dtype, backward, rounds, calls, attribute, variants):
-    """Best milliseconds per call of one suite case with fastconv.conv.<attribute> set to
-    each of the two variants in turn."""
+def time_case(case, dtype, backward, rounds, calls, module, attribute, variants):
+    """Best milliseconds per call of one suite case with module.<attribute> set to each of
+    the two variants in turn."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(case.x_shape).astype(dtype)
     w = rng.standard_normal(case.w_shape).astype(dtype)
@@ -49,12 +50,12 @@ def time_case(case, dtype, backward, rounds, calls, attribute, variants):
         else:
             fastconv.conv2d_forward(x, w, b, case.stride, case.padding)
 
-    saved = getattr(fastconv.conv, attribute)
+    saved = getattr(module, attribute)
     best = [float("inf")] * len(variants)
     try:
         for _ in range(rounds):
             for index, variant in enumerate(variants):
-                setattr(fastconv.conv, attribute, variant)
+                setattr(module, attribute, variant)
                 time.sleep(0.05)  # let the other block's threads go idle
                 call()
                 for _ in range(calls):
@@ -62,7 +63,7 @@ def time_case(case, dtype, backward, rounds, calls, attribute, variants):
                     call()
                     best[index] = min(best[index], time.perf_counter() - start)
     finally:
-        setattr(fastconv.conv, attribute, saved)
+        setattr(module, attribute, saved)
     return [t * 1e3 for t in best]
 
 
@@ -78,11 +79,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     fastconv.set_num_threads(args.threads)
     if args.weight_gradient:
-        attribute, names = "_transposed_weight_gradient", ("cols@dout^T", "dout@cols^T")
+        module, attribute = im2col_gemm, "transposed_weight_gradient"
+        names = ("cols@dout^T", "dout@cols^T")
         variants = (lambda *_: True, lambda *_: False)
     else:
-        attribute, names = "_gemm_pieces", ("split", "unsplit")
-        variants = (fastconv.conv._gemm_pieces, _unsplit)
+        module, attribute, names = _blas, "gemm_pieces", ("split", "unsplit")
+        variants = (_blas.gemm_pieces, _unsplit)
     backward = args.backward or args.weight_gradient
     print(f"small-matrix limit M*N*K <= {small_gemm_limit()}; {args.threads} threads, "
           f"{args.dtype}, {'backward' if backward else 'forward'}, "
@@ -93,7 +95,7 @@ def main(argv=None):
             if case.full_only:
                 continue
             first, second = time_case(case, np.dtype(args.dtype), backward, args.rounds,
-                                      args.calls, attribute, variants)
+                                      args.calls, module, attribute, variants)
             print(f"{case.name:12s} {first:14.2f} {second:14.2f} {first / second:6.2f}",
                   flush=True)
 

@@ -3,8 +3,9 @@
 Functional API (``forward(...) -> (out, cache)``, ``backward(dout, cache) -> grads``) backed by
 Cython + BLAS kernels, with readable NumPy twins in ``fastconv.reference``.
 """
-from ._config import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit
-from ._dispatch import available_backends, get_backend, set_backend
+from ._backend import available_backends, get_backend, set_backend
+from ._settings import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit
+from .algorithms import UnsupportedAlgorithm
 from .conv import available_algorithms, conv2d_backward, conv2d_forward
 from .im2col import col2im, im2col
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
@@ -28,4 +29,5 @@ __all__ = [
     "set_num_threads",
     "get_workspace_limit",
     "set_workspace_limit",
+    "UnsupportedAlgorithm",
 ]

@@ -1,8 +1,8 @@
 """im2col / col2im: validate, dispatch to the compiled kernel or the reference twin."""
 import numpy as np
 
-from . import _dispatch
-from ._config import get_num_threads
+from . import _backend, _compiled
+from ._settings import get_num_threads
 from ._validate import col2im_inputs, contiguous, window_inputs
 from .reference.im2col import _col2im as _reference_col2im
 from .reference.im2col import _im2col as _reference_im2col
@@ -18,12 +18,12 @@ def im2col(x, kernel_size, stride=1, padding=0, *, backend="auto"):
     """
     window = window_inputs(x, kernel_size, stride, padding)
     x = contiguous(x)
-    if _dispatch.resolve(backend) == "reference":
+    if _backend.resolve(backend) == "reference":
         return _reference_im2col(x, window)
     rows = window.channels * window.kernel_height * window.kernel_width
     cols = np.empty((rows, window.batch * window.out_height * window.out_width), dtype=x.dtype)
     if cols.size:
-        _dispatch._im2col.im2col(
+        _compiled.im2col.im2col(
             x, cols, *window.kernel_size, *window.stride, *window.padding,
             window.out_height, window.out_width, get_num_threads(),
         )
@@ -38,11 +38,11 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, *, backend="auto"):
     """
     window = col2im_inputs(cols, x_shape, kernel_size, stride, padding)
     cols = contiguous(cols)
-    if _dispatch.resolve(backend) == "reference":
+    if _backend.resolve(backend) == "reference":
         return _reference_col2im(cols, window)
     out = np.zeros(window.input_shape, dtype=cols.dtype)
     if cols.size:
-        _dispatch._im2col.col2im(
+        _compiled.im2col.col2im(
             cols, out, *window.kernel_size, *window.stride, *window.padding,
             window.out_height, window.out_width, get_num_threads(),
         )

@@ -6,19 +6,15 @@ last NaN (both as PyTorch). Padding never wins a max and counts as zero in an av
 """
 import numpy as np
 
-from . import _dispatch
+from . import _backend, _compiled, _tuning
 from ._cache import PoolCache
-from ._config import get_num_threads
+from ._settings import get_num_threads
 from ._validate import check_dout, check_pool_cache, contiguous, pool2d_inputs
 from .reference import pool as reference
 
-# Below this many input elements a call takes some microseconds: one thread, no waking others.
-_PARALLEL_MIN_ELEMENTS = 2**17
-
-
 def _threads(window):
     planes = window.batch * window.channels
-    if planes * window.height * window.width < _PARALLEL_MIN_ELEMENTS:
+    if planes * window.height * window.width < _tuning.POOL_PARALLEL_MIN_ELEMENTS:
         return 1
     return min(get_num_threads(), planes)
 
@@ -33,7 +29,7 @@ def _max_forward_compiled(x, window):
     out = np.empty(out_shape, dtype=x.dtype)
     argmax = np.empty(out_shape, dtype=reference.argmax_dtype(window))
     if out.size:
-        _dispatch._pool.max_forward(
+        _compiled.pool.max_forward(
             _planes(x, window.height, window.width),
             _planes(out, window.out_height, window.out_width),
             _planes(argmax, window.out_height, window.out_width),
@@ -46,7 +42,7 @@ def _max_backward_compiled(dout, argmax, window):
     dx = np.empty(window.input_shape, dtype=dout.dtype)
     if dx.size:
         planes = window.batch * window.channels
-        _dispatch._pool.max_backward(
+        _compiled.pool.max_backward(
             dout.reshape(planes, -1), argmax.reshape(planes, -1), dx.reshape(planes, -1),
             _threads(window),
         )
@@ -56,7 +52,7 @@ def _max_backward_compiled(dout, argmax, window):
 def _avg_forward_compiled(x, window):
     out = np.empty((window.batch, window.channels, window.out_height, window.out_width), x.dtype)
     if out.size:
-        _dispatch._pool.avg_forward(
+        _compiled.pool.avg_forward(
             _planes(x, window.height, window.width),
             _planes(out, window.out_height, window.out_width),
             *window.kernel_size, *window.stride, *window.padding, _threads(window),
@@ -67,7 +63,7 @@ def _avg_forward_compiled(x, window):
 def _avg_backward_compiled(dout, window):
     dx = np.empty(window.input_shape, dtype=dout.dtype)
     if dx.size:
-        _dispatch._pool.avg_backward(
+        _compiled.pool.avg_backward(
             _planes(dout, window.out_height, window.out_width),
             _planes(dx, window.height, window.width),
             *window.kernel_size, *window.stride, *window.padding, _threads(window),
@@ -95,7 +91,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, *, backend="auto"
         index into its H*W plane (int32 when H*W < 2**31, else int64).
     """
     window = pool2d_inputs(x, kernel_size, stride, padding)
-    backend = _dispatch.resolve(backend)
+    backend = _backend.resolve(backend)
     x = contiguous(x)
     if backend == "reference":
         out, argmax = reference._max_forward(x, window)
@@ -138,7 +134,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, *, backend="auto"
     cache : PoolCache for avg_pool2d_backward.
     """
     window = pool2d_inputs(x, kernel_size, stride, padding)
-    backend = _dispatch.resolve(backend)
+    backend = _backend.resolve(backend)
     x = contiguous(x)
     if backend == "reference":
         out = reference._avg_forward(x, window)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import _dispatch, reference
+from fastconv import _backend, _compiled, reference
 from fastconv.compat import cs231n
 from fastconv.compat.cs231n import (
     conv_backward_fast,
@@ -59,8 +59,8 @@ def pool_kernel(pool_param):
 @pytest.fixture(autouse=True)
 def clean_dispatch(monkeypatch):
     monkeypatch.delenv("FASTCONV_BACKEND", raising=False)
-    monkeypatch.setattr(_dispatch, "_default", None)
-    monkeypatch.setattr(_dispatch, "_warned", False)
+    monkeypatch.setattr(_backend, "_default", None)
+    monkeypatch.setattr(_backend, "_warned", False)
 
 
 def test_star_import_exports_the_course_names():
@@ -398,7 +398,7 @@ def test_bad_backward_arguments():
 
 
 def test_fast_without_build_says_how_to_build(monkeypatch):
-    monkeypatch.setattr(_dispatch, "_IMPORT_ERROR", ImportError("simulated"))
+    monkeypatch.setattr(_compiled, "IMPORT_ERROR", ImportError("simulated"))
     with pytest.raises(RuntimeError, match="build_ext --inplace"):
         conv_forward_fast(X, W, B, CONV_PARAM)
     with pytest.raises(RuntimeError, match="build_ext --inplace"):

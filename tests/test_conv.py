@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 import fastconv
+import fastconv._blas
+import fastconv._tuning
 from fastconv import reference
+from fastconv.algorithms import _winograd, im2col_gemm
 
 from _helpers import LAYOUTS, assert_close, numerical_gradient, rel_error, with_layout
 
@@ -102,7 +105,7 @@ def test_no_bias_gives_no_db(backend):
     ((2, 2, 5, 6), (3, 2, 2, 3), (1, 2), (1, 0), "im2col"),
     ((1, 3, 6, 5), (2, 3, 3, 2), (2, 1), (0, 1), "im2col"),
     ((2, 3, 4, 4), (2, 3, 1, 1), 1, 0, "gemm-1x1"),
-    ((2, 3, 5, 6), (4, 3, 3, 3), 1, (1, 2), "winograd"),  # odd output height: half tiles
+    ((2, 3, 5, 6), (4, 3, 3, 3), 1, (1, 2), "winograd-2x2"),  # odd output height: half tiles
     ((1, 2, 9, 8), (3, 2, 5, 4), (2, 3), (1, 2), "s2d-winograd"),
 ])
 def test_gradients_match_numerical(x_shape, w_shape, stride, padding, algorithm):
@@ -152,7 +155,7 @@ WINOGRAD_4X4_TOLERANCE = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-1
 
 def _tolerance(algorithm, dtype):
     """The test bound of an algorithm's results (None: the direct method's)."""
-    return {"winograd": WINOGRAD_TOLERANCE, "winograd-4x4": WINOGRAD_4X4_TOLERANCE,
+    return {"winograd-2x2": WINOGRAD_TOLERANCE, "winograd-s2": WINOGRAD_TOLERANCE, "winograd-4x4": WINOGRAD_4X4_TOLERANCE,
             "s2d-winograd": WINOGRAD_4X4_TOLERANCE}.get(algorithm, {}).get(np.dtype(dtype))
 
 # Stride 1: 4x4 input blocks at a step of 2. Stride 2: 5x5 input blocks at a step of 4, so odd
@@ -217,14 +220,15 @@ def winograd_build(request, monkeypatch):
     builds = _winograd_builds()
     if request.param not in builds:
         pytest.skip(f"the {request.param} Winograd build does not run here")
-    monkeypatch.setattr(fastconv._dispatch, "_winograd", builds[request.param])
+    monkeypatch.setattr(fastconv._compiled, "winograd", builds[request.param])
     return request.param
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("algorithm, x_shape, w_shape, stride, padding",
                          [("s2d-winograd",) + case for case in S2D_CASES]
-                         + [("winograd",) + case for case in WINOGRAD_CASES]
+                         + [("winograd-2x2" if case[2] == 1 else "winograd-s2",) + case
+                            for case in WINOGRAD_CASES]
                          + [("winograd-4x4",) + case for case in WINOGRAD_CASES + WINOGRAD_4X4_CASES
                             if case[2] == 1])
 def test_winograd_matches_reference(algorithm, x_shape, w_shape, stride, padding, dtype,
@@ -252,26 +256,28 @@ def test_winograd_matches_reference(algorithm, x_shape, w_shape, stride, padding
 ])
 def test_space_to_depth_kernels_match_their_numpy_twins(x_shape, w_shape, stride, padding,
                                                         dtype, threads):
-    """The compiled phase copies of s2d-winograd against fastconv._polyphase's NumPy ones:
+    """The compiled phase copies of s2d-winograd against fastconv.reference.polyphase's NumPy ones:
     a whole batch and a pass of fewer images, and the adjoint writing over every pixel."""
-    from fastconv import _dispatch, _polyphase
+    from fastconv import _compiled
+    from fastconv.algorithms import s2d_winograd
+    from fastconv.reference import polyphase
     from fastconv._validate import conv2d_inputs
 
     x, w, _ = _inputs(x_shape, w_shape, dtype)
     window = conv2d_inputs(x, w, None, stride, padding)
-    shape = _polyphase.phase_shape(window)
+    shape = s2d_winograd.phase_shape(window)
     expected = np.full(shape, np.nan, dtype)
-    _polyphase.space_to_depth(x, window, expected)
+    polyphase.space_to_depth(x, window, expected)
     for images in {1, x_shape[0]}:
         phases = np.full((images,) + shape[1:], np.nan, dtype)
-        _dispatch._im2col.space_to_depth(x[-images:], phases, *window.stride, *window.padding,
+        _compiled.im2col.space_to_depth(x[-images:], phases, *window.stride, *window.padding,
                                          threads)
         np.testing.assert_array_equal(phases, expected[-images:])
     gradient = np.random.default_rng(2).standard_normal(shape).astype(dtype)
     want = np.full(x_shape, np.nan, dtype)
-    _polyphase.depth_to_space(gradient, window, want)
+    polyphase.depth_to_space(gradient, window, want)
     got = np.full(x_shape, np.nan, dtype)
-    _dispatch._im2col.depth_to_space(gradient, got, *window.stride, *window.padding, threads)
+    _compiled.im2col.depth_to_space(gradient, got, *window.stride, *window.padding, threads)
     np.testing.assert_array_equal(got, want)
 
 
@@ -280,10 +286,8 @@ def test_winograd_weight_gradient_sums_with_blas_on_one_thread(monkeypatch):
     # spinning on the cores the next kernel call needs
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from fastconv import conv
-
     seen = []
-    untransform = conv._winograd_untransform
+    untransform = _winograd.untransform
 
     def recording_untransform(*args):
         seen.append([lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"])
@@ -292,7 +296,7 @@ def test_winograd_weight_gradient_sums_with_blas_on_one_thread(monkeypatch):
     x, w, b = _inputs((2, 16, 8, 8), (16, 16, 3, 3), np.float64)
     with threadpool_limits(2, user_api="blas"), _settings(threads=2):
         out, cache = fastconv.conv2d_forward(x, w, b, 1, 1, algorithm="winograd")
-        monkeypatch.setattr(conv, "_winograd_untransform", recording_untransform)
+        monkeypatch.setattr(_winograd, "untransform", recording_untransform)
         fastconv.conv2d_backward(np.ones_like(out), cache)
     assert seen and all(count == 1 for counts in seen for count in counts)
 
@@ -324,7 +328,7 @@ def test_auto_keeps_the_direct_method_for_non_finite_inputs():
     bad_w[3, 2, 1, 1] = -np.inf
     assert fastconv.conv2d_forward(finite, bad_w, None, 1, 1)[1].algorithm == "im2col"
     # likewise at stride 2 (an infinity where the stride-2 transforms subtract it from itself)
-    assert fastconv.conv2d_forward(finite, w, None, 2, 1)[1].algorithm == "winograd"
+    assert fastconv.conv2d_forward(finite, w, None, 2, 1)[1].algorithm == "winograd-s2"
     _assert_auto_direct_for_infinity(w, 2, (0, 5, 5, 5))
     # and for s2d-winograd, forward and backward
     x = np.random.default_rng(5).standard_normal((1, 3, 47, 47))
@@ -370,7 +374,7 @@ def test_auto_recomputes_a_winograd_result_with_nan_by_im2col(x_shape, w_shape, 
     x, w, b = _inputs(x_shape, w_shape, dtype)
     padding = 0 if stride == 4 else 1
     clean = fastconv.conv2d_forward(x, w, b, stride, padding)[1].algorithm
-    assert clean in ("winograd-4x4", "winograd", "s2d-winograd")
+    assert clean in ("winograd-4x4", "winograd-2x2", "winograd-s2", "s2d-winograd")
     x[index] = np.nan
     out, cache = fastconv.conv2d_forward(x, w, b, stride, padding)
     expected, ref_cache = reference.conv2d_forward(x, w, b, stride, padding)
@@ -402,19 +406,18 @@ def test_auto_gives_the_direct_result_for_an_infinity_no_window_reads(dtype, win
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 def test_winograd_forward_reports_whether_its_outputs_are_finite(value, winograd_build):
-    from fastconv import conv
 
     x, w, b = _inputs((2, 16, 9, 9), (16, 16, 3, 3), np.float64)
     out = np.empty((2, 16, 9, 9))
-    assert conv._winograd_forward(x, w, b, out, (1, 1), "4x4")
+    assert _winograd.forward(x, w, b, out, (1, 1), "4x4")
     x[1, 4, 8, 8] = value  # a corner: the last tile, cut by the edge
     with np.errstate(invalid="ignore"):
-        assert not conv._winograd_forward(x, w, b, out, (1, 1), "4x4")
-        assert not conv._winograd_forward(x, w, b, out, (1, 1), "2x2")
+        assert not _winograd.forward(x, w, b, out, (1, 1), "4x4")
+        assert not _winograd.forward(x, w, b, out, (1, 1), "2x2")
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
-@pytest.mark.parametrize("algorithm", ["winograd", "winograd-4x4"])
+@pytest.mark.parametrize("algorithm", ["winograd-2x2", "winograd-4x4"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_explicit_winograd_never_makes_an_infinity_finite(dtype, algorithm):
     """Documented: explicit Winograd may give NaN where the direct method gives +-inf, and
@@ -431,13 +434,13 @@ def test_explicit_winograd_never_makes_an_infinity_finite(dtype, algorithm):
 
 
 @pytest.mark.parametrize("algorithm, stride, x_shape", [
-    ("winograd", 1, (3, 16, 20, 18)), ("winograd", 2, (3, 16, 21, 18)),
+    ("winograd-2x2", 1, (3, 16, 20, 18)), ("winograd-s2", 2, (3, 16, 21, 18)),
     ("winograd-4x4", 1, (3, 16, 22, 18)), ("winograd-4x4", 1, (7, 16, 9, 9)),
     ("s2d-winograd", 2, (5, 16, 21, 18)),  # workspace 1: one image per pass
 ])
 def test_winograd_with_small_workspace_and_threads(algorithm, stride, x_shape, monkeypatch,
                                                    winograd_build):
-    monkeypatch.setattr(fastconv.conv, "_MIN_PARALLEL_FLOPS", 0)
+    monkeypatch.setattr(fastconv._tuning, "MIN_PARALLEL_FLOPS", 0)
     x, w, b = _inputs(x_shape, (16, 16, 3, 3), np.float64)
     expected, ref_cache = reference.conv2d_forward(x, w, b, stride, 1)
     dout = np.random.default_rng(2).standard_normal(expected.shape)
@@ -458,18 +461,19 @@ def test_auto_algorithm_choice():
     assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "im2col"
     x, w, _ = _inputs((1, 16, 6, 6), (16, 16, 3, 3), np.float32)
     # 6x6 outputs: tiles of 4 would cover 8x8, 36 * 4 = 144 products against 16 * 9
-    assert fastconv.conv2d_forward(x, w, padding=1)[1].algorithm == "winograd"
-    assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "winograd"
+    assert fastconv.conv2d_forward(x, w, padding=1)[1].algorithm == "winograd-2x2"
+    assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "winograd-s2"
     x8, _, _ = _inputs((1, 16, 8, 8), (16, 16, 3, 3), np.float32)
     assert fastconv.conv2d_forward(x8, w, padding=1)[1].algorithm == "winograd-4x4"
-    assert fastconv.conv2d_forward(x8, w, padding=0)[1].algorithm == "winograd"  # 6x6 again
+    assert fastconv.conv2d_forward(x8, w, padding=0)[1].algorithm == "winograd-2x2"  # 6x6 again
     assert fastconv.conv2d_forward(x, w, stride=(2, 1))[1].algorithm == "im2col"
     assert fastconv.conv2d_forward(x, w, stride=3)[1].algorithm == "im2col"
     # too few channels for the transforms to pay
     assert fastconv.conv2d_forward(x[:, :3], w[:, :3], padding=1)[1].algorithm == "im2col"
     assert fastconv.conv2d_forward(x[:, :3], w[:, :3], stride=2)[1].algorithm == "im2col"
-    assert fastconv.available_algorithms() == ["gemm-1x1", "winograd-4x4", "winograd",
-                                               "s2d-winograd", "im2col"]
+    assert fastconv.available_algorithms() == ["gemm-1x1", "winograd-4x4", "winograd-2x2",
+                                               "winograd-s2", "s2d-winograd", "im2col",
+                                               "winograd"]
     # an 11x11 stride-4 kernel: 16 phases of 3x3, 0.31 of the direct method's products
     x, w, _ = _inputs((1, 3, 47, 47), (16, 3, 11, 11), np.float32)
     assert fastconv.conv2d_forward(x, w, stride=4)[1].algorithm == "s2d-winograd"
@@ -479,27 +483,27 @@ def test_auto_algorithm_choice():
     x, w, _ = _inputs((1, 3, 47, 47), (16, 3, 9, 3), np.float32)
     assert fastconv.conv2d_forward(x, w, stride=(3, 1))[1].algorithm == "im2col"
     x, w, _ = _inputs((1, 16, 33, 33), (16, 16, 3, 3), np.float32)
-    assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "winograd"
+    assert fastconv.conv2d_forward(x, w, stride=2)[1].algorithm == "winograd-s2"
 
 
 def test_unsupported_algorithm_is_an_error_not_a_fallback():
     x, w, _ = _inputs((1, 2, 4, 4), (3, 2, 3, 3), np.float32)
-    with pytest.raises(ValueError, match=r"'gemm-1x1' does not support kernel \(3, 3\)"):
+    with pytest.raises(fastconv.UnsupportedAlgorithm, match=r"'gemm-1x1' does not support .*kernel \(3, 3\): only 1x1"):
         fastconv.conv2d_forward(x, w, algorithm="gemm-1x1")
     with pytest.raises(ValueError, match="unknown algorithm 'fft'.*im2col"):
         fastconv.conv2d_forward(x, w, algorithm="fft")
-    with pytest.raises(ValueError, match=r"'winograd' does not support .*stride \(2, 1\).*3x3 kernels with stride 1"):
+    with pytest.raises(ValueError, match=r"'winograd' does not support .*stride \(2, 1\): only 1.*3x3 kernels, stride 1"):
         fastconv.conv2d_forward(x, w, stride=(2, 1), algorithm="winograd")
-    with pytest.raises(ValueError, match=r"'winograd' does not support .*padding \(3, 0\)"):
+    with pytest.raises(ValueError, match=r"'winograd' does not support .*padding \(3, 0\): at most 2"):
         fastconv.conv2d_forward(x, w, padding=(3, 0), algorithm="winograd")
-    with pytest.raises(ValueError, match=r"'winograd' does not support .*stride \(3, 3\).*or with stride 2"):
+    with pytest.raises(ValueError, match=r"'winograd' does not support .*stride \(3, 3\)"):
         fastconv.conv2d_forward(x, w, stride=3, algorithm="winograd")
-    with pytest.raises(ValueError, match=r"'winograd-4x4' does not support .*stride \(2, 2\).*stride 1 and padding <= 2"):
+    with pytest.raises(ValueError, match=r"'winograd-4x4' does not support .*stride \(2, 2\): only 1.*stride 1, padding <= 2"):
         fastconv.conv2d_forward(x, w, stride=2, algorithm="winograd-4x4")
     with pytest.raises(ValueError, match=r"'s2d-winograd' does not support .*stride \(1, 1\).*strides above 1"):
         fastconv.conv2d_forward(x, w, algorithm="s2d-winograd")
     x, w, _ = _inputs((1, 2, 9, 9), (3, 2, 7, 3), np.float32)
-    with pytest.raises(ValueError, match=r"'s2d-winograd' does not support kernel \(7, 3\), stride \(2, 2\).*KH <= 3\*stride_h"):
+    with pytest.raises(ValueError, match=r"'s2d-winograd' does not support .*kernel \(7, 3\) spans more than 3 strides \(2, 2\).*KH <= 3\*stride_h"):
         fastconv.conv2d_forward(x, w, stride=2, algorithm="s2d-winograd")
 
 
@@ -507,7 +511,7 @@ def test_unsupported_algorithm_is_an_error_not_a_fallback():
 @pytest.mark.parametrize("workspace", [1, 4096, None])
 def test_threads_and_workspace_bands_do_not_change_results(threads, workspace, monkeypatch):
     # small inputs normally run on one thread: lift that so the parallel path runs here
-    monkeypatch.setattr(fastconv.conv, "_MIN_PARALLEL_FLOPS", 0)
+    monkeypatch.setattr(fastconv._tuning, "MIN_PARALLEL_FLOPS", 0)
     x, w, b = _inputs((5, 3, 12, 10), (4, 3, 3, 3), np.float64)
     expected, ref_cache = reference.conv2d_forward(x, w, b, (2, 1), 1)
     dout = np.random.default_rng(3).standard_normal(expected.shape)
@@ -522,8 +526,8 @@ def test_threads_and_workspace_bands_do_not_change_results(threads, workspace, m
 
 # Shapes for each algorithm whose GEMMs have more than 16 columns in a band.
 SPLIT_CASES = CASES + [
-    ((2, 16, 9, 11), (16, 16, 3, 3), 1, 1, "winograd"),
-    ((2, 16, 13, 11), (18, 16, 3, 3), 2, 1, "winograd"),
+    ((2, 16, 9, 11), (16, 16, 3, 3), 1, 1, "winograd-2x2"),
+    ((2, 16, 13, 11), (18, 16, 3, 3), 2, 1, "winograd-s2"),
     ((2, 16, 9, 14), (16, 16, 3, 3), 1, 1, "winograd-4x4"),
     ((2, 20, 7, 9), (6, 20, 1, 1), 1, 0, "gemm-1x1"),
 ]
@@ -535,7 +539,7 @@ SPLIT_CASES = CASES + [
 def test_gemms_split_into_column_pieces_give_the_same_results(case, dtype, workspace, monkeypatch):
     # GEMMs split into pieces of at most 3 rows, 5 inner terms and 16 columns, so most
     # products split along every dimension into uneven pieces
-    monkeypatch.setattr(fastconv.conv, "_gemm_pieces",
+    monkeypatch.setattr(fastconv._blas, "gemm_pieces",
                         lambda rows, inner: np.array((3, 5, 16), dtype=np.intc))
     x_shape, w_shape, stride, padding, *algorithm = case
     x, w, b = _inputs(x_shape, w_shape, dtype)
@@ -556,15 +560,15 @@ def test_gemms_split_into_column_pieces_give_the_same_results(case, dtype, works
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", [c for c in SPLIT_CASES if c[4:] not in (("winograd",),
-                                                                          ("winograd-4x4",))])
+@pytest.mark.parametrize("case", [c for c in SPLIT_CASES if c[4:] not in (("winograd-2x2",), ("winograd-s2",),
+                                                                       ("winograd-4x4",))])
 def test_weight_gradient_either_way_round(case, dtype, bias, transposed, pieces, workspace,
                                           monkeypatch):
     # dW summed as dout @ cols^T, or transposed as cols @ dout^T (split into pieces or not),
     # with db summed in the same pass; in bands of one output row (workspace 1) or whole images
-    monkeypatch.setattr(fastconv.conv, "_transposed_weight_gradient", lambda *_: transposed)
+    monkeypatch.setattr(im2col_gemm, "transposed_weight_gradient", lambda *_: transposed)
     if pieces:
-        monkeypatch.setattr(fastconv.conv, "_gemm_pieces",
+        monkeypatch.setattr(fastconv._blas, "gemm_pieces",
                             lambda rows, inner: np.array(pieces, dtype=np.intc))
     x_shape, w_shape, stride, padding, *algorithm = case
     x, w, b = _inputs(x_shape, w_shape, dtype)
@@ -584,18 +588,18 @@ def test_weight_gradient_either_way_round(case, dtype, bias, transposed, pieces,
 
 
 def test_weight_gradient_transposed_only_where_blas_would_pack_and_dw_is_small(monkeypatch):
-    monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 100**3)
-    transposed = fastconv.conv._transposed_weight_gradient
+    monkeypatch.setattr(fastconv._blas, "small_gemm_limit", lambda: 100**3)
+    transposed = im2col_gemm.transposed_weight_gradient
     assert not transposed(27, 25, 4)       # cs231n-nb: 675 results, already unpacked
     assert transposed(147, 32, 4)          # cnn-cifar
     assert transposed(363, 96, 8)          # alexnet-c1, float64: 272 KiB
     assert not transposed(1152, 256, 4)    # res-s2: 1.1 MiB, too big to stay in cache
-    monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 0)
+    monkeypatch.setattr(fastconv._blas, "small_gemm_limit", lambda: 0)
     assert not transposed(147, 32, 4)      # no small-matrix path to reach
 
 
 @pytest.mark.parametrize("limit, limited", [(100**3, False), (0, True)])
-@pytest.mark.parametrize("algorithm", ["im2col", "winograd", "winograd-4x4", "gemm-1x1"])
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd-2x2", "winograd-4x4", "gemm-1x1"])
 def test_blas_limit_skipped_only_when_every_product_is_a_small_piece(algorithm, limit, limited,
                                                                      monkeypatch):
     # OpenBLAS runs its small-matrix path on the calling thread: a forward whose products are
@@ -607,8 +611,8 @@ def test_blas_limit_skipped_only_when_every_product_is_a_small_piece(algorithm, 
         entered.append(True)
         yield
 
-    monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: limit)
-    monkeypatch.setattr(fastconv.conv, "single_threaded_blas", recording)
+    monkeypatch.setattr(fastconv._blas, "small_gemm_limit", lambda: limit)
+    monkeypatch.setattr(fastconv._blas, "single_threaded_blas", recording)
     kernel = (1, 1) if algorithm == "gemm-1x1" else (3, 3)
     x, w, b = _inputs((4, 64, 24, 24), (64, 64) + kernel, np.float32)  # big enough for 2 threads
     padding = 0 if algorithm == "gemm-1x1" else 1
@@ -620,14 +624,14 @@ def test_blas_limit_skipped_only_when_every_product_is_a_small_piece(algorithm, 
 
 
 def test_gemm_pieces_follow_the_blas_small_matrix_limit(monkeypatch):
-    monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 100**3)
-    pieces = fastconv.conv._gemm_pieces
+    monkeypatch.setattr(fastconv._blas, "small_gemm_limit", lambda: 100**3)
+    pieces = fastconv._blas.gemm_pieces
     assert pieces(32, 148).tolist() == [32, 74, 416]     # 100**3 // (32*74) = 422
     assert pieces(96, 364).tolist() == [48, 122, 160]    # 2 x 48 rows, 3 x 122 inner
     assert pieces(256, 1153).tolist() == [64, 116, 128]
-    monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 10_000)
+    monkeypatch.setattr(fastconv._blas, "small_gemm_limit", lambda: 10_000)
     assert pieces(32, 148).tolist() == [0, 0, 0]         # 4 columns: not worth splitting
-    monkeypatch.setattr(fastconv.conv, "small_gemm_limit", lambda: 0)
+    monkeypatch.setattr(fastconv._blas, "small_gemm_limit", lambda: 0)
     assert pieces(32, 148).tolist() == [0, 0, 0]
 
 
@@ -640,7 +644,7 @@ def test_im2col_stage_only_where_windows_overlap_enough(kernel, stride, staged):
     # staged where each input pixel lands in at least 4 columns: KH*KW >= 4*stride_h*stride_w
     x, w, b = _inputs((2, 3, 13, 12), (4, 3) + kernel, np.float32)
     window = fastconv._validate.conv2d_inputs(x, w, b, stride, 1)
-    assert (fastconv.conv._stage_size(window, 2) > 0) == staged
+    assert (im2col_gemm.stage_size(window, 2) > 0) == staged
     out, _ = fastconv.conv2d_forward(x, w, b, stride, 1, algorithm="im2col")
     assert_close(out, reference.conv2d_forward(x, w, b, stride, 1)[0])
 
@@ -758,6 +762,6 @@ def test_winograd_bands_come_in_whole_rounds_of_threads():
     # vgg-3x3 by F(4x4, 3x3) in float32: 128 rows of tiles; 4 MiB bands would make 5 of
     # them, 3 for one thread and 2 for the other
     with _settings(threads=2):
-        threads, band_rows, tiles_w = fastconv.conv._winograd_plan(16, 64, 64, 32, 32, 4, 36, 4)
+        threads, band_rows, tiles_w = _winograd.plan(16, 64, 64, 32, 32, 4, 36, 4)
     assert (threads, tiles_w) == (2, 8)
     assert -(-16 * 8 // band_rows) % 2 == 0

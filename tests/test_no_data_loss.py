@@ -199,7 +199,7 @@ class _Interrupt(Exception):
 
 def test_an_exception_inside_a_kernel_call_restores_every_setting(monkeypatch):
     """A kernel that fails midway (here: raises) leaves BLAS limits and settings as they were."""
-    from fastconv import _dispatch
+    from fastconv import _compiled
 
     class FailingKernels:
         def __getattr__(self, name):
@@ -215,7 +215,7 @@ def test_an_exception_inside_a_kernel_call_restores_every_setting(monkeypatch):
     try:
         expected, _ = fastconv.conv2d_forward(x, w, None, 1, 1, algorithm="im2col")
         before = _state()
-        monkeypatch.setattr(_dispatch, "_conv", FailingKernels())
+        monkeypatch.setattr(_compiled, "conv", FailingKernels())
         with pytest.raises(_Interrupt):
             fastconv.conv2d_forward(x, w, None, 1, 1, algorithm="im2col")
         assert _state() == before

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import fastconv
+import fastconv._tuning
 from fastconv import reference
 from fastconv.reference import pool as reference_pool
 
@@ -128,13 +129,13 @@ def test_stride_defaults_to_kernel_size(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_many_planes_and_threads_agree(kind, monkeypatch):
     """Above the parallel threshold, 1 and 2 threads give the same bits as the reference."""
-    monkeypatch.setattr(fastconv.pool, "_PARALLEL_MIN_ELEMENTS", 0)  # small input, still parallel
+    monkeypatch.setattr(fastconv._tuning, "POOL_PARALLEL_MIN_ELEMENTS", 0)  # small input, still parallel
     forward, backward = _forward(kind)
     x = np.random.default_rng(5).standard_normal((6, 7, 30, 29)).astype(np.float32)
     dout = None
     results = []
     for threads in (1, 2):
-        monkeypatch.setattr(fastconv._config, "_num_threads", threads)
+        monkeypatch.setattr(fastconv._settings, "_num_threads", threads)
         out, cache = forward(x, 3, 2, 1, backend="cython")
         assert fastconv.pool._threads(cache.window) == threads
         if dout is None:
@@ -149,7 +150,7 @@ def test_many_planes_and_threads_agree(kind, monkeypatch):
 @pytest.mark.parametrize("kernel_size, stride, padding", [(2, 2, 0), (3, 2, 1), ((2, 3), (3, 1), (1, 0))])
 def test_kernels_write_every_output_element(dtype, kernel_size, stride, padding):
     """Call the kernels on outputs pre-filled with NaN / -1: no element may be left unwritten."""
-    kernels = fastconv._dispatch._pool
+    kernels = fastconv._compiled.pool
     x = np.random.default_rng(0).standard_normal((2, 3, 10, 9)).astype(dtype)
     window = fastconv._validate.pool2d_inputs(x, kernel_size, stride, padding)
     geometry = (*window.kernel_size, *window.stride, *window.padding)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import fastconv
 from fastconv import reference
-from fastconv._geometry import window2d
+from fastconv._geometry import conv_geometry, window2d
 
 DTYPES = (np.float32, np.float64)
 LAYOUTS = ("C", "F", "strided", "reversed", "transposed", "readonly", "unaligned", "broadcast")
@@ -206,8 +206,8 @@ def conv_problems(draw):
     x = draw(laid_out(_values(draw, (batch, channels, height, width), dtype)))
     w = draw(laid_out(_values(draw, (filters, channels) + kernel, dtype)))
     b = draw(laid_out(_values(draw, (filters,), dtype))) if draw(st.booleans()) else None
-    window = window2d(x.shape, kernel, stride, padding)
-    algorithm = draw(st.sampled_from(["auto"] + fastconv.available_algorithms(window)))
+    geometry = conv_geometry(x.shape, w.shape, stride, padding)
+    algorithm = draw(st.sampled_from(["auto"] + fastconv.available_algorithms(geometry)))
     return x, w, b, stride, padding, algorithm
 
 
@@ -218,7 +218,7 @@ def conv_problems(draw):
 # of 1 passed the "ci" profile for both).
 # s2d-winograd runs F(4x4, 3x3) over phase images (every s-th pixel of x), whose planes are
 # within x's.
-WINOGRAD_GROWTH = {"winograd": 4, "winograd-4x4": 16, "s2d-winograd": 16}
+WINOGRAD_GROWTH = {"winograd-2x2": 4, "winograd-s2": 4, "winograd-4x4": 16, "s2d-winograd": 16}
 
 
 def _winograd_magnitude(magnitude, algorithm):

@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-from .. import _dispatch
+from .. import _backend
 from .._geometry import as_pair
 from ..conv import conv2d_backward, conv2d_forward
 from .base import Layer
@@ -42,7 +42,7 @@ class Conv2d(Layer):
         self.stride = as_pair(stride, "stride", minimum=1)
         self.padding = as_pair(padding, "padding", minimum=0)
         self.dtype = as_param_dtype(dtype)
-        self.backend = _dispatch._check_name(backend, "the backend argument")
+        self.backend = _backend.check_name(backend, "the backend argument")
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         if weight_scale is None:
             weight_scale = np.sqrt(2.0 / fan_in)

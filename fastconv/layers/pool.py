@@ -1,5 +1,5 @@
 """MaxPool2d and AvgPool2d: pooling layers on top of the functional pooling ops."""
-from .. import _dispatch
+from .. import _backend
 from .._geometry import as_pair
 from ..pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 from .base import Layer
@@ -16,7 +16,7 @@ class _Pool2d(Layer):
         self.kernel_size = as_pair(kernel_size, "kernel_size", minimum=1)
         self.stride = self.kernel_size if stride is None else as_pair(stride, "stride", minimum=1)
         self.padding = as_pair(padding, "padding", minimum=0)
-        self.backend = _dispatch._check_name(backend, "the backend argument")
+        self.backend = _backend.check_name(backend, "the backend argument")
 
     def forward(self, x):
         out, self._cache = self._forward_op(

@@ -2,48 +2,10 @@
 import os
 import warnings
 
+from . import _compiled
+
 BACKENDS = ("cython", "reference")
 _CHOICES = ("auto",) + BACKENDS
-
-# GNU OpenMP's idle threads spin for a long while (GOMP_SPINCOUNT, 300,000 by default) after
-# each parallel region, holding a core that BLAS, torch or the caller's next step wants; on a
-# busy machine that makes small parallel calls many times slower. Unless the user chose a
-# policy, the kernels' OpenMP runtime, which reads the environment once as it loads, is told to
-# spin only briefly; the variable is removed again so that it reaches no other library.
-_SPIN_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-_set_spin = not any(name in os.environ for name in _SPIN_SETTINGS)
-if _set_spin:
-    os.environ["GOMP_SPINCOUNT"] = "10000"
-try:
-    from ._kernels import _conv, _im2col, _pool, _winograd  # noqa: F401
-
-    _IMPORT_ERROR = None
-except ImportError as error:  # the package was not compiled (e.g. a source checkout)
-    _IMPORT_ERROR = error
-finally:
-    if _set_spin:
-        del os.environ["GOMP_SPINCOUNT"]
-
-
-def _winograd_for_this_cpu():
-    """The Winograd kernels built for AVX2 and FMA where the CPU has both, they were built
-    (x86-64 with a compiler that takes the flags) and FASTCONV_NO_AVX2 is not set; else the
-    baseline build. Both compute the same thing."""
-    from ._kernels import _winograd as baseline
-
-    if os.environ.get("FASTCONV_NO_AVX2", "").strip().lower() in ("1", "true", "yes", "on"):
-        return baseline
-    if not baseline.cpu_has_avx2_fma():
-        return baseline
-    try:
-        from ._kernels import _winograd_avx2
-    except ImportError:
-        return baseline
-    return _winograd_avx2
-
-
-if _IMPORT_ERROR is None:
-    _winograd = _winograd_for_this_cpu()
 
 _default = None  # None: not set by set_backend(), read FASTCONV_BACKEND
 _warned = False
@@ -51,7 +13,7 @@ _warned = False
 
 def compiled_available():
     """True when the Cython kernels were built and import."""
-    return _IMPORT_ERROR is None
+    return _compiled.available()
 
 
 def available_backends():
@@ -59,7 +21,7 @@ def available_backends():
     return list(BACKENDS) if compiled_available() else ["reference"]
 
 
-def _check_name(name, source):
+def check_name(name, source):
     if name not in _CHOICES:
         raise ValueError(
             f"unknown backend {name!r} ({source}); valid names are: {', '.join(_CHOICES)}"
@@ -71,8 +33,9 @@ def _require_compiled():
     if not compiled_available():
         raise RuntimeError(
             "the 'cython' backend is not available: fastconv's compiled kernels did not import "
-            f"({_IMPORT_ERROR}). Build them with `pip install .` (a C compiler is needed) or, in a "
-            "source checkout, `python setup.py build_ext --inplace`; or use backend='reference'."
+            f"({_compiled.IMPORT_ERROR}). Build them with `pip install .` (a C compiler is needed) "
+            "or, in a source checkout, `python setup.py build_ext --inplace`; or use "
+            "backend='reference'."
         )
 
 
@@ -81,7 +44,7 @@ def _default_name():
         return _default
     # read on every call, so a change to the environment takes effect at once
     name = os.environ.get("FASTCONV_BACKEND", "").strip().lower() or "auto"
-    return _check_name(name, "from the environment variable FASTCONV_BACKEND")
+    return check_name(name, "from the environment variable FASTCONV_BACKEND")
 
 
 def resolve(backend="auto"):
@@ -90,7 +53,7 @@ def resolve(backend="auto"):
     if backend == "auto":
         backend = _default_name()
     else:
-        _check_name(backend, "the backend argument")
+        check_name(backend, "the backend argument")
     if backend == "auto":
         if compiled_available():
             return "cython"
@@ -98,7 +61,8 @@ def resolve(backend="auto"):
             _warned = True
             warnings.warn(
                 "fastconv's compiled kernels are not built; falling back to the slow NumPy "
-                f"reference backend ({_IMPORT_ERROR}). Install with `pip install .` to compile them.",
+                f"reference backend ({_compiled.IMPORT_ERROR}). Install with `pip install .` to "
+                "compile them.",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -124,7 +88,7 @@ def set_backend(name):
             raise TypeError(
                 f"backend must be a str, one of {', '.join(_CHOICES)}, or None; got {name!r}"
             )
-        _check_name(name, "the backend argument")
+        check_name(name, "the backend argument")
         if name == "cython":
             _require_compiled()
     _default = name

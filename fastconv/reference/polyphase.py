@@ -1,4 +1,4 @@
-"""Space-to-depth (polyphase) rearrangement: a strided convolution as a 3x3 stride-1 one.
+"""Space-to-depth (polyphase) rearrangement, the NumPy twin of the compiled copies: a strided convolution as a 3x3 stride-1 one.
 
 With stride (s_h, s_w), output (oh, ow) of a KH x KW convolution reads padded input pixels
 (s_h*oh + kh, s_w*ow + kw). Write kh = s_h*i + a (0 <= a < s_h) and kw = s_w*j + b: the pixel
@@ -12,14 +12,6 @@ that tap lies past KH or KW). With KH <= 3*s_h and KW <= 3*s_w those kernels are
 phase images need OH + 2 rows and OW + 2 columns. Every padded input pixel lies in exactly
 one phase image, so the gradient with respect to x is the phases' gradient put back in place.
 """
-import numpy as np
-
-
-def phase_shape(window):
-    """(N, C*s_h*s_w, OH + 2, OW + 2): the phase images of x for `window`."""
-    stride_h, stride_w = window.stride
-    return (window.batch, window.channels * stride_h * stride_w, window.out_height + 2,
-            window.out_width + 2)
 
 
 def _span(phase, stride, pad, size, count):
@@ -79,23 +71,3 @@ def depth_to_space(phases, window, dx):
     rows, columns = phases.shape[2:]
     dx[:, :, max(0, stride_h * rows - window.pad_height):] = 0
     dx[:, :, :, max(0, stride_w * columns - window.pad_width):] = 0
-
-
-def split_kernels(w, window):
-    """(F, C*s_h*s_w, 3, 3) kernels over the phase images from w (F, C, KH, KW)."""
-    stride_h, stride_w = window.stride
-    filters, channels, kernel_h, kernel_w = w.shape
-    padded = np.zeros((filters, channels, 3 * stride_h, 3 * stride_w), dtype=w.dtype)
-    padded[:, :, :kernel_h, :kernel_w] = w
-    split = padded.reshape(filters, channels, 3, stride_h, 3, stride_w).transpose(0, 1, 3, 5, 2, 4)
-    return np.ascontiguousarray(split).reshape(filters, channels * stride_h * stride_w, 3, 3)
-
-
-def merge_kernels(split, window):
-    """The adjoint of split_kernels: dW (F, C, KH, KW) from the gradient of the split kernels
-    (F, C*s_h*s_w, 3, 3)."""
-    stride_h, stride_w = window.stride
-    filters = split.shape[0]
-    merged = split.reshape(filters, window.channels, stride_h, stride_w, 3, 3).transpose(
-        0, 1, 4, 2, 5, 3).reshape(filters, window.channels, 3 * stride_h, 3 * stride_w)
-    return np.ascontiguousarray(merged[:, :, :window.kernel_height, :window.kernel_width])

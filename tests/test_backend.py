@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv import _dispatch
+from fastconv import _backend, _compiled
 
 
 @pytest.fixture(autouse=True)
@@ -15,14 +15,14 @@ def clean_dispatch(monkeypatch):
     """Every test starts from no set_backend() call, no FASTCONV_BACKEND and no warning given;
     monkeypatch puts the previous state back afterwards."""
     monkeypatch.delenv("FASTCONV_BACKEND", raising=False)
-    monkeypatch.setattr(_dispatch, "_default", None)
-    monkeypatch.setattr(_dispatch, "_warned", False)
+    monkeypatch.setattr(_backend, "_default", None)
+    monkeypatch.setattr(_backend, "_warned", False)
 
 
 @pytest.fixture
 def no_build(monkeypatch):
     """Pretend the compiled kernels failed to import."""
-    monkeypatch.setattr(_dispatch, "_IMPORT_ERROR", ImportError("simulated: no module named _conv"))
+    monkeypatch.setattr(_compiled, "IMPORT_ERROR", ImportError("simulated: no module named _conv"))
 
 
 def small_conv_inputs(dtype=np.float64):
@@ -53,7 +53,7 @@ def public_ops():
 # --- the build is there (the test suite runs against the compiled tree) ---------------------
 
 def test_compiled_build_is_present():
-    assert _dispatch.compiled_available()
+    assert _backend.compiled_available()
     assert fastconv.available_backends() == ["cython", "reference"]
 
 
@@ -64,15 +64,15 @@ def test_winograd_build_for_this_cpu(monkeypatch):
     from fastconv._kernels import _winograd
 
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        assert _dispatch._winograd_for_this_cpu() is _winograd
+        assert _compiled.winograd_for_this_cpu() is _winograd
         return
     from fastconv._kernels import _winograd_avx2
 
     expected = _winograd_avx2 if _winograd.cpu_has_avx2_fma() else _winograd
-    assert _dispatch._winograd is expected
-    assert _dispatch._winograd_for_this_cpu() is expected
+    assert _compiled.winograd is expected
+    assert _compiled.winograd_for_this_cpu() is expected
     monkeypatch.setenv("FASTCONV_NO_AVX2", "1")
-    assert _dispatch._winograd_for_this_cpu() is _winograd
+    assert _compiled.winograd_for_this_cpu() is _winograd
 
 
 def test_default_is_cython_when_built():
@@ -118,14 +118,14 @@ def test_explicit_backend_beats_environment_and_set_backend(monkeypatch):
 
 def test_im2col_dispatches_on_backend(monkeypatch):
     calls = []
-    compiled = _dispatch._im2col
+    compiled = _compiled.im2col
 
     class RecordingKernels:
         def im2col(self, *args):
             calls.append("cython")
             return compiled.im2col(*args)
 
-    monkeypatch.setattr(_dispatch, "_im2col", RecordingKernels())
+    monkeypatch.setattr(_compiled, "im2col", RecordingKernels())
     x, _, _ = small_conv_inputs()
     slow = fastconv.im2col(x, (3, 2), backend="reference")
     assert calls == []
@@ -172,7 +172,7 @@ def test_set_backend_unknown_name_is_value_error_and_keeps_setting(bad):
 def test_set_backend_non_string_is_type_error(bad):
     with pytest.raises(TypeError, match="backend must be a str"):
         fastconv.set_backend(bad)
-    assert _dispatch._default is None
+    assert _backend._default is None
 
 
 # --- FASTCONV_BACKEND, read at call time ------------------------------------------------------
@@ -241,7 +241,7 @@ def test_set_backend_reference_then_back():
 
 def test_fixture_restored_state_from_previous_test():
     # runs after tests that called set_backend and setenv: the autouse fixture undid them
-    assert _dispatch._default is None
+    assert _backend._default is None
     assert fastconv.get_backend() == "cython"
 
 
@@ -280,7 +280,7 @@ def test_missing_build_explicit_cython_says_how_to_build(no_build):
 def test_missing_build_set_backend_cython_fails_and_keeps_setting(no_build):
     with pytest.raises(RuntimeError, match="build_ext --inplace"):
         fastconv.set_backend("cython")
-    assert _dispatch._default is None
+    assert _backend._default is None
 
 
 def test_missing_build_environment_cython_fails_at_call(no_build, monkeypatch):

@@ -1,11 +1,11 @@
-"""Run-time settings: thread count, workspace budget, the scratch pool."""
+"""Run-time settings (thread count, workspace budget), the scratch pool, BLAS thread control."""
 import threading
 
 import numpy as np
 import pytest
 
 import fastconv
-from fastconv import _config
+from fastconv import _blas, _scratch
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
@@ -32,7 +32,7 @@ def test_workspace_limit_round_trip():
 
 
 def test_scratch_buffers_are_never_shared_while_borrowed():
-    pool = _config._ScratchPool(keep=2)
+    pool = _scratch._ScratchPool(keep=2)
     with pool.borrow(np.float32, (3, 4)) as first:
         with pool.borrow(np.float32, (3, 4)) as second:
             assert first.shape == second.shape == (3, 4)
@@ -48,7 +48,7 @@ def test_scratch_buffers_are_never_shared_while_borrowed():
 
 
 def test_scratch_arrays_from_one_buffer_are_apart_and_aligned():
-    pool = _config._ScratchPool()
+    pool = _scratch._ScratchPool()
     with pool.borrow(np.float64, (3, 5), (0,), (7,), (2, 1)) as arrays:
         assert [a.shape for a in arrays] == [(3, 5), (0,), (7,), (2, 1)]
         for i, a in enumerate(arrays):
@@ -62,7 +62,7 @@ def test_scratch_arrays_from_one_buffer_are_apart_and_aligned():
 
 
 def test_scratch_handles_empty_shapes():
-    pool = _config._ScratchPool()
+    pool = _scratch._ScratchPool()
     with pool.borrow(np.float32, (2, 0, 7)) as empty:
         assert empty.shape == (2, 0, 7)
 
@@ -77,7 +77,7 @@ def test_blas_is_single_threaded_inside_kernels_called_from_any_python_thread():
     # threadpoolctl >= 3.8 ignores OpenBLAS limits set from any Python thread but the one
     # that set one first, unless released: a call from a worker thread after one from the
     # main thread used to run BLAS multi-threaded inside the kernels' OpenMP threads
-    from fastconv._config import single_threaded_blas
+    from fastconv._blas import single_threaded_blas
 
     before = _blas_thread_counts()
     seen = []
@@ -131,6 +131,6 @@ class _FakeBlas:
     ([], 0),
 ])
 def test_small_gemm_limit_only_for_openblas_avx512_kernels(libraries, limit, monkeypatch):
-    monkeypatch.setattr(_config, "_blas_libraries", lambda: libraries)
-    monkeypatch.setattr(_config, "_small_gemm", None)
-    assert _config.small_gemm_limit() == limit
+    monkeypatch.setattr(_blas, "_blas_libraries", lambda: libraries)
+    monkeypatch.setattr(_blas, "_small_gemm", None)
+    assert _blas.small_gemm_limit() == limit

@@ -1,0 +1,176 @@
+"""Orchestration shared by the Winograd algorithms: band plans, work buffers, the forward pass
+and the weight gradient over _kernels/_winograd.pyx's transform sets.
+
+Winograd mixes each input block into all the outputs of its tile, where the contributions of
+pixels outside an output's window cancel exactly, but inf - inf does not: a NaN or an infinity
+in x or w turns outputs around it NaN, where the direct method would give finite values or
+infinities. Such a value always reaches some output of its tile (every column of the
+transforms has a nonzero entry), so the forward sums the outputs as it writes them and reports
+whether they came out finite; "auto" computes a result that is not again by the direct method
+(docs/algorithms.md, "Winograd and infinities").
+"""
+from contextlib import contextmanager
+
+import numpy as np
+
+from .. import _blas, _compiled, _tuning
+from .._scratch import scratch
+from .._settings import get_num_threads, get_workspace_limit
+
+# The transform sets of _kernels/_winograd.pyx: its Variant, transformed values per tile, and
+# outputs per tile side.
+SETS = {"2x2": ("F2X2", 16, 2), "stride-2": ("STRIDE_TWO", 25, 2), "4x4": ("F4X4", 36, 4)}
+
+# G, the weight transform U = G g G^T, of F(2x2, 3x3) and F(4x4, 3x3)
+_G = {
+    "2x2": ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0)),
+    "4x4": ((1 / 4, 0.0, 0.0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
+            (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0.0, 0.0, 1.0)),
+}
+
+
+def plan(batch, channels, filters, out_height, out_width, itemsize, elements=16, tile=2):
+    """Threads and band height (in rows of tile x tile output tiles, run on across images)
+    for a Winograd pass: (num_threads, band_rows, tiles_w). A band's transformed tiles
+    (`elements` per tile), channels and filters, stay near WINOGRAD_BAND_BYTES per thread."""
+    tiles_h, tiles_w = -(-out_height // tile), -(-out_width // tile)
+    threads = get_num_threads()
+    row_bytes = elements * (channels + filters) * tiles_w * itemsize
+    budget = min(_tuning.WINOGRAD_BAND_BYTES, get_workspace_limit() // threads)
+    rows = batch * tiles_h
+    band_rows = int(min(max(1, budget // row_bytes), -(-rows // threads)))
+    # as many bands, or the next multiple of the thread count (threads take whole bands),
+    # evened out
+    bands = -(-rows // band_rows)
+    if bands > threads:
+        bands = -(-bands // threads) * threads
+    band_rows = -(-rows // bands)
+    direct_flops = 2 * batch * filters * channels * 9 * out_height * out_width
+    if bands < threads or direct_flops < _tuning.MIN_PARALLEL_FLOPS:
+        threads = 1
+    return threads, band_rows, tiles_w
+
+
+@contextmanager
+def _work(threads, band_rows, tiles_w, first, second, dtype, second_by_tile=False,
+          elements=16, held=(0,)):
+    """Per-thread work buffers (threads, elements, first, band tiles) and (threads, elements,
+    second, band tiles), or (threads, elements, band tiles, second) with second_by_tile, and
+    one more array of shape `held` (the call's transformed weights or weight-gradient sums:
+    scratch like the rest, since a fresh multi-MiB array costs a page fault per 4 KiB). The
+    planes of a work buffer are written and read in step: planes a multiple of 4 KiB apart
+    would all map to the same cache sets, so each is offset by a cache line."""
+    ntiles = band_rows * tiles_w
+    skew = 64 // np.dtype(dtype).itemsize
+    with scratch(dtype, (threads, elements, first * ntiles + skew),
+                 (threads, elements, second * ntiles + skew), held) as (one, two, kept):
+        yield (one[:, :, : first * ntiles].reshape(threads, elements, first, ntiles),
+               two[:, :, : second * ntiles].reshape(
+                   (threads, elements) + ((ntiles, second) if second_by_tile else (second, ntiles))),
+               kept)
+
+
+def forward(x, w, b, out, padding, transforms):
+    """out = 3x3 conv of x with w (+ b) by the transform set `transforms` (a key of SETS:
+    F(2x2, 3x3) or F(4x4, 3x3) at stride 1, "stride-2" at stride 2); out is overwritten.
+    Returns whether every output is finite (see the module docstring)."""
+    channels, filters = x.shape[1], w.shape[0]
+    name, elements, tile = SETS[transforms]
+    variant = getattr(_compiled.winograd.Variant, name)
+    threads, band_rows, tiles_w = plan(x.shape[0], channels, filters, *out.shape[2:],
+                                       x.itemsize, elements, tile)
+    totals = np.zeros(threads, dtype=x.dtype)
+    with _work(threads, band_rows, tiles_w, channels, filters, x.dtype,
+               elements=elements, held=(elements, filters, channels)) as (
+                   inputs, products, transformed):
+        _compiled.winograd.transform_weights(w, variant, transformed)
+        pieces = _blas.gemm_pieces(filters, channels)
+        _blas.run_kernel(_compiled.winograd.forward, threads, x, transformed, b, out, inputs, products,
+                   *padding, variant, band_rows, pieces, totals, all_small=pieces[2] > 0)
+    return bool(np.isfinite(totals.sum()))
+
+
+def weight_gradient(x, dout, padding, has_bias, transforms):
+    """dW (F, C, 3, 3) of a 3x3 stride-1 conv of x giving dout, by Winograd F(2x2, 3x3) or
+    F(4x4, 3x3) (`transforms` "2x2" or "4x4"), and db (F,) (None without a bias), summed as
+    dout is transformed.
+
+    The forward is out = A^T [(G g G^T) * (B^T d B)] A per tile, so the gradient of G g G^T
+    is the sum over tiles of (A dy A^T) * (B^T d B): 16 (36) GEMMs over the tiles, then
+    dW = G^T (that sum) G.
+    """
+    channels, filters = x.shape[1], dout.shape[1]
+    name, elements, tile = SETS[transforms]
+    threads, band_rows, tiles_w = plan(x.shape[0], channels, filters, *dout.shape[2:],
+                                       x.itemsize, elements, tile)
+    dbias = np.zeros((threads, filters), x.dtype) if has_bias else None
+    with _work(threads, band_rows, tiles_w, channels, filters, x.dtype, second_by_tile=True,
+               elements=elements, held=(threads, elements, channels, filters)) as (
+                   inputs, douts, products):  # products: transposed
+        pieces = _blas.gemm_pieces(channels, band_rows * tiles_w)
+        _blas.run_kernel(_compiled.winograd.weight_gradient, threads, x, dout, products, dbias, inputs,
+                   douts, *padding, getattr(_compiled.winograd.Variant, name), band_rows, pieces,
+                   all_small=pieces[2] > 0)
+        # a GEMM: on one BLAS thread, since a multi-threaded BLAS call leaves its threads
+        # spinning for a while after, on the cores the next call needs
+        with _blas.single_threaded_blas():
+            dw = untransform(thread_sum(products, in_place=True),
+                             np.array(_G[transforms], dtype=x.dtype))
+    return dw, None if dbias is None else thread_sum(dbias)
+
+
+def untransform(sums, g):
+    """dW (F, C, 3, 3) = G^T S G for each (c, f), S = sums[:, c, f] (E, C, F) as a square
+    matrix, as one GEMM by kron(G, G)^T: dW[f, c, a, b] = sum over (i, j) of G[i, a] G[j, b]
+    S[i, j] (np.einsum took 7x as long, copying on the way)."""
+    elements, channels, filters = sums.shape
+    dw = np.kron(g, g).T @ sums.reshape(elements, channels * filters)
+    return np.ascontiguousarray(dw.reshape(3, 3, channels, filters).transpose(3, 2, 0, 1))
+
+
+def flipped(w):
+    """The kernels of dx's convolution: w flipped in both axes, channels and filters swapped."""
+    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+
+
+def stride_one_backward(dout, x, w, has_bias, geometry, transforms, need_dx=True):
+    """((dx, dw, db), whether dx came out all finite) of a 3x3 stride-1 conv by Winograd
+    (`transforms` "2x2" or "4x4"): dx is the full correlation of dout with the flipped
+    kernels, again a 3x3 stride-1 convolution, padded by 2 - p."""
+    dw, db = weight_gradient(x, dout, geometry.padding, has_bias, transforms)
+    if not need_dx:
+        return (None, dw, db), True
+    dx = np.empty_like(x)
+    finite = forward(dout, flipped(w), None, dx,
+                     (2 - geometry.pad_height, 2 - geometry.pad_width), transforms)
+    return (dx, dw, db), finite
+
+
+def thread_sum(per_thread, in_place=False):
+    """The sum of per-thread partial results (threads, ...) over the threads; with
+    `in_place`, added up into per_thread[0] (scratch) rather than a new array."""
+    if per_thread.shape[0] == 1:
+        return per_thread[0]
+    if not in_place:
+        return per_thread.sum(axis=0)
+    for part in per_thread[1:]:
+        per_thread[0] += part
+    return per_thread[0]
+
+
+def plain_3x3(geometry):
+    """None when the geometry is a 2-D 3x3 convolution without groups or dilation, zero
+    padded and symmetric; else why not (the Winograd kernels' common ground)."""
+    if geometry.ndim != 2:
+        return f"{geometry.ndim}-D convolutions"
+    if geometry.kernel != (3, 3):
+        return f"kernel {geometry.kernel}: only 3x3"
+    if geometry.groups != 1:
+        return "grouped convolutions"
+    if not geometry.undilated:
+        return "dilated convolutions"
+    if not geometry.symmetric:
+        return "asymmetric padding"
+    if not geometry.zero_padded:
+        return f"padding_mode {geometry.padding_mode!r}"
+    return None
