@@ -6,15 +6,28 @@ Cython + BLAS kernels, with readable NumPy twins in ``fastconv.reference``.
 from ._backend import available_backends, get_backend, set_backend
 from ._settings import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit
 from .algorithms import UnsupportedAlgorithm
-from .conv import available_algorithms, conv2d_backward, conv2d_forward
+from .conv import (available_algorithms, conv1d_backward, conv1d_forward, conv2d_backward,
+                   conv2d_forward, conv3d_backward, conv3d_forward, conv_transpose1d_backward,
+                   conv_transpose1d_forward, conv_transpose2d_backward, conv_transpose2d_forward,
+                   conv_transpose3d_backward, conv_transpose3d_forward)
 from .im2col import col2im, im2col
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "conv1d_forward",
+    "conv1d_backward",
     "conv2d_forward",
     "conv2d_backward",
+    "conv3d_forward",
+    "conv3d_backward",
+    "conv_transpose1d_forward",
+    "conv_transpose1d_backward",
+    "conv_transpose2d_forward",
+    "conv_transpose2d_backward",
+    "conv_transpose3d_forward",
+    "conv_transpose3d_backward",
     "im2col",
     "col2im",
     "max_pool2d_forward",

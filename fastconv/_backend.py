@@ -1,5 +1,6 @@
 """Backend choice: "auto" | "cython" | "reference", with FASTCONV_BACKEND as the default."""
 import os
+import sys
 import warnings
 
 from . import _compiled
@@ -47,6 +48,18 @@ def _default_name():
     return check_name(name, "from the environment variable FASTCONV_BACKEND")
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _caller_level():
+    """The stacklevel of the first frame outside fastconv: the user's call, however deep
+    inside fastconv the backend was resolved."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    return level
+
+
 def resolve(backend="auto"):
     """Turn a backend argument into "cython" or "reference"."""
     global _warned
@@ -64,7 +77,7 @@ def resolve(backend="auto"):
                 f"reference backend ({_compiled.IMPORT_ERROR}). Install with `pip install .` to "
                 "compile them.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=_caller_level(),
             )
         return "reference"
     if backend == "cython":

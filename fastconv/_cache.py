@@ -10,8 +10,10 @@ class _ReadOnlyCache:
 
     __slots__ = ()
 
+    _fields = ()  # the slots a cache's __init__ fills, in order (subclasses may add no slots)
+
     def __init__(self, *values):
-        for name, value in zip(self.__slots__, values):
+        for name, value in zip(self._fields, values):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name, value):
@@ -23,32 +25,44 @@ class _ReadOnlyCache:
                         f"returned it (tried to delete {name!r})")
 
     def __reduce__(self):  # copy and pickle through __init__, as __setattr__ is closed
-        return (type(self), tuple(getattr(self, name) for name in self.__slots__))
+        return (type(self), tuple(getattr(self, name) for name in self._fields))
 
 
 class ConvCache(_ReadOnlyCache):
-    """What conv2d_backward needs from conv2d_forward. Treat as opaque; read-only.
+    """What conv{1,2,3}d_backward needs from the forward. Treat as opaque; read-only.
 
     x, weight: the forward's inputs as C-contiguous arrays (the caller's own arrays
-    when they already were; never written). window: the Window2d geometry.
+    when they already were; never written). window: the ConvGeometry.
     algorithm: the one the forward ran; automatic: whether "auto" chose it.
     """
 
-    __slots__ = ("x", "weight", "has_bias", "window", "backend", "algorithm", "automatic")
+    __slots__ = _fields = ("x", "weight", "has_bias", "window", "backend", "algorithm", "automatic")
 
     def __init__(self, x, weight, has_bias, window, backend, algorithm, automatic=False):
         super().__init__(x, weight, has_bias, window, backend, algorithm, automatic)
 
     @property
     def out_shape(self):
-        return (self.window.batch, self.weight.shape[0], self.window.out_height, self.window.out_width)
+        return self.window.output_shape
 
     def __repr__(self):
         return (
-            f"ConvCache(x={self.x.shape}, weight={self.weight.shape}, bias={self.has_bias}, "
-            f"stride={self.window.stride}, padding={self.window.padding}, "
-            f"backend={self.backend!r}, algorithm={self.algorithm!r})"
+            f"{type(self).__name__}(x={self.x.shape}, weight={self.weight.shape}, "
+            f"bias={self.has_bias}, {self.window.describe()}, backend={self.backend!r}, "
+            f"algorithm={self.algorithm!r})"
         )
+
+
+class ConvTransposeCache(ConvCache):
+    """What conv_transpose{1,2,3}d_backward needs from the forward; as ConvCache, with
+    window the geometry of the convolution this one is the transpose of (whose input has the
+    transposed output's shape)."""
+
+    __slots__ = ()
+
+    @property
+    def out_shape(self):
+        return self.window.input_shape
 
 
 class PoolCache(_ReadOnlyCache):
@@ -63,7 +77,7 @@ class PoolCache(_ReadOnlyCache):
     instead of making the backward write out of bounds.
     """
 
-    __slots__ = ("kind", "window", "dtype", "argmax", "backend")
+    __slots__ = _fields = ("kind", "window", "dtype", "argmax", "backend")
 
     def __init__(self, kind, window, dtype, argmax, backend):
         if argmax is not None:

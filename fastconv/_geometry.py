@@ -169,6 +169,14 @@ class ConvGeometry(NamedTuple):
                              pad_before=(0,) * lead + self.pad_before,
                              pad_after=(0,) * lead + self.pad_after, out=(1,) * lead + self.out)
 
+    def kernel_window(self):
+        """The 16 values of _kernels/_tiles.pxd's Window (kernel, stride, padding before and
+        dilation of (d, h, w), output size, padding mode) for the N-d im2col kernels."""
+        g = self.as_3d()
+        mode = 0 if self.zero_padded else PADDING_MODES.index(self.padding_mode)
+        return np.array(g.kernel + g.stride + g.pad_before + g.dilation + g.out + (mode,),
+                        dtype=np.intp)
+
     def key(self, dtype):
         """A hashable description of the problem for plan caches and wisdom."""
         return (np.dtype(dtype).name,) + tuple(self)

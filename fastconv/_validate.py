@@ -2,7 +2,7 @@
 import numpy as np
 
 from ._cache import PoolCache
-from ._geometry import conv_geometry, window2d
+from ._geometry import conv_geometry, transposed_geometry, window2d
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -65,19 +65,50 @@ def contiguous(a):
     return np.ascontiguousarray(a)
 
 
-def conv2d_inputs(x, w, b, stride, padding):
-    """Check conv2d_forward's arguments; return the ConvGeometry."""
-    check_array(x, "x", 4, "(N, C, H, W)")
-    check_array(w, "w", 4, "(F, C, KH, KW)")
+_LAYOUTS = {1: ("(N, C, L)", "(F, C // groups, K)", "(C, F // groups, K)"),
+            2: ("(N, C, H, W)", "(F, C // groups, KH, KW)", "(C, F // groups, KH, KW)"),
+            3: ("(N, C, D, H, W)", "(F, C // groups, KD, KH, KW)", "(C, F // groups, KD, KH, KW)")}
+
+
+def _conv_arrays(x, w, b, ndim, transposed):
+    x_layout, w_layout, t_layout = _LAYOUTS[ndim]
+    check_array(x, "x", ndim + 2, x_layout)
+    check_array(w, "w", ndim + 2, t_layout if transposed else w_layout)
     if b is not None:
         check_array(b, "b", 1, "(F,)")
     check_same_dtype(x=x, w=w, b=b)
-    if b is not None and b.shape[0] != w.shape[0]:
+
+
+def _check_bias(b, filters, w):
+    if b is not None and b.shape[0] != filters:
         raise ValueError(
-            f"b must have one entry per filter: w has {w.shape[0]} filters (shape {w.shape}), "
+            f"b must have one entry per filter: w (shape {w.shape}) makes {filters} filters, "
             f"b has shape {b.shape}"
         )
-    return conv_geometry(x.shape, w.shape, stride, padding)
+
+
+def conv_inputs(x, w, b, ndim, stride, padding, dilation=1, groups=1, padding_mode="zeros"):
+    """Check an N-d convolution's arguments; return its ConvGeometry."""
+    _conv_arrays(x, w, b, ndim, transposed=False)
+    geometry = conv_geometry(x.shape, w.shape, stride, padding, dilation=dilation, groups=groups,
+                             padding_mode=padding_mode)
+    _check_bias(b, w.shape[0], w)
+    return geometry
+
+
+def conv2d_inputs(x, w, b, stride, padding, dilation=1, groups=1, padding_mode="zeros"):
+    """Check conv2d_forward's arguments; return the ConvGeometry."""
+    return conv_inputs(x, w, b, 2, stride, padding, dilation, groups, padding_mode)
+
+
+def conv_transpose_inputs(x, w, b, ndim, stride, padding, output_padding, dilation=1, groups=1):
+    """Check an N-d transposed convolution's arguments; return the geometry of the
+    convolution it is the adjoint of (_geometry.transposed_geometry)."""
+    _conv_arrays(x, w, b, ndim, transposed=True)
+    geometry = transposed_geometry(x.shape, w.shape, stride, padding, output_padding,
+                                   dilation=dilation, groups=groups)
+    _check_bias(b, geometry.channels, w)
+    return geometry
 
 
 def window_inputs(x, kernel_size, stride, padding):

@@ -2,10 +2,18 @@
 import numpy as np
 
 from . import _backend, _compiled
+from ._geometry import ConvGeometry
 from ._settings import get_num_threads
 from ._validate import col2im_inputs, contiguous, window_inputs
 from .reference.im2col import _col2im as _reference_col2im
 from .reference.im2col import _im2col as _reference_im2col
+
+
+def _kernel_window(window):
+    """The im2col kernels' Window values for a 2-D Window2d (zero padding, no dilation)."""
+    return ConvGeometry(window.batch, window.channels, 0, 1, (window.height, window.width),
+                        window.kernel_size, window.stride, (1, 1), window.padding,
+                        window.padding, (window.out_height, window.out_width)).kernel_window()
 
 
 def im2col(x, kernel_size, stride=1, padding=0, *, backend="auto"):
@@ -23,10 +31,7 @@ def im2col(x, kernel_size, stride=1, padding=0, *, backend="auto"):
     rows = window.channels * window.kernel_height * window.kernel_width
     cols = np.empty((rows, window.batch * window.out_height * window.out_width), dtype=x.dtype)
     if cols.size:
-        _compiled.im2col.im2col(
-            x, cols, *window.kernel_size, *window.stride, *window.padding,
-            window.out_height, window.out_width, get_num_threads(),
-        )
+        _compiled.im2col.im2col(x[:, :, None], cols, _kernel_window(window), get_num_threads())
     return cols
 
 
@@ -42,8 +47,5 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, *, backend="auto"):
         return _reference_col2im(cols, window)
     out = np.zeros(window.input_shape, dtype=cols.dtype)
     if cols.size:
-        _compiled.im2col.col2im(
-            cols, out, *window.kernel_size, *window.stride, *window.padding,
-            window.out_height, window.out_width, get_num_threads(),
-        )
+        _compiled.im2col.col2im(cols, out[:, :, None], _kernel_window(window), get_num_threads())
     return out

@@ -1,52 +1,57 @@
-"""Compiled conv2d forward/backward: im2col over bands of output rows + BLAS GEMM, parallel over tasks.
+"""Compiled convolution forward/backward, 1-D to 3-D: im2col over bands of output rows + BLAS
+GEMM (one per group), parallel over tasks.
 
-The Python front allocates every output and workspace, chooses the band height so one
-thread's im2col buffer stays within the workspace budget, and limits BLAS to one thread
-when num_threads > 1 (the OpenMP threads here each run their own single-threaded GEMM).
+The Python front (fastconv/algorithms/im2col_gemm.py) allocates every output and workspace,
+chooses the band height so one thread's im2col buffer stays within the workspace budget, and
+limits BLAS to one thread when num_threads > 1 (the OpenMP threads here each run their own
+single-threaded GEMM). Every convolution arrives as a 3-D one over 5-D views (_tiles.pxd).
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 
 from ._gemm cimport gemm, gemm_blocked
-from ._tiles cimport col2im_rows, im2col_rows, im2col_staged, zero_image
+from ._tiles cimport (Window, col2im_rows, im2col_rows, im2col_staged, unpack_window,
+                      zero_image)
 
 
-cdef inline void fill_bias(floating[:, :, :, ::1] out, const floating[::1] bias, Py_ssize_t image,
-                           Py_ssize_t row_start, Py_ssize_t row_stop) noexcept nogil:
-    """Set out[image, f, rows] = bias[f]; the GEMM then adds onto it (beta = 1)."""
-    cdef Py_ssize_t f, oh, ow
+cdef inline void fill_bias(floating[:, :, ::1] out, const floating[::1] bias, Py_ssize_t image,
+                           Py_ssize_t start, Py_ssize_t count) noexcept nogil:
+    """Set out[image, f, start:start + count] = bias[f]; the GEMM then adds onto it (beta = 1)."""
+    cdef Py_ssize_t f, j
     cdef floating value
     for f in range(out.shape[1]):
         value = bias[f]
-        for oh in range(row_start, row_stop):
-            for ow in range(out.shape[3]):
-                out[image, f, oh, ow] = value
+        for j in range(start, start + count):
+            out[image, f, j] = value
 
 
-def forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
-            Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-            const floating[::1] bias, floating[:, :, :, ::1] out,
+def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
+            const Py_ssize_t[::1] window, Py_ssize_t groups,
+            const floating[::1] bias, floating[:, :, ::1] out,
             floating[:, :, ::1] workspace, floating[:, ::1] stage,
-            Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
             Py_ssize_t band_rows, bint direct, const int[::1] gemm_pieces, int num_threads):
-    """out (N, F, OH, OW) = conv(x (N, C, H, W), weight) [+ bias (F,)].
+    """out (N, F, OD*OH*OW) = conv(x (N, C, D, H, W), weight) [+ bias (F,)].
 
-    weight: (F, C*KH*KW), or (F, C*KH*KW + 1) with the bias as its last column: the
-    im2col buffer then gets a row of ones and the GEMM adds the bias (`bias` is then None).
-    workspace: (num_threads, weight.shape[1], band_rows*OW), unused when `direct` (a 1x1,
-    stride-1, unpadded convolution, which is a plain GEMM on x; `weight` is (F, C)).
+    weight: (F, C/groups * KD*KH*KW), or with groups == 1 (F, C*KD*KH*KW + 1) with the bias as
+    its last column: the im2col buffer then gets a row of ones and the GEMM adds the bias
+    (`bias` is then None). window: the 16 values of _tiles.Window.
+    workspace: (num_threads, weight rows of every group (+ 1), band_rows*OW), unused when
+    `direct` (a 1x1x1, stride-1, unpadded convolution without groups: a plain GEMM on x).
     stage: (num_threads, stage size) for im2col_staged(), or (num_threads, 0) for im2col_rows().
     gemm_pieces: (rows, inner, columns), the most of each per GEMM call (0: no split).
     """
+    cdef Window w = unpack_window(window)
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
-    cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
     cdef Py_ssize_t filters = weight.shape[0]
-    cdef Py_ssize_t out_height = out.shape[2], out_width = out.shape[3]
-    cdef Py_ssize_t bands = (out_height + band_rows - 1) // band_rows
-    cdef Py_ssize_t task, image, row_start, row_stop, column
-    cdef int patch = channels * kernel_height * kernel_width
-    cdef int depth = weight.shape[1]  # patch, or patch + 1 with the bias folded in
-    cdef int plane = out_height * out_width
+    cdef Py_ssize_t bands = (w.out_h + band_rows - 1) // band_rows
+    cdef Py_ssize_t slices = w.out_d * bands
+    cdef Py_ssize_t task, image, od, row_start, row_stop, start, column, g
+    cdef int group_filters = filters // groups
+    cdef int patch = channels * w.kernel_d * w.kernel_h * w.kernel_w  # all groups' rows
+    cdef int group_patch = patch // groups
+    cdef int depth = weight.shape[1]  # group_patch, or patch + 1 with the bias folded in
+    cdef int plane = out.shape[2]
+    cdef int in_plane = x.shape[2] * x.shape[3] * x.shape[4]
     cdef int ld_work = workspace.shape[2]
     cdef int ncols, tid = 0
     cdef int piece_rows = gemm_pieces[0], piece_inner = gemm_pieces[1]
@@ -55,34 +60,36 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, ::1] weight,
     cdef floating beta = 1 if has_bias else 0
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
-        if not direct and depth > patch:
+        if not direct and depth > group_patch:
             for column in range(ld_work):
                 workspace[tid, patch, column] = 1
         # dynamic: a thread that starts late (woken from sleep) takes fewer bands; every
         # band is computed the same way whichever thread runs it, so results do not change
-        for task in prange(batch * bands, schedule="dynamic"):
-            image = task // bands
+        for task in prange(batch * slices, schedule="dynamic"):
+            image = task // slices
+            od = (task % slices) // bands
             row_start = (task % bands) * band_rows
-            row_stop = min(row_start + band_rows, out_height)
-            ncols = (row_stop - row_start) * out_width
+            row_stop = min(row_start + band_rows, w.out_h)
+            ncols = (row_stop - row_start) * w.out_w
+            start = (od * w.out_h + row_start) * w.out_w
             if has_bias:
-                fill_bias(out, bias, image, row_start, row_stop)
+                fill_bias(out, bias, image, start, ncols)
             if direct:
                 gemm_blocked(False, filters, ncols, channels, 1, &weight[0, 0], channels,
-                             &x[image, 0, row_start, 0], height * width,
-                             beta, &out[image, 0, row_start, 0], plane,
+                             &x[image, 0, 0, 0, 0] + start, in_plane,
+                             beta, &out[image, 0, start], plane,
                              piece_rows, piece_inner, piece_columns)
+                continue
+            if stage.shape[1] > 0:
+                im2col_staged(x, image, &w, od, row_start, row_stop, workspace[tid], 0,
+                              stage[tid])
             else:
-                if stage.shape[1] > 0:
-                    im2col_staged(x, image, kernel_height, kernel_width, stride_h, stride_w,
-                                  pad_h, pad_w, out_width, row_start, row_stop, workspace[tid], 0,
-                                  stage[tid])
-                else:
-                    im2col_rows(x, image, kernel_height, kernel_width, stride_h, stride_w,
-                                pad_h, pad_w, out_width, row_start, row_stop, workspace[tid], 0)
-                gemm_blocked(False, filters, ncols, depth, 1, &weight[0, 0], depth,
-                             &workspace[tid, 0, 0], ld_work, beta, &out[image, 0, row_start, 0],
-                             plane, piece_rows, piece_inner, piece_columns)
+                im2col_rows(x, image, &w, od, row_start, row_stop, workspace[tid], 0)
+            for g in range(groups):
+                gemm_blocked(False, group_filters, ncols, depth, 1, &weight[g * group_filters, 0],
+                             depth, &workspace[tid, g * group_patch, 0], ld_work, beta,
+                             &out[image, g * group_filters, start], plane, piece_rows,
+                             piece_inner, piece_columns)
 
 
 cdef inline void transpose_into(floating* dst, const floating* src, Py_ssize_t rows,
@@ -143,36 +150,40 @@ cdef inline void add_weight_gradient(floating* dweight, floating* dbias, const f
         add_row_sums(dbias, dout, filters, ncols, ld_dout)
 
 
-def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
-             const floating[:, :, :, ::1] weight, floating[:, :, :, ::1] dx,
+def backward(const floating[:, :, ::1] dout, const floating[:, :, :, :, ::1] x,
+             const floating[:, ::1] weight, floating[:, :, :, :, ::1] dx,
              floating[:, :, ::1] dweight_per_thread, floating[:, ::1] dbias_per_thread,
              floating[:, :, ::1] workspace, floating[:, :, ::1] dout_band,
-             Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+             const Py_ssize_t[::1] window, Py_ssize_t groups,
              Py_ssize_t band_rows, bint direct, bint transposed,
              const int[::1] gemm_pieces, const int[::1] dweight_pieces, int num_threads):
-    """dx (N, C, H, W) and per-thread partial sums of dweight and dbias.
+    """dx (N, C, D, H, W) and per-thread partial sums of dweight and dbias, for dout
+    (N, F, OD*OH*OW) and weight (F, C/groups * KD*KH*KW).
 
-    dx is overwritten. dweight_per_thread, (num_threads, F, C*KH*KW), or with `transposed`
-    (num_threads, C*KH*KW, F), and dbias_per_thread (num_threads, F), or None for no bias,
-    must be zero on entry; the caller sums them. Each thread owns whole images, so the
-    col2im scatter into dx never races.
+    x None: no weight gradient (dweight_per_thread and dbias_per_thread unused); dx None: no
+    input gradient. dx is overwritten. dweight_per_thread, (num_threads, F, C/groups*K), or
+    with `transposed` (groups == 1 only) (num_threads, C*K, F), and dbias_per_thread
+    (num_threads, F), or None for no bias, must be zero on entry; the caller sums them. Each
+    thread owns whole images, so the col2im scatter into dx never races.
     dout_band: (num_threads, band_rows*OW, F) with `transposed` (see add_weight_gradient,
     whose pieces are dweight_pieces), else unused. gemm_pieces: those of the dcols product.
     """
-    cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
-    cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
+    cdef Window w = unpack_window(window)
+    cdef bint need_dw = x is not None, need_dx = dx is not None
+    cdef Py_ssize_t batch = dout.shape[0]
+    cdef Py_ssize_t channels = dx.shape[1] if need_dx else x.shape[1]
     cdef Py_ssize_t filters = weight.shape[0]
-    cdef Py_ssize_t kernel_height = weight.shape[2], kernel_width = weight.shape[3]
-    cdef Py_ssize_t out_height = dout.shape[2], out_width = dout.shape[3]
-    cdef Py_ssize_t bands = (out_height + band_rows - 1) // band_rows
-    cdef Py_ssize_t image, band_index, row_start, row_stop
-    cdef int patch = channels * kernel_height * kernel_width
-    cdef int plane = out_height * out_width
+    cdef Py_ssize_t bands = (w.out_h + band_rows - 1) // band_rows
+    cdef Py_ssize_t image, od, band_index, row_start, row_stop, start, g
+    cdef int group_filters = filters // groups
+    cdef int patch = channels * w.kernel_d * w.kernel_h * w.kernel_w
+    cdef int group_patch = patch // groups
+    cdef int plane = dout.shape[2]
     cdef int ld_work = workspace.shape[2]
     cdef int ncols, tid = 0
     cdef int piece_rows = gemm_pieces[0], piece_inner = gemm_pieces[1]
     cdef int piece_columns = gemm_pieces[2]
-    cdef bint has_bias = dbias_per_thread is not None
+    cdef bint has_bias = need_dw and dbias_per_thread is not None
     cdef floating* dbias
     cdef floating* band
     with nogil, parallel(num_threads=num_threads):
@@ -181,27 +192,41 @@ def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
         band = &dout_band[tid, 0, 0] if transposed else NULL
         for image in prange(batch, schedule="static"):
             if direct:
-                # dW += dout[n] (F, HW) @ x[n]^T (HW, C);  dx[n] = W^T (C, F) @ dout[n] (F, HW)
-                add_weight_gradient(&dweight_per_thread[tid, 0, 0], dbias, &x[image, 0, 0, 0],
-                                    plane, channels, &dout[image, 0, 0, 0], plane, filters,
-                                    plane, band, transposed, dweight_pieces)
-                gemm_blocked(True, channels, plane, filters, 1, &weight[0, 0, 0, 0], channels,
-                             &dout[image, 0, 0, 0], plane, 0, &dx[image, 0, 0, 0], plane,
-                             piece_rows, piece_inner, piece_columns)
+                # dW += dout[n] (F, P) @ x[n]^T (P, C);  dx[n] = W^T (C, F) @ dout[n] (F, P)
+                if need_dw:
+                    add_weight_gradient(&dweight_per_thread[tid, 0, 0], dbias,
+                                        &x[image, 0, 0, 0, 0], plane, channels,
+                                        &dout[image, 0, 0], plane, filters, plane, band,
+                                        transposed, dweight_pieces)
+                if need_dx:
+                    gemm_blocked(True, channels, plane, filters, 1, &weight[0, 0], channels,
+                                 &dout[image, 0, 0], plane, 0, &dx[image, 0, 0, 0, 0], plane,
+                                 piece_rows, piece_inner, piece_columns)
                 continue
-            zero_image(dx, image)
-            for band_index in range(bands):
-                row_start = band_index * band_rows
-                row_stop = min(row_start + band_rows, out_height)
-                ncols = (row_stop - row_start) * out_width
-                im2col_rows(x, image, kernel_height, kernel_width, stride_h, stride_w,
-                            pad_h, pad_w, out_width, row_start, row_stop, workspace[tid], 0)
-                add_weight_gradient(&dweight_per_thread[tid, 0, 0], dbias, &workspace[tid, 0, 0],
-                                    ld_work, patch, &dout[image, 0, row_start, 0], plane,
-                                    filters, ncols, band, transposed, dweight_pieces)
-                # dcols (patch, ncols) = W^T (patch, F) @ dout band (F, ncols), reusing the buffer
-                gemm_blocked(True, patch, ncols, filters, 1, &weight[0, 0, 0, 0], patch,
-                             &dout[image, 0, row_start, 0], plane, 0, &workspace[tid, 0, 0],
-                             ld_work, piece_rows, piece_inner, piece_columns)
-                col2im_rows(workspace[tid], 0, kernel_height, kernel_width, stride_h, stride_w,
-                            pad_h, pad_w, out_width, row_start, row_stop, dx, image)
+            if need_dx:
+                zero_image(dx, image)
+            for od in range(w.out_d):
+                for band_index in range(bands):
+                    row_start = band_index * band_rows
+                    row_stop = min(row_start + band_rows, w.out_h)
+                    ncols = (row_stop - row_start) * w.out_w
+                    start = (od * w.out_h + row_start) * w.out_w
+                    if need_dw:
+                        im2col_rows(x, image, &w, od, row_start, row_stop, workspace[tid], 0)
+                        for g in range(groups):
+                            add_weight_gradient(
+                                &dweight_per_thread[tid, g * group_filters, 0],
+                                dbias + g * group_filters if has_bias else NULL,
+                                &workspace[tid, g * group_patch, 0], ld_work, group_patch,
+                                &dout[image, g * group_filters, start], plane, group_filters,
+                                ncols, band, transposed, dweight_pieces)
+                    if need_dx:
+                        # dcols (patch, ncols) = W^T (patch, F) @ dout band (F, ncols) per
+                        # group, reusing the buffer
+                        for g in range(groups):
+                            gemm_blocked(True, group_patch, ncols, group_filters, 1,
+                                         &weight[g * group_filters, 0], group_patch,
+                                         &dout[image, g * group_filters, start], plane, 0,
+                                         &workspace[tid, g * group_patch, 0], ld_work,
+                                         piece_rows, piece_inner, piece_columns)
+                        col2im_rows(workspace[tid], 0, &w, od, row_start, row_stop, dx, image)

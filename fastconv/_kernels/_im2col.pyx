@@ -1,32 +1,34 @@
 """Compiled im2col / col2im over a whole batch, and the space-to-depth rearrangement of
-s2d-winograd (fastconv/_polyphase.py) and its adjoint; parallel over images and channels."""
+s2d-winograd (fastconv/reference/polyphase.py has the NumPy twins) and its adjoint; parallel over images and channels."""
 from cython cimport floating
 from cython.parallel cimport prange
 
-from ._tiles cimport col2im_rows, im2col_rows, zero_image
+from ._tiles cimport Window, col2im_rows, im2col_rows, unpack_window, zero_image
 
 
-def im2col(const floating[:, :, :, ::1] x, floating[:, ::1] cols,
-           Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-           Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-           Py_ssize_t out_height, Py_ssize_t out_width, int num_threads):
-    """Fill cols (C*KH*KW, N*OH*OW) from x (N, C, H, W); columns ordered (n, oh, ow)."""
-    cdef Py_ssize_t image, batch = x.shape[0], plane = out_height * out_width
+def im2col(const floating[:, :, :, :, ::1] x, floating[:, ::1] cols,
+           const Py_ssize_t[::1] window, int num_threads):
+    """Fill cols (C*KD*KH*KW, N*OD*OH*OW) from x (N, C, D, H, W); columns ordered
+    (n, od, oh, ow). window: the 16 values of _tiles.Window."""
+    cdef Window w = unpack_window(window)
+    cdef Py_ssize_t image, od, batch = x.shape[0]
+    cdef Py_ssize_t plane = w.out_h * w.out_w
     for image in prange(batch, nogil=True, schedule="static", num_threads=num_threads):
-        im2col_rows(x, image, kernel_height, kernel_width, stride_h, stride_w, pad_h, pad_w,
-                    out_width, 0, out_height, cols, image * plane)
+        for od in range(w.out_d):
+            im2col_rows(x, image, &w, od, 0, w.out_h, cols, (image * w.out_d + od) * plane)
 
 
-def col2im(const floating[:, ::1] cols, floating[:, :, :, ::1] dx,
-           Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-           Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-           Py_ssize_t out_height, Py_ssize_t out_width, int num_threads):
-    """Overwrite dx (N, C, H, W) with the adjoint of im2col applied to cols; each thread owns whole images."""
-    cdef Py_ssize_t image, batch = dx.shape[0], plane = out_height * out_width
+def col2im(const floating[:, ::1] cols, floating[:, :, :, :, ::1] dx,
+           const Py_ssize_t[::1] window, int num_threads):
+    """Overwrite dx (N, C, D, H, W) with the adjoint of im2col applied to cols; each thread
+    owns whole images."""
+    cdef Window w = unpack_window(window)
+    cdef Py_ssize_t image, od, batch = dx.shape[0]
+    cdef Py_ssize_t plane = w.out_h * w.out_w
     for image in prange(batch, nogil=True, schedule="static", num_threads=num_threads):
         zero_image(dx, image)
-        col2im_rows(cols, image * plane, kernel_height, kernel_width, stride_h, stride_w,
-                    pad_h, pad_w, out_width, 0, out_height, dx, image)
+        for od in range(w.out_d):
+            col2im_rows(cols, (image * w.out_d + od) * plane, &w, od, 0, w.out_h, dx, image)
 
 
 cdef inline Py_ssize_t phase_first(Py_ssize_t phase, Py_ssize_t stride,
@@ -39,7 +41,7 @@ cdef inline Py_ssize_t phase_stop(Py_ssize_t phase, Py_ssize_t stride, Py_ssize_
                                   Py_ssize_t size, Py_ssize_t count) noexcept nogil:
     """One past the last position p (of `count`) whose input index stride*p + phase - pad
     lies below size; positions [phase_first, phase_stop) lie inside the input (none when
-    phase_stop <= phase_first), as fastconv/_polyphase.py's _span."""
+    phase_stop <= phase_first), as fastconv/reference/polyphase.py's _span."""
     return 0 if size - 1 + pad - phase < 0 else min(count, (size - 1 + pad - phase) // stride + 1)
 
 

@@ -1,12 +1,64 @@
-# im2col / col2im over a band of output rows of one image: the building block of every conv kernel.
+# im2col / col2im over a band of output rows of one image: the building block of the conv kernels.
+#
+# Every convolution reaches these loops as a 3-D one: x is a 5-D view (N, C, D, H, W) (a 2-D
+# convolution has D = 1, a 1-D one D = H = 1), and the kernel, stride, padding and dilation of
+# the three axes come in a Window. A band is a run of output rows (oh) within one output depth
+# slice (od). Padding is never materialised: each read of a position outside the input goes
+# through padded_index(), which gives zero (ZEROS) or the input position the padding mode
+# copies, and col2im adds each gradient back onto that same position.
 from cython cimport floating
 from libc.string cimport memcpy, memset
+
+cdef enum:
+    ZEROS = 0
+    REFLECT = 1
+    REPLICATE = 2
+    CIRCULAR = 3
+
+
+cdef struct Window:
+    Py_ssize_t kernel_d, kernel_h, kernel_w
+    Py_ssize_t stride_d, stride_h, stride_w
+    Py_ssize_t pad_d, pad_h, pad_w            # padding before each axis (after: implied by out)
+    Py_ssize_t dilation_d, dilation_h, dilation_w
+    Py_ssize_t out_d, out_h, out_w
+    int mode
+
+
+cdef inline Window unpack_window(const Py_ssize_t[::1] values) noexcept nogil:
+    """A Window from the 16 values the Python side packs (_kernels' callers: kernel, stride,
+    padding and dilation for (d, h, w), the output size, the padding mode)."""
+    cdef Window w
+    w.kernel_d, w.kernel_h, w.kernel_w = values[0], values[1], values[2]
+    w.stride_d, w.stride_h, w.stride_w = values[3], values[4], values[5]
+    w.pad_d, w.pad_h, w.pad_w = values[6], values[7], values[8]
+    w.dilation_d, w.dilation_h, w.dilation_w = values[9], values[10], values[11]
+    w.out_d, w.out_h, w.out_w = values[12], values[13], values[14]
+    w.mode = <int> values[15]
+    return w
+
+
+cdef inline Py_ssize_t padded_index(Py_ssize_t i, Py_ssize_t size, int mode) noexcept nogil:
+    """The input position read at position i of the padded axis, or -1 for a zero. The
+    geometry guarantees reflect padding < size and circular padding <= size."""
+    cdef Py_ssize_t r
+    if 0 <= i < size:
+        return i
+    if mode == ZEROS or size == 0:
+        return -1
+    if mode == REPLICATE:
+        return 0 if i < 0 else size - 1
+    if mode == CIRCULAR:
+        r = i % size
+        return r + size if r < 0 else r
+    return -i if i < 0 else 2 * (size - 1) - i  # REFLECT
 
 
 cdef inline void valid_columns(Py_ssize_t kernel_col, Py_ssize_t width, Py_ssize_t out_width,
                                Py_ssize_t stride_w, Py_ssize_t pad_w,
                                Py_ssize_t* first, Py_ssize_t* stop) noexcept nogil:
-    """Output columns ow in [first, stop) read an input column inside [0, width) for this kernel column."""
+    """Output columns ow in [first, stop) read an input column inside [0, width) for this kernel
+    column offset (kw * dilation): ow * stride_w + kernel_col - pad_w."""
     cdef Py_ssize_t offset = kernel_col - pad_w  # input column of ow = 0
     cdef Py_ssize_t lo = 0, hi
     if offset < 0:
@@ -59,147 +111,193 @@ cdef inline void scatter_add(floating* dst, const floating* src, Py_ssize_t coun
             dst[i * stride] += src[i]
 
 
-cdef inline void gather_between_zeros(floating* dst, const floating* src, Py_ssize_t first,
-                                      Py_ssize_t stop, Py_ssize_t count,
-                                      Py_ssize_t stride) noexcept nogil:
-    """dst[:count] = zeros, then gather(src, stride) over [first, stop), then zeros: one window
-    row, whose columns outside [first, stop) (valid_columns()) lie in the padding. src is the
-    input element of column `first`; first < stop."""
-    cdef Py_ssize_t j
-    # the zero margins are at most the padding wide: plain loops beat calls
+cdef inline void gather_row(floating* dst, const floating* row, Py_ssize_t width,
+                            Py_ssize_t offset, Py_ssize_t first, Py_ssize_t stop,
+                            Py_ssize_t count, Py_ssize_t stride, int mode) noexcept nogil:
+    """dst[j] = padded row[j * stride + offset] for j < count, where [first, stop)
+    (valid_columns()) are the j inside the row and the others lie in the padding: zeros, or
+    what the padding mode copies. The margins are at most the padding wide: plain loops."""
+    cdef Py_ssize_t j, source
     for j in range(first):
-        dst[j] = 0
-    gather(dst + first, src, stop - first, stride)
+        source = padded_index(j * stride + offset, width, mode)
+        dst[j] = 0 if source < 0 else row[source]
+    if stop > first:
+        gather(dst + first, row + first * stride + offset, stop - first, stride)
     for j in range(stop, count):
-        dst[j] = 0
+        source = padded_index(j * stride + offset, width, mode)
+        dst[j] = 0 if source < 0 else row[source]
+
+
+cdef inline void scatter_row(floating* row, const floating* src, Py_ssize_t width,
+                             Py_ssize_t offset, Py_ssize_t first, Py_ssize_t stop,
+                             Py_ssize_t count, Py_ssize_t stride, int mode) noexcept nogil:
+    """The adjoint of gather_row: row[position j reads] += src[j]."""
+    cdef Py_ssize_t j, source
+    if mode != ZEROS:
+        for j in range(first):
+            source = padded_index(j * stride + offset, width, mode)
+            if source >= 0:
+                row[source] += src[j]
+        for j in range(stop, count):
+            source = padded_index(j * stride + offset, width, mode)
+            if source >= 0:
+                row[source] += src[j]
+    if stop > first:
+        scatter_add(row + first * stride + offset, src + first, stop - first, stride)
+
+
+cdef inline Py_ssize_t source_plane(const Window* w, Py_ssize_t depth, Py_ssize_t od,
+                                    Py_ssize_t kd) noexcept nogil:
+    """The input depth slice kernel tap kd of output slice od reads (-1: zeros)."""
+    return padded_index(od * w.stride_d + kd * w.dilation_d - w.pad_d, depth, w.mode)
 
 
 cdef inline void im2col_rows(
-        const floating[:, :, :, ::1] x, Py_ssize_t image,
-        Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-        Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-        Py_ssize_t out_width, Py_ssize_t row_start, Py_ssize_t row_stop,
+        const floating[:, :, :, :, ::1] x, Py_ssize_t image, const Window* w,
+        Py_ssize_t od, Py_ssize_t row_start, Py_ssize_t row_stop,
         floating[:, ::1] cols, Py_ssize_t col_offset) noexcept nogil:
-    """Copy the windows of output rows [row_start, row_stop) of x[image] into cols.
+    """Copy the windows of output rows [row_start, row_stop) of depth slice od of x[image]
+    into cols:
 
-    cols[(c, kh, kw), col_offset + (oh - row_start) * out_width + ow] = padded x[image, c, ...]
+    cols[((c, kd), kh, kw), col_offset + (oh - row_start) * out_w + ow]
+        = padded x[image, c, od*sd + kd*dd, oh*sh + kh*dh, ow*sw + kw*dw].
 
     Row starts are taken through the memoryviews (bounds-checked in the checked build); the
     copies inside a row use pointers over the range valid_columns() proves in bounds.
     """
-    cdef Py_ssize_t channels = x.shape[1], height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t c, kh, kw, oh, in_row, first, stop, row
+    cdef Py_ssize_t channels = x.shape[1], depth = x.shape[2]
+    cdef Py_ssize_t height = x.shape[3], width = x.shape[4]
+    cdef Py_ssize_t c, kd, kh, kw, oh, in_d, in_row, first, stop, row, offset
     cdef floating* dst
-    for kw in range(kernel_width):
-        valid_columns(kw, width, out_width, stride_w, pad_w, &first, &stop)
+    for kw in range(w.kernel_w):
+        offset = kw * w.dilation_w - w.pad_w
+        valid_columns(kw * w.dilation_w, width, w.out_w, w.stride_w, w.pad_w, &first, &stop)
         for c in range(channels):
-            for kh in range(kernel_height):
-                row = (c * kernel_height + kh) * kernel_width + kw
-                dst = &cols[row, col_offset]
-                for oh in range(row_start, row_stop):
-                    in_row = oh * stride_h + kh - pad_h
-                    if in_row < 0 or in_row >= height or first == stop:
-                        memset(dst, 0, out_width * sizeof(floating))
-                    else:
-                        gather_between_zeros(
-                            dst, &x[image, c, in_row, first * stride_w + kw - pad_w],
-                            first, stop, out_width, stride_w)
-                    dst = dst + out_width
+            for kd in range(w.kernel_d):
+                in_d = source_plane(w, depth, od, kd)
+                for kh in range(w.kernel_h):
+                    row = ((c * w.kernel_d + kd) * w.kernel_h + kh) * w.kernel_w + kw
+                    dst = &cols[row, col_offset]
+                    for oh in range(row_start, row_stop):
+                        in_row = padded_index(oh * w.stride_h + kh * w.dilation_h - w.pad_h,
+                                              height, w.mode)
+                        if in_d < 0 or in_row < 0 or (first == stop and w.mode == ZEROS):
+                            memset(dst, 0, w.out_w * sizeof(floating))
+                        else:
+                            gather_row(dst, &x[image, c, in_d, in_row, 0], width, offset, first,
+                                       stop, w.out_w, w.stride_w, w.mode)
+                        dst = dst + w.out_w
 
 
 cdef inline void col2im_rows(
-        const floating[:, ::1] cols, Py_ssize_t col_offset,
-        Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-        Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-        Py_ssize_t out_width, Py_ssize_t row_start, Py_ssize_t row_stop,
-        floating[:, :, :, ::1] dx, Py_ssize_t image) noexcept nogil:
-    """Adjoint of im2col_rows: add each column entry back onto the input pixel it was read from."""
-    cdef Py_ssize_t channels = dx.shape[1], height = dx.shape[2], width = dx.shape[3]
-    cdef Py_ssize_t c, kh, kw, oh, ow, in_row, first, stop, row
+        const floating[:, ::1] cols, Py_ssize_t col_offset, const Window* w,
+        Py_ssize_t od, Py_ssize_t row_start, Py_ssize_t row_stop,
+        floating[:, :, :, :, ::1] dx, Py_ssize_t image) noexcept nogil:
+    """Adjoint of im2col_rows: add each column entry back onto the input pixel it was read
+    from (the padding mode's source pixel for a padded position)."""
+    cdef Py_ssize_t channels = dx.shape[1], depth = dx.shape[2]
+    cdef Py_ssize_t height = dx.shape[3], width = dx.shape[4]
+    cdef Py_ssize_t c, kd, kh, kw, oh, in_d, in_row, first, stop, row, offset
     cdef const floating* src
-    cdef floating* dst
-    for kw in range(kernel_width):
-        valid_columns(kw, width, out_width, stride_w, pad_w, &first, &stop)
-        if first == stop:
+    for kw in range(w.kernel_w):
+        offset = kw * w.dilation_w - w.pad_w
+        valid_columns(kw * w.dilation_w, width, w.out_w, w.stride_w, w.pad_w, &first, &stop)
+        if first == stop and w.mode == ZEROS:
             continue
         for c in range(channels):
-            for kh in range(kernel_height):
-                row = (c * kernel_height + kh) * kernel_width + kw
-                src = &cols[row, col_offset]
-                for oh in range(row_start, row_stop):
-                    in_row = oh * stride_h + kh - pad_h
-                    if 0 <= in_row < height:
-                        scatter_add(&dx[image, c, in_row, first * stride_w + kw - pad_w],
-                                    src + first, stop - first, stride_w)
-                    src = src + out_width
+            for kd in range(w.kernel_d):
+                in_d = source_plane(w, depth, od, kd)
+                if in_d < 0:
+                    continue
+                for kh in range(w.kernel_h):
+                    row = ((c * w.kernel_d + kd) * w.kernel_h + kh) * w.kernel_w + kw
+                    src = &cols[row, col_offset]
+                    for oh in range(row_start, row_stop):
+                        in_row = padded_index(oh * w.stride_h + kh * w.dilation_h - w.pad_h,
+                                              height, w.mode)
+                        if in_row >= 0:
+                            scatter_row(&dx[image, c, in_d, in_row, 0], src, width, offset,
+                                        first, stop, w.out_w, w.stride_w, w.mode)
+                        src = src + w.out_w
 
 
-cdef inline void zero_image(floating[:, :, :, ::1] a, Py_ssize_t image) noexcept nogil:
-    cdef Py_ssize_t count = a.shape[1] * a.shape[2] * a.shape[3]
+cdef inline void zero_image(floating[:, :, :, :, ::1] a, Py_ssize_t image) noexcept nogil:
+    cdef Py_ssize_t count = a.shape[1] * a.shape[2] * a.shape[3] * a.shape[4]
     if count > 0:
-        memset(&a[image, 0, 0, 0], 0, count * sizeof(floating))
+        memset(&a[image, 0, 0, 0, 0], 0, count * sizeof(floating))
 
 
 # Staged im2col. When windows overlap (KH*KW > stride_h*stride_w) every input pixel is copied
 # into many columns; the plain im2col_rows() then pays for edge tests and a strided gather on
-# each copy. Instead, the input rows a band needs are first copied once into a "stage": zero
-# padded and, for stride_w > 1, split by column phase,
-#     stage[c, r, phase, j] = padded x[image, c, first_row + r, j*stride_w + phase],
+# each copy. Instead, the input rows a band needs are first copied once into a "stage": padded
+# and, for stride_w > 1, split by column phase,
+#     stage[(c, kd), r, phase, j] = padded x[image, c, in_d(kd), first_row + r, j*stride_w + phase],
 # so that every row of the im2col buffer is a contiguous run of the stage:
-#     cols[(c, kh, kw), (oh - row_start)*OW + ow]
-#         = stage[c, (oh - row_start)*stride_h + kh, kw % stride_w, kw // stride_w + ow].
+#     cols[((c, kd), kh, kw), (oh - row_start)*OW + ow]
+#         = stage[(c, kd), (oh - row_start)*stride_h + kh*dh, (kw*dw) % stride_w,
+#                 (kw*dw) // stride_w + ow].
+
+cdef inline Py_ssize_t stage_height(const Window* w, Py_ssize_t band_rows) noexcept nogil:
+    return (band_rows - 1) * w.stride_h + (w.kernel_h - 1) * w.dilation_h + 1
+
+
+cdef inline Py_ssize_t stage_width(const Window* w) noexcept nogil:
+    return w.out_w + ((w.kernel_w - 1) * w.dilation_w) // w.stride_w
+
 
 cdef inline void stage_rows(
-        const floating[:, :, :, ::1] x, Py_ssize_t image, Py_ssize_t first_row,
-        Py_ssize_t rows, Py_ssize_t stride_w, Py_ssize_t pad_w, Py_ssize_t stage_width,
-        floating* stage) noexcept nogil:
-    """Fill stage (C, rows, stride_w, stage_width) from input rows first_row + r (may be padding)."""
-    cdef Py_ssize_t channels = x.shape[1], height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t c, r, phase, in_row, first, stop
+        const floating[:, :, :, :, ::1] x, Py_ssize_t image, const Window* w, Py_ssize_t od,
+        Py_ssize_t first_row, Py_ssize_t rows, floating* stage) noexcept nogil:
+    """Fill stage (C*KD, rows, stride_w, stage_width) from input rows first_row + r (may be
+    padding) of the depth slices od's taps read."""
+    cdef Py_ssize_t channels = x.shape[1], depth = x.shape[2]
+    cdef Py_ssize_t height = x.shape[3], width = x.shape[4]
+    cdef Py_ssize_t span = stage_width(w)
+    cdef Py_ssize_t c, kd, r, phase, in_d, in_row, first, stop
     cdef floating* dst = stage
     for c in range(channels):
-        for r in range(rows):
-            in_row = first_row + r
-            if in_row < 0 or in_row >= height:
-                memset(dst, 0, stride_w * stage_width * sizeof(floating))
-                dst = dst + stride_w * stage_width
-                continue
-            for phase in range(stride_w):
-                # stage column j reads input column j*stride_w + phase - pad_w
-                valid_columns(phase, width, stage_width, stride_w, pad_w, &first, &stop)
-                if first == stop:
-                    memset(dst, 0, stage_width * sizeof(floating))
-                else:
-                    gather_between_zeros(
-                        dst, &x[image, c, in_row, first * stride_w + phase - pad_w],
-                        first, stop, stage_width, stride_w)
-                dst = dst + stage_width
+        for kd in range(w.kernel_d):
+            in_d = source_plane(w, depth, od, kd)
+            for r in range(rows):
+                in_row = padded_index(first_row + r, height, w.mode)
+                if in_d < 0 or in_row < 0:
+                    memset(dst, 0, w.stride_w * span * sizeof(floating))
+                    dst = dst + w.stride_w * span
+                    continue
+                for phase in range(w.stride_w):
+                    # stage column j reads input column j*stride_w + phase - pad_w
+                    valid_columns(phase, width, span, w.stride_w, w.pad_w, &first, &stop)
+                    if first == stop and w.mode == ZEROS:
+                        memset(dst, 0, span * sizeof(floating))
+                    else:
+                        gather_row(dst, &x[image, c, in_d, in_row, 0], width, phase - w.pad_w,
+                                   first, stop, span, w.stride_w, w.mode)
+                    dst = dst + span
 
 
 cdef inline void im2col_staged(
-        const floating[:, :, :, ::1] x, Py_ssize_t image,
-        Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-        Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-        Py_ssize_t out_width, Py_ssize_t row_start, Py_ssize_t row_stop,
+        const floating[:, :, :, :, ::1] x, Py_ssize_t image, const Window* w,
+        Py_ssize_t od, Py_ssize_t row_start, Py_ssize_t row_stop,
         floating[:, ::1] cols, Py_ssize_t col_offset, floating[::1] stage) noexcept nogil:
-    """im2col_rows() through a stage; stage needs C * rows * stride_w * stage_width elements,
-    rows = (row_stop - row_start - 1)*stride_h + KH, stage_width = OW + (KW - 1) // stride_w."""
-    cdef Py_ssize_t channels = x.shape[1]
-    cdef Py_ssize_t rows = (row_stop - row_start - 1) * stride_h + kernel_height
-    cdef Py_ssize_t stage_width = out_width + (kernel_width - 1) // stride_w
-    cdef Py_ssize_t row_step = stride_h * stride_w * stage_width
-    cdef Py_ssize_t c, kh, kw, oh, band_rows = row_stop - row_start
+    """im2col_rows() through a stage; stage needs C * KD * stage_height * stride_w *
+    stage_width elements."""
+    cdef Py_ssize_t planes = x.shape[1] * w.kernel_d
+    cdef Py_ssize_t band_rows = row_stop - row_start
+    cdef Py_ssize_t rows = stage_height(w, band_rows)
+    cdef Py_ssize_t span = stage_width(w)
+    cdef Py_ssize_t row_step = w.stride_h * w.stride_w * span
+    cdef Py_ssize_t plane, kh, kw, oh, shift
     cdef floating* dst
     cdef const floating* src
-    stage_rows(x, image, row_start * stride_h - pad_h, rows, stride_w, pad_w, stage_width,
-               &stage[0])
-    for c in range(channels):
-        for kh in range(kernel_height):
-            for kw in range(kernel_width):
-                dst = &cols[(c * kernel_height + kh) * kernel_width + kw, col_offset]
-                src = &stage[((c * rows + kh) * stride_w + kw % stride_w) * stage_width
-                             + kw // stride_w]
+    stage_rows(x, image, w, od, row_start * w.stride_h - w.pad_h, rows, &stage[0])
+    for plane in range(planes):
+        for kh in range(w.kernel_h):
+            for kw in range(w.kernel_w):
+                shift = kw * w.dilation_w
+                dst = &cols[(plane * w.kernel_h + kh) * w.kernel_w + kw, col_offset]
+                src = &stage[((plane * rows + kh * w.dilation_h) * w.stride_w
+                              + shift % w.stride_w) * span + shift // w.stride_w]
                 for oh in range(band_rows):
-                    memcpy(dst, src, out_width * sizeof(floating))
-                    dst = dst + out_width
+                    memcpy(dst, src, w.out_w * sizeof(floating))
+                    dst = dst + w.out_w
                     src = src + row_step

@@ -5,7 +5,9 @@ Each algorithm is a module exposing
     HANDLES         one line: the shapes it can do;
     supports(geometry) -> None, or the reason it cannot do this ConvGeometry;
     forward(x, w, b, geometry) -> (out, finite);
-    backward(dout, x, w, has_bias, geometry, need_dx=True) -> ((dx, dw, db), finite);
+    backward(dout, x, w, has_bias, geometry, need_dx=True, need_dw=True)
+        -> ((dx, dw, db), finite), dx None unless need_dx, dw and db None unless need_dw
+        (x may then be None);
 and, where its transforms can turn an infinity into NaN, TRANSFORMS_INFINITIES = True:
 `finite` then says whether the result came out all finite ("auto" recomputes one that did not
 by the direct method); else it is None. Inputs are C-contiguous and valid (the front checked

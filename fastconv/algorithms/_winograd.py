@@ -133,16 +133,22 @@ def flipped(w):
     return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
 
 
-def stride_one_backward(dout, x, w, has_bias, geometry, transforms, need_dx=True):
+def stride_one_backward(dout, x, w, has_bias, geometry, transforms, need_dx=True, need_dw=True):
     """((dx, dw, db), whether dx came out all finite) of a 3x3 stride-1 conv by Winograd
     (`transforms` "2x2" or "4x4"): dx is the full correlation of dout with the flipped
-    kernels, again a 3x3 stride-1 convolution, padded by 2 - p."""
-    dw, db = weight_gradient(x, dout, geometry.padding, has_bias, transforms)
+    kernels, again a 3x3 stride-1 convolution, padded by 2 - p. dx None unless need_dx, dw
+    and db None unless need_dw (x may then be None)."""
+    dw = db = None
+    finite = True
+    if need_dw:
+        dw, db = weight_gradient(x, dout, geometry.padding, has_bias, transforms)
+        # a NaN or infinity in x or dout spreads over the kernel of its channel in dW
+        finite = bool(np.isfinite(dw).all())
     if not need_dx:
-        return (None, dw, db), True
-    dx = np.empty_like(x)
-    finite = forward(dout, flipped(w), None, dx,
-                     (2 - geometry.pad_height, 2 - geometry.pad_width), transforms)
+        return (None, dw, db), finite
+    dx = np.empty(geometry.input_shape, dout.dtype)
+    finite &= forward(dout, flipped(w), None, dx,
+                      (2 - geometry.pad_height, 2 - geometry.pad_width), transforms)
     return (dx, dw, db), finite
 
 

@@ -1,11 +1,16 @@
-"""im2col + GEMM: any shape. Bands of output rows are unfolded into columns and multiplied by
-the weights, a band per task, so a band's columns are still in cache when its GEMM reads them.
+"""im2col + GEMM: every convolution, 1-D to 3-D, with any stride, padding, padding mode,
+dilation and groups. Bands of output rows are unfolded into columns and multiplied by the
+weights (one GEMM per group), a band per task, so a band's columns are still in cache when its
+GEMM reads them. Padding modes and dilation enter the gather itself (_kernels/_tiles.pxd):
+nothing padded or dilated is ever materialised.
 
 Where windows overlap (each input pixel in at least STAGE_MIN_OVERLAP columns), a band's input
-rows are first copied once into a zero-padded stage split by column phase, so that every im2col
-row is a run of contiguous copies (_kernels/_tiles.pxd). The backward recomputes each band's
-columns, adds dout (F, band) @ cols^T to dW and scatters W^T @ dout back into dx (col2im).
+rows are first copied once into a padded stage split by column phase, so that every im2col row
+is a run of contiguous copies. The backward recomputes each band's columns, adds
+dout (F, band) @ cols^T to dW and scatters W^T @ dout back into dx (col2im).
 """
+import math
+
 import numpy as np
 
 from .. import _blas, _compiled, _tuning
@@ -14,81 +19,80 @@ from .._settings import get_num_threads, get_workspace_limit
 from ._winograd import thread_sum
 
 NAME = "im2col"
-HANDLES = "every 2-D convolution"
+HANDLES = "every convolution (1-D to 3-D, any stride, padding, padding mode, dilation, groups)"
 
 
 def supports(geometry):
-    if geometry.ndim != 2:
-        return f"{geometry.ndim}-D convolutions"
-    if geometry.groups != 1:
-        return "grouped convolutions"
-    if not geometry.undilated:
-        return "dilated convolutions"
-    if not geometry.zero_padded:
-        return f"padding_mode {geometry.padding_mode!r}"
     return None
+
+
+def _as_5d(a, geometry):
+    """(N, C, *size) as the (N, C, D, H, W) view the kernels take."""
+    return a.reshape(a.shape[:2] + geometry.as_3d().size)
 
 
 def stage_size(geometry, band_rows):
     """Elements of one thread's im2col stage (see _kernels/_tiles.pxd) for a band of
     band_rows output rows; 0 when windows overlap too little for the stage to pay off and
     plain im2col copies straight from x."""
-    kernel_h, kernel_w = geometry.kernel_size
-    stride_h, stride_w = geometry.stride
+    g = geometry.as_3d()
+    kernel_d, kernel_h, kernel_w = g.kernel
+    _, stride_h, stride_w = g.stride
     if kernel_h * kernel_w < _tuning.STAGE_MIN_OVERLAP * stride_h * stride_w:
         return 0
-    rows = (band_rows - 1) * stride_h + kernel_h
-    stage_width = geometry.out_width + (kernel_w - 1) // stride_w
-    return geometry.channels * rows * stride_w * stage_width
+    rows = (band_rows - 1) * stride_h + (kernel_h - 1) * g.dilation[1] + 1
+    stage_width = g.out[2] + (kernel_w - 1) * g.dilation[2] // stride_w
+    return g.channels * kernel_d * rows * stride_w * stage_width
 
 
 def plan(geometry, itemsize):
     """Threads and band height for one im2col call: (num_threads, band_rows).
 
-    Work is split into bands of output rows whose im2col buffer stays in cache between
-    its im2col and its GEMM (and within one thread's share of the workspace budget). With
-    fewer tasks than threads the kernel runs on one thread and BLAS keeps its own threads.
+    Work is split into bands of output rows (within one output depth slice) whose im2col
+    buffer stays in cache between its im2col and its GEMM (and within one thread's share of
+    the workspace budget). With fewer tasks than threads the kernel runs on one thread and
+    BLAS keeps its own threads.
     """
     threads = get_num_threads()
-    patch = geometry.patch
-    flops = 2 * geometry.macs()
-    if geometry.batch < threads or flops < _tuning.MIN_PARALLEL_FLOPS:
+    out_width, out_height = geometry.out[-1], geometry.as_3d().out[1]
+    patch = geometry.channels * math.prod(geometry.kernel)
+    if geometry.batch < threads or 2 * geometry.macs() < _tuning.MIN_PARALLEL_FLOPS:
         threads = 1
     # bytes per output row of a band: its im2col columns and its share of the stage
-    row_bytes = max(1, (patch * geometry.out_width + stage_size(geometry, 2)
+    row_bytes = max(1, (patch * out_width + stage_size(geometry, 2)
                         - stage_size(geometry, 1)) * itemsize)
     # A band small enough to stay in cache between its im2col and its GEMM, wide enough
     # (in columns) for the GEMM to run at speed; never past the workspace budget.
     allowed = get_workspace_limit() // threads // row_bytes
     wanted = max(_tuning.BAND_BYTES // row_bytes,
-                 -(-_tuning.BAND_MIN_COLUMNS // max(1, geometry.out_width)))
-    return threads, int(min(max(1, min(wanted, allowed)), geometry.out_height))
+                 -(-_tuning.BAND_MIN_COLUMNS // max(1, out_width)))
+    return threads, int(min(max(1, min(wanted, allowed)), out_height))
 
 
 def run_forward(x, w, b, geometry, direct):
-    """out (N, F, OH, OW) by the _conv kernel: im2col bands, or with `direct` (a 1x1,
-    stride-1, unpadded convolution) one GEMM per band straight on x."""
-    filters = w.shape[0]
+    """out (N, F, *out) by the _conv kernel: im2col bands, or with `direct` one GEMM per band
+    straight on x."""
+    filters, groups = geometry.filters, geometry.groups
     out = np.empty(geometry.output_shape, dtype=x.dtype)
     threads, band_rows = plan(geometry, x.itemsize)
-    patch = geometry.patch
-    weight = w.reshape(filters, patch)
-    depth = patch
+    patch = geometry.channels * math.prod(geometry.kernel)  # every group's rows
+    weight = w.reshape(filters, geometry.patch)
+    rows = patch
     if direct:
-        band_rows = geometry.out_height
-        depth = 0
-    elif b is not None:
+        band_rows, rows = geometry.as_3d().out[1], 0
+    elif b is not None and groups == 1:
         # the bias as one more column of the weights, against a row of ones under the
         # im2col buffer: the GEMM adds it, with no separate pass over the output
         weight = np.concatenate((weight, b.reshape(filters, 1)), axis=1)
-        depth, b = patch + 1, None
+        rows, b = patch + 1, None
     stage = 0 if direct else stage_size(geometry, band_rows)
-    with scratch(x.dtype, (threads, depth, band_rows * geometry.out_width),
+    with scratch(x.dtype, (threads, rows, band_rows * geometry.out[-1]),
                  (threads, stage)) as (workspace, stage_buffer):
-        pieces = _blas.gemm_pieces(filters, depth or geometry.channels)
-        _blas.run_kernel(_compiled.conv.forward, threads, x, weight, geometry.kernel_height,
-                   geometry.kernel_width, b, out, workspace, stage_buffer, *geometry.stride,
-                   *geometry.padding, band_rows, direct, pieces, all_small=pieces[2] > 0)
+        pieces = _blas.gemm_pieces(geometry.filters_per_group, weight.shape[1])
+        _blas.run_kernel(_compiled.conv.forward, threads, _as_5d(x, geometry), weight,
+                         geometry.kernel_window(), groups, b,
+                         out.reshape(out.shape[0], filters, -1), workspace, stage_buffer,
+                         band_rows, direct, pieces, all_small=pieces[2] > 0)
     return out
 
 
@@ -102,32 +106,45 @@ def transposed_weight_gradient(patch, filters, itemsize):
             and patch * filters * itemsize <= _tuning.TRANSPOSED_DW_BYTES)
 
 
-def run_backward(dout, x, w, has_bias, geometry, direct):
-    """dx, dw and db (None without a bias) by the _conv kernel (see run_forward)."""
-    filters = w.shape[0]
+def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=True):
+    """(dx, dw, db) by the _conv kernel (see run_forward); dx None unless need_dx, dw and db
+    None unless need_dw (x may then be None)."""
+    filters, groups = geometry.filters, geometry.groups
     patch = geometry.patch
-    dx = np.empty_like(x)
-    threads, band_rows = plan(geometry, x.itemsize)
+    dtype = dout.dtype
+    dx = np.empty(geometry.input_shape, dtype) if need_dx else None
+    threads, band_rows = plan(geometry, dtype.itemsize)
     if direct:
-        band_rows = geometry.out_height
-    band_columns = band_rows * geometry.out_width
-    transposed = transposed_weight_gradient(patch, filters, x.itemsize)
-    dweight = np.zeros((threads,) + ((patch, filters) if transposed else (filters, patch)), x.dtype)
-    dbias = np.zeros((threads, filters), x.dtype) if has_bias else None
-    with scratch(x.dtype, (threads, 0 if direct else patch, band_columns),
+        band_rows = geometry.as_3d().out[1]
+    band_columns = band_rows * geometry.out[-1]
+    transposed = need_dw and groups == 1 and transposed_weight_gradient(patch, filters,
+                                                                        dtype.itemsize)
+    dweight = np.zeros((threads,) + ((patch, filters) if transposed else (filters, patch)),
+                       dtype) if need_dw else None
+    dbias = np.zeros((threads, filters), dtype) if has_bias and need_dw else None
+    with scratch(dtype, (threads, 0 if direct else geometry.channels * math.prod(geometry.kernel),
+                         band_columns),
                  (threads, band_columns if transposed else 0, filters)) as (workspace, dout_band):
-        _blas.run_kernel(_compiled.conv.backward, threads, dout, x, w, dx, dweight, dbias, workspace,
-                   dout_band, *geometry.stride, *geometry.padding, band_rows, direct, transposed,
-                   _blas.gemm_pieces(patch, filters), _blas.gemm_pieces(patch, band_columns))
-    dw = thread_sum(dweight)
-    if transposed:
-        dw = np.ascontiguousarray(dw.T)
-    return dx, dw.reshape(w.shape), None if dbias is None else thread_sum(dbias)
+        _blas.run_kernel(_compiled.conv.backward, threads, dout.reshape(dout.shape[0], filters, -1),
+                         None if x is None or not need_dw else _as_5d(x, geometry),
+                         w.reshape(filters, patch), None if dx is None else _as_5d(dx, geometry),
+                         dweight, dbias, workspace, dout_band, geometry.kernel_window(), groups,
+                         band_rows, direct, transposed,
+                         _blas.gemm_pieces(patch, geometry.filters_per_group),
+                         _blas.gemm_pieces(patch, band_columns))
+    dw = db = None
+    if need_dw:
+        dw = thread_sum(dweight)
+        if transposed:
+            dw = np.ascontiguousarray(dw.T)
+        dw = dw.reshape(w.shape)
+        db = None if dbias is None else thread_sum(dbias)
+    return dx, dw, db
 
 
 def forward(x, w, b, geometry):
     return run_forward(x, w, b, geometry, direct=False), None
 
 
-def backward(dout, x, w, has_bias, geometry, need_dx=True):
-    return run_backward(dout, x, w, has_bias, geometry, direct=False), None
+def backward(dout, x, w, has_bias, geometry, need_dx=True, need_dw=True):
+    return run_backward(dout, x, w, has_bias, geometry, False, need_dx, need_dw), None

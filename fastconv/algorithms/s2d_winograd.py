@@ -68,20 +68,21 @@ def _copy_threads(size):
     return get_num_threads() if size >= _tuning.MIN_PARALLEL_COPY else 1
 
 
-def _passes(x, geometry):
+def _passes(x, geometry, dtype):
     """(start, stop, phase images of x[start:stop]) for each pass: as many images at a time
     as have phase images fitting in half the workspace budget (the Winograd passes take their
     own work buffers besides), filled in scratch memory by the compiled space_to_depth
-    (fastconv.reference.polyphase.space_to_depth is its NumPy twin)."""
+    (fastconv.reference.polyphase.space_to_depth is its NumPy twin); x None: left unfilled."""
     shape = phase_shape(geometry)[1:]
     step = max(1, min(geometry.batch,
-                      get_workspace_limit() // 2 // (int(np.prod(shape)) * x.itemsize)))
-    with scratch(x.dtype, (step,) + shape) as phases:
+                      get_workspace_limit() // 2 // (int(np.prod(shape)) * dtype.itemsize)))
+    with scratch(dtype, (step,) + shape) as phases:
         for start in range(0, geometry.batch, step):
             stop = min(start + step, geometry.batch)
             part = phases[:stop - start]
-            _compiled.im2col.space_to_depth(x[start:stop], part, *geometry.stride,
-                                            *geometry.padding, _copy_threads(part.size))
+            if x is not None:
+                _compiled.im2col.space_to_depth(x[start:stop], part, *geometry.stride,
+                                                *geometry.padding, _copy_threads(part.size))
             yield start, stop, part
 
 
@@ -91,30 +92,34 @@ def forward(x, w, b, geometry):
     out = np.empty(geometry.output_shape, dtype=x.dtype)
     kernels = split_kernels(w, geometry)
     finite = True
-    for start, stop, phases in _passes(x, geometry):
+    for start, stop, phases in _passes(x, geometry, x.dtype):
         finite &= _winograd.forward(phases, kernels, b, out[start:stop], (0, 0), "4x4")
     return out, finite
 
 
-def backward(dout, x, w, has_bias, geometry, need_dx=True):
-    """((dx, dw, db), whether the phases' gradient came out all finite): the F(4x4, 3x3)
+def backward(dout, x, w, has_bias, geometry, need_dx=True, need_dw=True):
+    """((dx, dw, db), whether they came out all finite): the F(4x4, 3x3)
     gradients of the phase convolution, a pass of images at a time, put back by the adjoint
     rearrangements."""
     kernels = split_kernels(w, geometry)
     # dx of the phases: their full correlation with the flipped split kernels (the phase
     # conv being unpadded)
     flipped = _winograd.flipped(kernels)
-    dx = np.empty_like(x) if need_dx else None
+    dx = np.empty(geometry.input_shape, dout.dtype) if need_dx else None
     dw = db = None
     finite = True
-    for start, stop, phases in _passes(x, geometry):
-        part_dw, part_db = _winograd.weight_gradient(phases, dout[start:stop], (0, 0),
-                                                     has_bias, "4x4")
-        dw = part_dw if dw is None else dw + part_dw
-        db = part_db if db is None else db + part_db
+    for start, stop, phases in _passes(x if need_dw else None, geometry, dout.dtype):
+        if need_dw:
+            part_dw, part_db = _winograd.weight_gradient(phases, dout[start:stop], (0, 0),
+                                                         has_bias, "4x4")
+            dw = part_dw if dw is None else dw + part_dw
+            db = part_db if db is None else db + part_db
         if need_dx:
             # the phases' gradient, written over them (their values are used up)
             finite &= _winograd.forward(dout[start:stop], flipped, None, phases, (2, 2), "4x4")
             _compiled.im2col.depth_to_space(phases, dx[start:stop], *geometry.stride,
                                             *geometry.padding, _copy_threads(phases.size))
-    return (dx, merge_kernels(dw, geometry), db), finite
+    if dw is not None:
+        dw = merge_kernels(dw, geometry)
+        finite &= bool(np.isfinite(dw).all())  # as in _winograd.stride_one_backward
+    return (dx, dw, db), finite

@@ -27,5 +27,5 @@ def forward(x, w, b, geometry):
     return out, _winograd.forward(x, w, b, out, geometry.padding, "2x2")
 
 
-def backward(dout, x, w, has_bias, geometry, need_dx=True):
-    return _winograd.stride_one_backward(dout, x, w, has_bias, geometry, "2x2", need_dx)
+def backward(dout, x, w, has_bias, geometry, need_dx=True, need_dw=True):
+    return _winograd.stride_one_backward(dout, x, w, has_bias, geometry, "2x2", need_dx, need_dw)

@@ -19,5 +19,5 @@ def forward(x, w, b, geometry):
     return out, _winograd.forward(x, w, b, out, geometry.padding, "4x4")
 
 
-def backward(dout, x, w, has_bias, geometry, need_dx=True):
-    return _winograd.stride_one_backward(dout, x, w, has_bias, geometry, "4x4", need_dx)
+def backward(dout, x, w, has_bias, geometry, need_dx=True, need_dw=True):
+    return _winograd.stride_one_backward(dout, x, w, has_bias, geometry, "4x4", need_dx, need_dw)

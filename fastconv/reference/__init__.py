@@ -3,11 +3,19 @@
 Same public names, signatures and results as the top-level ``fastconv`` functions
 (without the ``backend`` argument); slow by design.
 """
-from .conv import conv2d_backward, conv2d_forward
+from .conv import (conv1d_backward, conv1d_forward, conv2d_backward, conv2d_forward,
+                   conv3d_backward, conv3d_forward, conv_transpose1d_backward,
+                   conv_transpose1d_forward, conv_transpose2d_backward, conv_transpose2d_forward,
+                   conv_transpose3d_backward, conv_transpose3d_forward)
 from .im2col import col2im, im2col
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 
 __all__ = [
-    "im2col", "col2im", "conv2d_forward", "conv2d_backward",
+    "im2col", "col2im",
+    "conv1d_forward", "conv1d_backward", "conv2d_forward", "conv2d_backward",
+    "conv3d_forward", "conv3d_backward",
+    "conv_transpose1d_forward", "conv_transpose1d_backward",
+    "conv_transpose2d_forward", "conv_transpose2d_backward",
+    "conv_transpose3d_forward", "conv_transpose3d_backward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
 ]
