@@ -1,5 +1,6 @@
 """Backend dispatch: explicit backend, FASTCONV_BACKEND, set_backend, a missing build, the auto fallback."""
 import inspect
+import re
 import platform
 import warnings
 
@@ -150,10 +151,12 @@ def test_unknown_backend_argument_lists_valid_names(bad):
 @pytest.mark.parametrize("name, function", public_ops())
 def test_unknown_backend_rejected_by_every_op(name, function):
     x, _, _ = small_conv_inputs()
+    conv = re.fullmatch(r"conv(_transpose)?([123])d_forward", name)
     if name == "col2im":
         args = (np.zeros((3 * 2 * 2, 2 * 5 * 4)), x.shape, 2)
-    elif name == "conv2d_forward":
-        args = (x, np.zeros((1, 3, 2, 2)))
+    elif conv:
+        ndim = int(conv.group(2))
+        args = (np.zeros((2, 3) + (5,) * ndim), np.zeros((3, 3) + (2,) * ndim))
     else:  # im2col and the window ops (pooling): x and a kernel size
         args = (x, 2)
     with pytest.raises(ValueError, match="valid names are: auto, cython, reference"):
