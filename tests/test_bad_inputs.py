@@ -18,6 +18,10 @@ from fastconv._cache import ConvCache, PoolCache
 
 VARIANTS = ("cython", "reference", "twin")
 OPS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward",
+       "conv1d_forward", "conv1d_backward", "conv3d_forward", "conv3d_backward",
+       "conv_transpose1d_forward", "conv_transpose1d_backward",
+       "conv_transpose2d_forward", "conv_transpose2d_backward",
+       "conv_transpose3d_forward", "conv_transpose3d_backward",
        "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward")
 SECONDS_PER_CASE = 10  # a case still running after this is reported as hung
 
@@ -339,6 +343,123 @@ def _pool_cases(kind):
 
 _pool_cases("max")
 _pool_cases("avg")
+
+
+# ---- convolution kinds: dilation, groups, padding forms and modes, 1-D/3-D, transposed -----
+
+def _kind_inputs(ndim, dtype=np.float32, channels=4, filters=6, per_group=None, kernel=3):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, channels) + (7,) * ndim).astype(dtype)
+    w = rng.standard_normal((filters, per_group or channels) + (kernel,) * ndim).astype(dtype)
+    return x, w
+
+
+def _kind_cases(ndim):
+    forward = f"conv{ndim}d_forward"
+    call = lambda api, name=forward, **kw: getattr(api, name)(*kw.pop("arrays"), **kw)  # noqa: E731
+    x, w = _kind_inputs(ndim)
+    grouped = _kind_inputs(ndim, per_group=2)
+    arrays_into = lambda api, bad, ndim=ndim, name=forward: getattr(api, name)(  # noqa: E731
+        bad(_kind_inputs(ndim)[0]), _kind_inputs(ndim)[1])
+    case(forward, "x list", lambda api, f=arrays_into: f(api, lambda a: a.tolist()), TypeError,
+         r"x must be a numpy.ndarray")
+    case(forward, "x int64", lambda api, f=arrays_into: f(api, lambda a: a.astype(np.int64)),
+         TypeError, r"x must have dtype float32 or float64, got int64")
+    case(forward, "x one dimension short", lambda api, f=arrays_into: f(api, lambda a: a[0]),
+         ValueError, rf"x must be {ndim + 2}-D")
+    case(forward, "groups not dividing C", lambda api, c=call, a=(x, w): c(
+        api, arrays=(x, _kind_inputs(ndim, per_group=1)[1]), groups=3), ValueError,
+        r"groups \(3\) must divide both the channels of x \(4")
+    case(forward, "groups not dividing F", lambda api, c=call: c(
+        api, arrays=(x, _kind_inputs(ndim, filters=5, per_group=2)[1]), groups=2), ValueError,
+        r"groups \(2\) must divide both .*filters of w \(5")
+    case(forward, "w with the wrong channels per group", lambda api, c=call, a=(x, w): c(
+        api, arrays=a, groups=2), ValueError, r"w.shape\[1\] must be 4 // 2 = 2, but w has 4")
+    case(forward, "groups zero", lambda api, c=call, a=grouped: c(api, arrays=a, groups=0),
+         ValueError, r"groups must be >= 1")
+    case(forward, "groups float", lambda api, c=call, a=grouped: c(api, arrays=a, groups=2.0),
+         TypeError, r"groups must be an int")
+    case(forward, "dilation zero", lambda api, c=call, a=(x, w): c(api, arrays=a, dilation=0),
+         ValueError, r"dilation must be >= 1")
+    case(forward, "dilation too large for the input", lambda api, c=call, a=(x, w): c(
+        api, arrays=a, dilation=4), ValueError, r"dilated by .* is larger than the padded input")
+    case(forward, "dilation of the wrong length", lambda api, c=call, a=(x, w), n=ndim: c(
+        api, arrays=a, dilation=(1,) * (n + 1)), ValueError, r"dilation must be an int or a")
+    case(forward, "stride of the wrong length", lambda api, c=call, a=(x, w), n=ndim: c(
+        api, arrays=a, stride=(1,) * (n + 1)), ValueError, r"stride must be an int or a")
+    case(forward, "padding of the wrong length", lambda api, c=call, a=(x, w), n=ndim: c(
+        api, arrays=a, padding=(1,) * (2 * n + 1)), ValueError,
+        rf"padding must be an int, {ndim} values .*{2 * ndim} values")
+    case(forward, "padding string unknown", lambda api, c=call, a=(x, w): c(
+        api, arrays=a, padding="full"), ValueError, r"padding must be an int, a tuple of ints, 'same' or 'valid', got 'full'")
+    case(forward, "padding per side negative", lambda api, c=call, a=(x, w), n=ndim: c(
+        api, arrays=a, padding=(1, -1) * n), ValueError, r"padding must be >= 0")
+    case(forward, "padding_mode unknown", lambda api, c=call, a=(x, w): c(
+        api, arrays=a, padding=1, padding_mode="mirror"), ValueError,
+        r"padding_mode must be one of 'zeros', 'reflect', 'replicate', 'circular', got 'mirror'")
+    case(forward, "padding_mode None", lambda api, c=call, a=(x, w): c(
+        api, arrays=a, padding=1, padding_mode=None), ValueError, r"padding_mode must be one of")
+    case(forward, "reflect padding as large as the input", lambda api, c=call, a=(x, w): c(
+        api, arrays=a, padding=7, padding_mode="reflect"), ValueError,
+        r"padding_mode 'reflect' needs padding < the input size: axis 0 has size 7")
+    case(forward, "circular padding beyond the input", lambda api, c=call, a=(x, w): c(
+        api, arrays=a, padding=8, padding_mode="circular"), ValueError,
+        r"padding_mode 'circular' needs padding <= the input size")
+    case(forward, "2-D input", lambda api, name=forward: getattr(api, name)(
+        np.zeros((2, 3), np.float32), np.zeros((2, 3) + (1,) * ndim, np.float32)),
+         ValueError, rf"x must be {ndim + 2}-D")
+    backward = f"conv{ndim}d_backward"
+    cache_of = lambda api, name=forward, a=(x, w): getattr(api, name)(*a)  # noqa: E731
+    out_shape = (2, 6) + (5,) * ndim
+    case(backward, "dout one element short", lambda api, c=cache_of, shape=out_shape: getattr(
+        api, backward)(np.ones(shape[:-1] + (4,), np.float32), c(api)[1]), ValueError,
+        r"dout must have the forward output's shape")
+    case(backward, "cache None", lambda api, b=backward, shape=out_shape: getattr(api, b)(
+        np.ones(shape, np.float32), None), TypeError, r"cache must be the ConvCache")
+    case(backward, "cache CS231n tuple", lambda api, b=backward, shape=out_shape: getattr(api, b)(
+        np.ones(shape, np.float32), (1, 2, 3, {})), TypeError, r"cache must be the ConvCache")
+    case(backward, "dout float64", lambda api, c=cache_of, b=backward, shape=out_shape: getattr(
+        api, b)(np.ones(shape, np.float64), c(api)[1]), TypeError,
+        r"dout must have the forward output's dtype float32")
+
+    t_forward, t_backward = f"conv_transpose{ndim}d_forward", f"conv_transpose{ndim}d_backward"
+    t_call = lambda api, name=t_forward, **kw: getattr(api, name)(*kw.pop("arrays"), **kw)  # noqa: E731
+    tx, tw = _kind_inputs(ndim, channels=4, filters=4, per_group=3)  # w (C=4, F/groups=3, ...)
+    case(t_forward, "x list", lambda api, c=t_call, w=tw: c(api, arrays=(tx.tolist(), w)),
+         TypeError, r"x must be a numpy.ndarray")
+    case(t_forward, "w channels differ from x", lambda api, c=t_call: c(
+        api, arrays=(tx, tw[:3])), ValueError, r"channel mismatch: x has 4 channels .*w.shape\[0\]")
+    case(t_forward, "groups not dividing C", lambda api, c=t_call: c(
+        api, arrays=(tx, tw), groups=3), ValueError, r"groups \(3\) must divide the channels of x \(4")
+    case(t_forward, "output_padding as large as the stride", lambda api, c=t_call: c(
+        api, arrays=(tx, tw), stride=2, output_padding=2), ValueError,
+        r"output_padding .* must be smaller than stride .* or dilation")
+    case(t_forward, "output_padding with stride and dilation 1", lambda api, c=t_call: c(
+        api, arrays=(tx, tw), output_padding=1), ValueError, r"output_padding .* must be smaller")
+    case(t_forward, "output_padding negative", lambda api, c=t_call: c(
+        api, arrays=(tx, tw), stride=2, output_padding=-1), ValueError, r"output_padding must be >= 0")
+    case(t_forward, "padding 'same'", lambda api, c=t_call: c(
+        api, arrays=(tx, tw), padding="same"), ValueError,
+        r"padding of a transposed convolution must be an int or a tuple of ints")
+    case(t_forward, "padding larger than the output", lambda api, c=t_call: c(
+        api, arrays=(tx, tw), padding=9), ValueError, r"padding .* is too large for x")
+    case(t_forward, "dilation zero", lambda api, c=t_call: c(api, arrays=(tx, tw), dilation=0),
+         ValueError, r"dilation must be >= 1")
+    case(t_forward, "b of the wrong length", lambda api, name=t_forward: getattr(api, name)(
+        tx, tw, np.zeros(4, np.float32)), ValueError, r"b must have one entry per filter.*makes 3 filters")
+    t_out = (2, 3) + (9,) * ndim
+    t_cache = lambda api, name=t_forward: getattr(api, name)(tx, tw)[1]  # noqa: E731
+    case(t_backward, "dout one element short", lambda api, c=t_cache, b=t_backward: getattr(api, b)(
+        np.ones(t_out[:-1] + (8,), np.float32), c(api)), ValueError,
+        r"dout must have the forward output's shape")
+    case(t_backward, "cache None", lambda api, b=t_backward: getattr(api, b)(
+        np.ones(t_out, np.float32), None), TypeError, r"cache must be the ConvTransposeCache")
+    case(t_backward, "cache of a convolution", lambda api, b=t_backward, c=cache_of: getattr(api, b)(
+        np.ones(t_out, np.float32), c(api)[1]), TypeError, r"cache must be the ConvTransposeCache")
+
+
+for _ndim in (1, 2, 3):
+    _kind_cases(_ndim)
 
 # Tampered caches last: while a backward still trusts them they may corrupt the child's heap,
 # which must not take the ordinary cases down with it.

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import fastconv
+from fastconv import layers
 from fastconv.layers import AvgPool2d, Conv2d, Layer, MaxPool2d
 
 from _helpers import assert_close, numerical_gradient, rel_error
@@ -376,3 +377,86 @@ def test_conv_then_pool_chain_gradient_float64():
     forward(x)
     dx = conv.backward(pool.backward(dout))
     assert rel_error(dx, numerical_gradient(forward, x, dout)) < 1e-8
+
+
+# ---- convolution kinds as layers ---------------------------------------------------------
+
+KIND_LAYERS = [
+    (layers.Conv1d, dict(in_channels=4, out_channels=6, kernel_size=5, stride=2, padding="same",
+                         dilation=2, groups=2, padding_mode="reflect"), (2, 4, 19)),
+    (layers.Conv2d, dict(in_channels=6, out_channels=12, kernel_size=3, padding=1, groups=6),
+     (2, 6, 7, 8)),
+    (layers.Conv2d, dict(in_channels=3, out_channels=4, kernel_size=(3, 2), padding=(1, 0, 2, 1),
+                         dilation=(2, 1), padding_mode="circular"), (1, 3, 6, 5)),
+    (layers.Conv3d, dict(in_channels=2, out_channels=3, kernel_size=(2, 3, 3), stride=(1, 2, 2),
+                         padding=1), (2, 2, 4, 7, 6)),
+    (layers.ConvTranspose1d, dict(in_channels=3, out_channels=4, kernel_size=4, stride=2,
+                                  padding=1), (2, 3, 9)),
+    (layers.ConvTranspose2d, dict(in_channels=4, out_channels=6, kernel_size=3, stride=2,
+                                  padding=1, output_padding=1, groups=2), (2, 4, 5, 6)),
+    (layers.ConvTranspose3d, dict(in_channels=2, out_channels=2, kernel_size=2, stride=2),
+     (1, 2, 3, 3, 4)),
+]
+
+
+@pytest.mark.parametrize("layer_type, options, x_shape", KIND_LAYERS,
+                         ids=[f"{t.__name__}-{i}" for i, (t, _, _) in enumerate(KIND_LAYERS)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_kind_layers_match_their_functional_ops(layer_type, options, x_shape, dtype):
+    layer = layer_type(**options, dtype=dtype, rng=0)
+    transposed = layer_type.__name__.startswith("ConvTranspose")
+    ndim = len(x_shape) - 2
+    weight = layer.params["weight"]
+    groups = options.get("groups", 1)
+    kernel = layer.kernel_size
+    if transposed:
+        assert weight.shape == (options["in_channels"], options["out_channels"] // groups) + kernel
+    else:
+        assert weight.shape == (options["out_channels"], options["in_channels"] // groups) + kernel
+    assert weight.dtype == dtype and layer.params["bias"].dtype == dtype
+    x = np.random.default_rng(1).standard_normal(x_shape).astype(dtype)
+    out = layer.forward(x)
+    name = f"conv{'_transpose' if transposed else ''}{ndim}d"
+    functional = {k: v for k, v in options.items()
+                  if k in ("stride", "padding", "dilation", "groups", "padding_mode", "output_padding")}
+    expected, cache = getattr(fastconv, f"{name}_forward")(x, weight, layer.params["bias"], **functional)
+    np.testing.assert_array_equal(out, expected)
+    dout = np.random.default_rng(2).standard_normal(out.shape).astype(dtype)
+    dx = layer.backward(dout)
+    want = getattr(fastconv, f"{name}_backward")(dout, cache)
+    np.testing.assert_array_equal(dx, want[0])
+    np.testing.assert_array_equal(layer.grads["weight"], want[1])
+    np.testing.assert_array_equal(layer.grads["bias"], want[2])
+    assert layer.backward(dout, need_dx=False) is None
+    np.testing.assert_array_equal(layer.grads["weight"], want[1])
+
+
+def test_conv_layers_use_he_initialisation_by_fan_in():
+    for layer in (layers.Conv1d(8, 64, 5, rng=0, dtype=np.float64),
+                  layers.Conv2d(32, 64, 3, groups=8, rng=0, dtype=np.float64),
+                  layers.Conv3d(4, 64, (3, 3, 2), rng=0, dtype=np.float64),
+                  layers.ConvTranspose2d(16, 64, 4, groups=4, rng=0, dtype=np.float64)):
+        fan_in = layer.in_channels // layer.groups * int(np.prod(layer.kernel_size))
+        std = float(layer.params["weight"].std())
+        assert abs(std / np.sqrt(2.0 / fan_in) - 1) < 0.1, (layer, std)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: layers.Conv2d(6, 4, 3, groups=4), r"groups \(4\) must divide both in_channels \(6\)"),
+    (lambda: layers.Conv1d(4, 4, 3, dilation=0), r"dilation must be >= 1"),
+    (lambda: layers.Conv3d(4, 4, (3, 3)), r"kernel_size must be an int or a \(depth, height, width\) triple"),
+    (lambda: layers.Conv2d(4, 4, 3, padding="full"), r"padding must be an int, a tuple of ints, 'same' or 'valid'"),
+    (lambda: layers.Conv2d(4, 4, 3, padding_mode="mirror"), r"padding_mode must be one of"),
+    (lambda: layers.ConvTranspose2d(4, 4, 3, padding_mode="reflect"), r"zeros only"),
+    (lambda: layers.Conv2d(4, 4, 3, output_padding=1), r"output_padding applies to transposed"),
+    (lambda: layers.Conv1d(4, 4, 3, groups=0), r"groups must be >= 1"),
+])
+def test_conv_kind_layers_reject_bad_arguments(build, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        build()
+
+
+def test_conv1d_layer_checks_its_input_rank():
+    layer = layers.Conv1d(3, 4, 3)
+    with pytest.raises(ValueError, match=r"Conv1d input x must be 3-D with shape \(N, 3, L\)"):
+        layer.forward(np.zeros((2, 3, 5, 5), np.float32))

@@ -392,3 +392,131 @@ def test_avg_pool_equals_reference_and_spreads_dout_evenly(problem, data, thread
     means = _to_nchw(_pool_columns(np.array(x, dtype=np.float64), kernel, stride, padding).sum(axis=1) / area,
                      out.shape)
     assert_matches(out, means, magnitude, area + 1, "out mean")
+
+
+# ---- convolution kinds: rank, dilation, groups, padding forms and modes, transposed ------
+
+@st.composite
+def kind_problems(draw):
+    """(ndim, x, w, b, options) for conv{1,2,3}d with every option drawn; the kernel (dilated)
+    fits the padded input and reflect/circular padding fits the input."""
+    ndim = draw(st.sampled_from([1, 2, 2, 3]))
+    max_size = {1: 12, 2: 8, 3: 5}[ndim]
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    channels = groups * draw(st.integers(1, 2))
+    filters = groups * draw(st.integers(1, 3))
+    size = tuple(draw(st.integers(1, max_size)) for _ in range(ndim))
+    mode = draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    form = draw(st.sampled_from(["int", "axes", "sides", "same", "valid"]))
+    limit = [min(2, s - 1) if mode == "reflect" else min(2, s) if mode == "circular" else 2
+             for s in size]
+    if form == "int":
+        padding = draw(st.integers(0, min(limit)))
+    elif form == "axes":
+        padding = tuple(draw(st.integers(0, m)) for m in limit)
+    elif form == "sides":
+        padding = tuple(draw(st.integers(0, m)) for m in limit for _ in range(2))
+    else:
+        padding = form
+    geometry_padding = fastconv._geometry._padding_sides(padding, ndim, size, (1,) * ndim, stride, dilation)
+    kernel = []
+    for s, before, after, d in zip(size, *geometry_padding, dilation):
+        room = (s + before + after - 1) // d + 1  # the most taps that fit
+        kernel.append(draw(st.integers(1, max(1, min(4, room)))))
+    kernel = tuple(kernel)
+    if form == "same":  # its padding depends on the kernel
+        geometry_padding = fastconv._geometry._padding_sides("same", ndim, size, kernel, stride, dilation)
+        if mode == "reflect" and any(max(b, a) >= s for s, b, a in zip(size, *geometry_padding)):
+            mode = "zeros"
+        if mode == "circular" and any(max(b, a) > s for s, b, a in zip(size, *geometry_padding)):
+            mode = "zeros"
+    assume(all((k - 1) * d + 1 <= s + b + a for k, d, s, b, a in zip(kernel, dilation, size,
+                                                                        *geometry_padding)))
+    dtype = draw(st.sampled_from(DTYPES))
+    batch = draw(st.integers(1, 3))
+    x = draw(laid_out(_values(draw, (batch, channels) + size, dtype)))
+    w = draw(laid_out(_values(draw, (filters, channels // groups) + kernel, dtype)))
+    b = draw(laid_out(_values(draw, (filters,), dtype))) if draw(st.booleans()) else None
+    options = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                   padding_mode=mode)
+    return ndim, x, w, b, options
+
+
+@given(problem=kind_problems(), data=st.data(), run=run_settings)
+def test_conv_kinds_equal_reference(problem, data, run):
+    ndim, x, w, b, options = problem
+    forward = getattr(fastconv, f"conv{ndim}d_forward")
+    with settings_for_call(*run):
+        out, cache = forward(x, w, b, **options, backend="cython", algorithm="im2col")
+        dout = data.draw(laid_out(_values(data.draw, out.shape, out.dtype)))
+        grads = getattr(fastconv, f"conv{ndim}d_backward")(dout, cache)
+    event(f"{ndim}-D, padding_mode {options['padding_mode']}, groups {options['groups']}")
+    plain = [None if a is None else np.array(a) for a in (x, w, b, dout)]
+    ref_forward = getattr(reference, f"conv{ndim}d_forward")
+    ref_backward = getattr(reference, f"conv{ndim}d_backward")
+    expected, ref_cache = ref_forward(*plain[:3], **options)
+    magnitude, abs_cache = ref_forward(_abs64(x), _abs64(w), _abs64(b), **options)
+    # a padding mode may read one input pixel for several padded positions of a window
+    copies = 1 if options["padding_mode"] == "zeros" else 2 ** ndim
+    terms = w[0].size * copies + 1
+    assert_matches(out, expected, magnitude, terms, "out")
+    batch_positions = out.shape[0] * int(np.prod(out.shape[2:]))
+    counts = (out.shape[1] // options["groups"] * int(np.prod(w.shape[2:])) * copies,
+              batch_positions * copies, batch_positions)
+    for name, got, want, size, count in zip(("dx", "dw", "db"), grads,
+                                            ref_backward(plain[3], ref_cache),
+                                            ref_backward(_abs64(dout), abs_cache), counts):
+        if want is None:
+            assert got is None
+        else:
+            assert_matches(got, want, size, count, name)
+
+
+@st.composite
+def transposed_problems(draw):
+    ndim = draw(st.sampled_from([1, 2, 3]))
+    groups = draw(st.sampled_from([1, 2]))
+    channels = groups * draw(st.integers(1, 2))
+    per_group = draw(st.integers(1, 2))
+    size = tuple(draw(st.integers(1, {1: 8, 2: 5, 3: 3}[ndim])) for _ in range(ndim))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(ndim))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(ndim))
+    extra = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(ndim))
+    assume(all((n - 1) * s - 2 * p + d * (k - 1) + e + 1 >= 1
+               for n, s, p, d, k, e in zip(size, stride, padding, dilation, kernel, extra)))
+    dtype = draw(st.sampled_from(DTYPES))
+    x = draw(laid_out(_values(draw, (draw(st.integers(1, 2)), channels) + size, dtype)))
+    w = draw(laid_out(_values(draw, (channels, per_group) + kernel, dtype)))
+    b = draw(laid_out(_values(draw, (per_group * groups,), dtype))) if draw(st.booleans()) else None
+    return ndim, x, w, b, dict(stride=stride, padding=padding, output_padding=extra,
+                               dilation=dilation, groups=groups)
+
+
+@given(problem=transposed_problems(), data=st.data(), run=run_settings)
+def test_conv_transpose_equals_reference(problem, data, run):
+    ndim, x, w, b, options = problem
+    name = f"conv_transpose{ndim}d"
+    with settings_for_call(*run):
+        out, cache = getattr(fastconv, f"{name}_forward")(x, w, b, **options, backend="cython")
+        dout = data.draw(laid_out(_values(data.draw, out.shape, out.dtype)))
+        grads = getattr(fastconv, f"{name}_backward")(dout, cache)
+    plain = [None if a is None else np.array(a) for a in (x, w, b, dout)]
+    expected, ref_cache = getattr(reference, f"{name}_forward")(*plain[:3], **options)
+    magnitude, abs_cache = getattr(reference, f"{name}_forward")(_abs64(x), _abs64(w), _abs64(b), **options)
+    growth = WINOGRAD_GROWTH.get(cache.algorithm, 1)
+    terms = w.shape[0] // options["groups"] * int(np.prod(w.shape[2:])) + 1
+    assert_matches(out, expected, growth * magnitude, terms, "out")
+    positions = x.shape[0] * int(np.prod(x.shape[2:]))
+    counts = (w[0].size, positions, positions)
+    for what, got, want, size, count in zip(("dx", "dw", "db"), grads,
+                                            getattr(reference, f"{name}_backward")(plain[3], ref_cache),
+                                            getattr(reference, f"{name}_backward")(_abs64(dout), abs_cache),
+                                            counts):
+        if want is None:
+            assert got is None
+        else:
+            assert_matches(got, want, growth * size, count, what)

@@ -1,14 +1,19 @@
 """Object layers: forward(x) -> out, backward(dout) -> dx, with params/grads dicts."""
 from .base import Layer
 from .container import Sequential
-from .conv import Conv2d
+from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .core import Dropout, Flatten, LeakyReLU, Linear, ReLU
 from .norm import BatchNorm2d
 from .pool import AvgPool2d, MaxPool2d
 
 __all__ = [
     "Layer",
+    "Conv1d",
     "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
     "MaxPool2d",
     "AvgPool2d",
     "Linear",
