@@ -16,6 +16,7 @@ if _set_spin:
     os.environ["GOMP_SPINCOUNT"] = "10000"
 try:
     from ._kernels import _conv as conv
+    from ._kernels import _depthwise as depthwise
     from ._kernels import _im2col as im2col
     from ._kernels import _pool as pool
     from ._kernels import _winograd as _winograd_baseline

@@ -471,9 +471,9 @@ def test_auto_algorithm_choice():
     # too few channels for the transforms to pay
     assert fastconv.conv2d_forward(x[:, :3], w[:, :3], padding=1)[1].algorithm == "im2col"
     assert fastconv.conv2d_forward(x[:, :3], w[:, :3], stride=2)[1].algorithm == "im2col"
-    assert fastconv.available_algorithms() == ["gemm-1x1", "winograd-4x4", "winograd-2x2",
-                                               "winograd-s2", "s2d-winograd", "im2col",
-                                               "winograd"]
+    assert fastconv.available_algorithms() == ["depthwise", "gemm-1x1", "winograd-4x4",
+                                               "winograd-2x2", "winograd-s2", "s2d-winograd",
+                                               "im2col", "winograd"]
     # an 11x11 stride-4 kernel: 16 phases of 3x3, 0.31 of the direct method's products
     x, w, _ = _inputs((1, 3, 47, 47), (16, 3, 11, 11), np.float32)
     assert fastconv.conv2d_forward(x, w, stride=4)[1].algorithm == "s2d-winograd"
