@@ -6,6 +6,7 @@ Cython + BLAS kernels, with readable NumPy twins in ``fastconv.reference``.
 from ._backend import available_backends, get_backend, set_backend
 from ._settings import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit
 from .algorithms import UnsupportedAlgorithm
+from .planner import forget_wisdom, load_wisdom, save_wisdom
 from .conv import (available_algorithms, conv1d_backward, conv1d_forward, conv2d_backward,
                    conv2d_forward, conv3d_backward, conv3d_forward, conv_transpose1d_backward,
                    conv_transpose1d_forward, conv_transpose2d_backward, conv_transpose2d_forward,
@@ -43,4 +44,7 @@ __all__ = [
     "get_workspace_limit",
     "set_workspace_limit",
     "UnsupportedAlgorithm",
+    "save_wisdom",
+    "load_wisdom",
+    "forget_wisdom",
 ]

@@ -105,11 +105,14 @@ def gemm_pieces(rows, inner):
 
 
 def run_kernel(kernel, threads, *args, all_small=False):
-    """kernel(*args, threads). With several threads BLAS is held to one thread for the call,
-    unless `all_small`: every product of the call is a piece on OpenBLAS's small-matrix path
-    (gemm_pieces), which runs on the calling thread alone, so there is nothing to limit."""
-    if threads > 1 and not all_small:
+    """kernel(*args, threads) with every loaded BLAS held to one thread, unless `all_small`:
+    every product of the call is a piece on OpenBLAS's small-matrix path (gemm_pieces), which
+    runs on the calling thread alone, so there is nothing to hold. The kernels split their
+    work over their own threads (a small batch too), so BLAS threads would only oversubscribe
+    the cores, and a BLAS thread count that another caller changes mid-call would change the
+    sums' order: held, a call's result depends on fastconv's thread count alone."""
+    if all_small:
+        kernel(*args, threads)
+    else:
         with single_threaded_blas():
             kernel(*args, threads)
-    else:
-        kernel(*args, threads)

@@ -33,13 +33,14 @@ class ConvCache(_ReadOnlyCache):
 
     x, weight: the forward's inputs as C-contiguous arrays (the caller's own arrays
     when they already were; never written). window: the ConvGeometry.
-    algorithm: the one the forward ran; automatic: whether "auto" chose it.
+    algorithm: the one the forward ran; planning: "auto" or "measure" when the planner chose
+    it (each backward pass is then planned the same way), None for an explicit algorithm.
     """
 
-    __slots__ = _fields = ("x", "weight", "has_bias", "window", "backend", "algorithm", "automatic")
+    __slots__ = _fields = ("x", "weight", "has_bias", "window", "backend", "algorithm", "planning")
 
-    def __init__(self, x, weight, has_bias, window, backend, algorithm, automatic=False):
-        super().__init__(x, weight, has_bias, window, backend, algorithm, automatic)
+    def __init__(self, x, weight, has_bias, window, backend, algorithm, planning=None):
+        super().__init__(x, weight, has_bias, window, backend, algorithm, planning)
 
     @property
     def out_shape(self):

@@ -19,6 +19,12 @@ POOL_PARALLEL_MIN_ELEMENTS = 2**17
 # and has at least this many columns, so the GEMM runs at speed (the suite's six shapes).
 BAND_BYTES = 128 * 2**10
 BAND_MIN_COLUMNS = 256
+# A small batch is cut into at least this many bands per thread (dynamic scheduling then
+# evens out a slow thread), bands no shorter than BAND_MIN_COLUMNS columns; where that still
+# leaves fewer tasks than threads, each band's filters are shared out in blocks of at least
+# BLOCK_MIN_FILTERS (docs/performance.md, "Batch 1").
+BAND_TASKS_PER_THREAD = 2
+BLOCK_MIN_FILTERS = 16
 # The staged im2col pays off where each input pixel lands in at least this many columns
 # (KH*KW / (stride_h*stride_w)); 3x3 stride-2 windows (2.25) ran as fast or faster without.
 STAGE_MIN_OVERLAP = 4
@@ -50,3 +56,43 @@ TRANSPOSED_DW_BYTES = 512 * 2**10
 # each GEMM has tiles enough to run at speed (res-s2's stride-2 rows are 7 tiles wide). Of
 # 1, 2, 4 and 8 MiB, 4 ran res-s2 fastest (float32 and float64) and vgg-3x3 as fast as any.
 WINOGRAD_BAND_BYTES = 4 * 2**20
+
+# ---- the planner's cost model (planner.Machine) ----------------------------------------
+# GEMM rates on one thread, the layouts the kernels use: "nn" (forward, Winograd), "tn"
+# (dcols = W^T @ dout), "nt" (dW = dout @ cols^T); seconds per element of each kind of
+# elementwise work; and what a second thread adds. tools/calibrate.py measures them on a quiet
+# machine (docs/performance.md, "The cost model"); FIRST-PRINCIPLES VALUES until then.
+def _gemm(peak, m_half=12.0, n_half=24.0, k_half=24.0, call=3e-7):
+    return {"peak": peak, "m_half": m_half, "n_half": n_half, "k_half": k_half, "call": call}
+
+
+COST_MODEL = {
+    "float32": {
+        "gemm": {"nn": _gemm(150e9), "tn": _gemm(140e9), "nt": _gemm(120e9)},
+        "elements": {
+            "im2col": 0.25e-9, "col2im": 0.4e-9, "copy": 0.2e-9,
+            "winograd-input-2x2": 0.3e-9, "winograd-output-2x2": 0.3e-9,
+            "winograd-input-4x4": 0.45e-9, "winograd-output-4x4": 0.45e-9,
+            "winograd-input-stride-2": 0.35e-9, "winograd-output-stride-2": 0.35e-9,
+            "winograd-weight-2x2": 1.0e-9, "winograd-weight-4x4": 1.5e-9,
+            "winograd-weight-stride-2": 1.2e-9,
+            "winograd-dout-2x2": 0.4e-9, "winograd-dout-4x4": 0.5e-9,
+            "depthwise-tap": 0.08e-9, "depthwise-pad": 0.3e-9,
+        },
+        "parallel_efficiency": 0.92,
+    },
+    "float64": {
+        "gemm": {"nn": _gemm(75e9), "tn": _gemm(70e9), "nt": _gemm(60e9)},
+        "elements": {
+            "im2col": 0.35e-9, "col2im": 0.6e-9, "copy": 0.3e-9,
+            "winograd-input-2x2": 0.5e-9, "winograd-output-2x2": 0.5e-9,
+            "winograd-input-4x4": 0.7e-9, "winograd-output-4x4": 0.7e-9,
+            "winograd-input-stride-2": 0.55e-9, "winograd-output-stride-2": 0.55e-9,
+            "winograd-weight-2x2": 1.2e-9, "winograd-weight-4x4": 1.8e-9,
+            "winograd-weight-stride-2": 1.4e-9,
+            "winograd-dout-2x2": 0.6e-9, "winograd-dout-4x4": 0.8e-9,
+            "depthwise-tap": 0.16e-9, "depthwise-pad": 0.45e-9,
+        },
+        "parallel_efficiency": 0.92,
+    },
+}

@@ -46,39 +46,70 @@ def _bias_gradient(dout, has_bias):
     return dout.sum(axis=(0,) + tuple(range(2, dout.ndim))) if has_bias else None
 
 
-def _run_forward(x, w, b, geometry, algorithm, automatic):
-    """(out, the algorithm that computed it): with `automatic`, a result that came out not
-    all finite from an algorithm whose transforms can turn an infinity into NaN is computed
-    again by the direct method (algorithms/_winograd.py)."""
+def _finite_or_direct(result, run_direct, planning):
+    """A planned (auto/measure) result that came out not all finite from an algorithm whose
+    transforms can turn an infinity into NaN, computed again by the direct method
+    (algorithms/_winograd.py); (result, the algorithm that computed it)."""
+    (value, finite), algorithm = result
+    if finite is False and planning is not None:
+        return run_direct(), algorithms.DIRECT
+    return value, algorithm
+
+
+def _run_forward(x, w, b, geometry, algorithm, planning):
+    """(out, the algorithm that computed it) by `algorithm`, or for planning "measure" by
+    the planner's fastest (timed on these arrays the first time this problem is seen)."""
     if _empty(geometry):  # the output is the bias
         return _with_bias(np.zeros(geometry.output_shape, x.dtype), b), algorithm
-    out, finite = algorithm.forward(x, w, b, geometry)
-    if finite is False and automatic:
-        algorithm = algorithms.DIRECT
-        out, _ = algorithm.forward(x, w, b, geometry)
-    return out, algorithm
+
+    def run(module):
+        return module.forward(x, w, b, geometry)
+
+    if planning == "measure":
+        chosen, outcome = planner.measure(geometry, x.dtype, "forward", run)
+    else:
+        chosen, outcome = algorithm, run(algorithm)
+    return _finite_or_direct((outcome, chosen), lambda: algorithms.DIRECT.forward(x, w, b, geometry)[0],
+                             planning)
 
 
-def _run_backward(dout, x, w, has_bias, geometry, algorithm, automatic, need_dx=True,
-                  need_dw=True):
+def _run_backward(dout, x, w, has_bias, geometry, algorithm, planning, need_dx=True,
+                  need_dw=True, pass_name="backward"):
     """(dx, dw, db) of the convolution; dx None unless need_dx, dw and db None unless
-    need_dw. x may be None when need_dw is False."""
+    need_dw. x may be None when need_dw is False. `algorithm`: the module, or with planning
+    "measure" None (the planner times the candidates for `pass_name`)."""
     if _empty(geometry):
         dx = np.zeros(geometry.input_shape, dout.dtype) if need_dx else None
         dw = np.zeros(geometry.weight_shape, dout.dtype) if need_dw else None
         return dx, dw, _bias_gradient(dout, has_bias and need_dw)
-    gradients, finite = algorithm.backward(dout, x, w, has_bias, geometry, need_dx, need_dw)
-    if finite is False and automatic:
-        gradients, _ = algorithms.DIRECT.backward(dout, x, w, has_bias, geometry, need_dx, need_dw)
+
+    def run(module):
+        return module.backward(dout, x, w, has_bias, geometry, need_dx, need_dw)
+
+    if planning == "measure":
+        chosen, outcome = planner.measure(geometry, dout.dtype, pass_name, run)
+    else:
+        chosen, outcome = algorithm, run(algorithm)
+    gradients, _ = _finite_or_direct(
+        (outcome, chosen),
+        lambda: algorithms.DIRECT.backward(dout, x, w, has_bias, geometry, need_dx, need_dw)[0],
+        planning)
     dx, dw, db = gradients
     return (dx if need_dx else None), (dw if need_dw else None), (db if need_dw else None)
 
 
+def _pass_name(need_dx, need_dw):
+    return "backward" if need_dx and need_dw else "backward-data" if need_dx else "backward-weights"
+
+
 def _backward_algorithm(cache, pass_name):
-    """The algorithm for a backward pass of this cache: the planner's choice under "auto"
-    (the forward's choice does not bind the backward), else the forward's."""
-    if cache.automatic:
+    """The algorithm for a backward pass of this cache: under "auto" the planner's choice for
+    that pass (the forward's choice does not bind it), under "measure" None (timed when run),
+    else the forward's, which must still fit the geometry."""
+    if cache.planning == "auto":
         return planner.choose(cache.window, cache.x.dtype, "auto", pass_name)
+    if cache.planning == "measure":
+        return None
     algorithm = algorithms.REGISTRY.get(cache.algorithm)
     if algorithm is None or algorithm.supports(cache.window) is not None:
         raise ValueError(f"cache holds algorithm {cache.algorithm!r}, which cannot do its "
@@ -96,7 +127,7 @@ def _conv_forward(ndim, x, w, b, stride, padding, dilation, groups, padding_mode
                   algorithm):
     geometry = conv_inputs(x, w, b, ndim, stride, padding, dilation, groups, padding_mode)
     backend = _backend.resolve(backend)
-    automatic = algorithm == "auto"
+    planning = algorithm if algorithm in planner.PLANNING else None
     chosen = planner.choose(geometry, x.dtype, algorithm, "forward")
     if backend == "cython":  # before any copy or allocation
         _check_blas_limits(geometry)
@@ -104,8 +135,8 @@ def _conv_forward(ndim, x, w, b, stride, padding, dilation, groups, padding_mode
     if backend == "reference":
         out = reference._forward(x, w, b, geometry)
     else:
-        out, chosen = _run_forward(x, w, b, geometry, chosen, automatic)
-    return out, ConvCache(x, w, b is not None, geometry, backend, chosen.NAME, automatic)
+        out, chosen = _run_forward(x, w, b, geometry, chosen, planning)
+    return out, ConvCache(x, w, b is not None, geometry, backend, chosen.NAME, planning)
 
 
 def _conv_backward(dout, cache, name, need_dx):
@@ -118,9 +149,10 @@ def _conv_backward(dout, cache, name, need_dx):
     if cache.backend == "reference":
         dx, dw, db = reference._backward(dout, cache.x, cache.weight, cache.has_bias, cache.window)
         return (dx if need_dx else None), dw, db
-    algorithm = _backward_algorithm(cache, "backward" if need_dx else "backward-weights")
-    return _run_backward(dout, cache.x, cache.weight, cache.has_bias, cache.window, algorithm,
-                         cache.automatic, need_dx)
+    pass_name = _pass_name(need_dx, True)
+    return _run_backward(dout, cache.x, cache.weight, cache.has_bias, cache.window,
+                         _backward_algorithm(cache, pass_name), cache.planning, need_dx,
+                         pass_name=pass_name)
 
 
 _CONV_DOC = """{ndim}-D convolution (cross-correlation, as in deep learning).
@@ -214,7 +246,7 @@ def _transpose_forward(ndim, x, w, b, stride, padding, output_padding, dilation,
     geometry = conv_transpose_inputs(x, w, b, ndim, stride, padding, output_padding, dilation,
                                      groups)
     backend = _backend.resolve(backend)
-    automatic = algorithm == "auto"
+    planning = algorithm if algorithm in planner.PLANNING else None
     chosen = planner.choose(geometry, x.dtype, algorithm, "backward-data")
     if backend == "cython":
         _check_blas_limits(geometry)
@@ -222,9 +254,10 @@ def _transpose_forward(ndim, x, w, b, stride, padding, output_padding, dilation,
     if backend == "reference":
         out = reference._transpose_forward(x, w, b, geometry)
     else:
-        out, _, _ = _run_backward(x, None, w, False, geometry, chosen, automatic, need_dw=False)
+        out, _, _ = _run_backward(x, None, w, False, geometry, chosen, planning, need_dw=False,
+                                  pass_name="backward-data")
         _with_bias(out, b)
-    return out, ConvTransposeCache(x, w, b is not None, geometry, backend, chosen.NAME, automatic)
+    return out, ConvTransposeCache(x, w, b is not None, geometry, backend, chosen.NAME, planning)
 
 
 def _transpose_backward(dout, cache, name, need_dx):
@@ -241,10 +274,10 @@ def _transpose_backward(dout, cache, name, need_dx):
     dx = None
     if need_dx:
         dx, _ = _run_forward(dout, cache.weight, None, geometry,
-                             _backward_algorithm(cache, "forward"), cache.automatic)
+                             _backward_algorithm(cache, "forward"), cache.planning)
     _, dw, _ = _run_backward(cache.x, dout, cache.weight, False, geometry,
-                             _backward_algorithm(cache, "backward-weights"), cache.automatic,
-                             need_dx=False)
+                             _backward_algorithm(cache, "backward-weights"), cache.planning,
+                             need_dx=False, pass_name="backward-weights")
     return dx, dw, _bias_gradient(dout, cache.has_bias)
 
 

@@ -52,8 +52,29 @@ def test_select():
     assert [case.name for case in suite.select("maxpool", quick=True)] == [c.name for c in suite.POOL_CASES]
     # a case named explicitly runs even in --quick
     assert [case.name for case in suite.select("1x1,vgg-3x3-b256", quick=True)] == ["1x1", "vgg-3x3-b256"]
-    with pytest.raises(ValueError, match="valid names are: conv, maxpool, cs231n-nb"):
+    with pytest.raises(ValueError, match=r"unknown name\(s\) vgg for --only; valid names are: conv, maxpool, resnet18-b1"):
         suite.select("vgg")
+
+
+def test_network_families():
+    """Every conv layer of the four networks, distinct shapes once with their counts."""
+    from fastconv.bench import networks
+
+    layers = {family: [c for c in networks.all_cases() if c.family == family]
+              for family in networks.families()}
+    counts = {family: sum(c.count for c in cases) for family, cases in layers.items()}
+    assert counts["resnet18-b1"] == 20 and counts["vgg16-b16"] == 13
+    assert counts["alexnet-b1"] == 5 and counts["mobilenetv2-b8"] == 52
+    # multiply-adds of the whole network's convolutions, as published (per image)
+    gmacs = {family: sum(c.forward_gflop() * c.count for c in cases) / 2 / int(family.split("-b")[1])
+             for family, cases in layers.items()}
+    assert gmacs["resnet18-b1"] == pytest.approx(1.81, rel=0.01)
+    assert gmacs["vgg16-b1"] == pytest.approx(15.35, rel=0.01)
+    assert gmacs["mobilenetv2-b1"] == pytest.approx(0.30, rel=0.03)
+    depthwise = [c for c in layers["mobilenetv2-b8"] if c.groups > 1]
+    assert depthwise and all(c.groups == c.x_shape[1] == c.w_shape[0] for c in depthwise)
+    assert {c.family for c in suite.select("resnet18")} == {"resnet18-b1", "resnet18-b16"}
+    assert {c.family for c in suite.select("networks")} == set(networks.families())
 
 
 def test_gflop_and_output_shapes():
@@ -82,7 +103,7 @@ def test_timed_calls_compute_the_results():
         np.testing.assert_allclose(forward["fastconv"]()[0], forward["reference"]()[0], rtol=1e-12, atol=1e-12)
         backward = operations.implementations(case, "forward+backward", inputs)
         fast, slow = _gradients(backward["fastconv"]()), _gradients(backward["reference"]())
-        assert len(fast) == len(slow) == (3 if case.family == "conv" else 1)
+        assert len(fast) == len(slow) == (3 if case.kind == "conv" else 1)
         for fast_gradient, slow_gradient in zip(fast, slow):
             np.testing.assert_allclose(fast_gradient, slow_gradient, rtol=1e-10, atol=1e-10)
 

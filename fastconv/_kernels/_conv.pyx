@@ -8,6 +8,7 @@ single-threaded GEMM). Every convolution arrives as a 3-D one over 5-D views (_t
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
+from libc.string cimport memset
 
 from ._gemm cimport gemm, gemm_blocked
 from ._tiles cimport (Window, col2im_rows, im2col_rows, im2col_staged, unpack_window,
@@ -15,11 +16,13 @@ from ._tiles cimport (Window, col2im_rows, im2col_rows, im2col_staged, unpack_wi
 
 
 cdef inline void fill_bias(floating[:, :, ::1] out, const floating[::1] bias, Py_ssize_t image,
-                           Py_ssize_t start, Py_ssize_t count) noexcept nogil:
-    """Set out[image, f, start:start + count] = bias[f]; the GEMM then adds onto it (beta = 1)."""
+                           Py_ssize_t start, Py_ssize_t count, Py_ssize_t first,
+                           Py_ssize_t stop) noexcept nogil:
+    """Set out[image, f, start:start + count] = bias[f] for filters [first, stop); the GEMM
+    then adds onto it (beta = 1)."""
     cdef Py_ssize_t f, j
     cdef floating value
-    for f in range(out.shape[1]):
+    for f in range(first, stop):
         value = bias[f]
         for j in range(start, start + count):
             out[image, f, j] = value
@@ -29,12 +32,17 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
             const Py_ssize_t[::1] window, Py_ssize_t groups,
             const floating[::1] bias, floating[:, :, ::1] out,
             floating[:, :, ::1] workspace, floating[:, ::1] stage,
-            Py_ssize_t band_rows, bint direct, const int[::1] gemm_pieces, int num_threads):
+            Py_ssize_t band_rows, Py_ssize_t filter_blocks, bint direct,
+            const int[::1] gemm_pieces, int num_threads):
     """out (N, F, OD*OH*OW) = conv(x (N, C, D, H, W), weight) [+ bias (F,)].
 
     weight: (F, C/groups * KD*KH*KW), or with groups == 1 (F, C*KD*KH*KW + 1) with the bias as
     its last column: the im2col buffer then gets a row of ones and the GEMM adds the bias
     (`bias` is then None). window: the 16 values of _tiles.Window.
+    A task is one band of output rows of one image (and depth slice) and one of
+    `filter_blocks` blocks of each group's filters: with fewer images and bands than threads,
+    the filters are shared out instead (each block's task makes its own copy of the band's
+    columns, a small price beside its GEMM).
     workspace: (num_threads, weight rows of every group (+ 1), band_rows*OW), unused when
     `direct` (a 1x1x1, stride-1, unpadded convolution without groups: a plain GEMM on x).
     stage: (num_threads, stage size) for im2col_staged(), or (num_threads, 0) for im2col_rows().
@@ -45,8 +53,10 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
     cdef Py_ssize_t filters = weight.shape[0]
     cdef Py_ssize_t bands = (w.out_h + band_rows - 1) // band_rows
     cdef Py_ssize_t slices = w.out_d * bands
-    cdef Py_ssize_t task, image, od, row_start, row_stop, start, column, g
-    cdef int group_filters = filters // groups
+    cdef Py_ssize_t task, image, slice_, block, od, row_start, row_stop, start, column, g
+    cdef Py_ssize_t group_filters = filters // groups
+    cdef Py_ssize_t block_filters = (group_filters + filter_blocks - 1) // filter_blocks
+    cdef Py_ssize_t first, stop
     cdef int patch = channels * w.kernel_d * w.kernel_h * w.kernel_w  # all groups' rows
     cdef int group_patch = patch // groups
     cdef int depth = weight.shape[1]  # group_patch, or patch + 1 with the bias folded in
@@ -63,21 +73,28 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
         if not direct and depth > group_patch:
             for column in range(ld_work):
                 workspace[tid, patch, column] = 1
-        # dynamic: a thread that starts late (woken from sleep) takes fewer bands; every
-        # band is computed the same way whichever thread runs it, so results do not change
-        for task in prange(batch * slices, schedule="dynamic"):
-            image = task // slices
-            od = (task % slices) // bands
-            row_start = (task % bands) * band_rows
+        # dynamic: a thread that starts late (woken from sleep, or slowed by a busy core)
+        # takes fewer tasks; every task is computed the same way whichever thread runs it,
+        # so results do not change
+        for task in prange(batch * slices * filter_blocks, schedule="dynamic"):
+            block = task % filter_blocks
+            slice_ = task // filter_blocks
+            image = slice_ // slices
+            od = (slice_ % slices) // bands
+            row_start = (slice_ % bands) * band_rows
             row_stop = min(row_start + band_rows, w.out_h)
             ncols = (row_stop - row_start) * w.out_w
             start = (od * w.out_h + row_start) * w.out_w
-            if has_bias:
-                fill_bias(out, bias, image, start, ncols)
+            first = block * block_filters
+            stop = min(first + block_filters, group_filters)
+            if first >= stop:
+                continue
             if direct:
-                gemm_blocked(False, filters, ncols, channels, 1, &weight[0, 0], channels,
+                if has_bias:
+                    fill_bias(out, bias, image, start, ncols, first, stop)
+                gemm_blocked(False, stop - first, ncols, channels, 1, &weight[first, 0], channels,
                              &x[image, 0, 0, 0, 0] + start, in_plane,
-                             beta, &out[image, 0, start], plane,
+                             beta, &out[image, first, start], plane,
                              piece_rows, piece_inner, piece_columns)
                 continue
             if stage.shape[1] > 0:
@@ -86,9 +103,13 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
             else:
                 im2col_rows(x, image, &w, od, row_start, row_stop, workspace[tid], 0)
             for g in range(groups):
-                gemm_blocked(False, group_filters, ncols, depth, 1, &weight[g * group_filters, 0],
-                             depth, &workspace[tid, g * group_patch, 0], ld_work, beta,
-                             &out[image, g * group_filters, start], plane, piece_rows,
+                if has_bias:
+                    fill_bias(out, bias, image, start, ncols, g * group_filters + first,
+                              g * group_filters + stop)
+                gemm_blocked(False, stop - first, ncols, depth, 1,
+                             &weight[g * group_filters + first, 0], depth,
+                             &workspace[tid, g * group_patch, 0], ld_work, beta,
+                             &out[image, g * group_filters + first, start], plane, piece_rows,
                              piece_inner, piece_columns)
 
 
@@ -150,8 +171,43 @@ cdef inline void add_weight_gradient(floating* dweight, floating* dbias, const f
         add_row_sums(dbias, dout, filters, ncols, ld_dout)
 
 
+cdef inline void backward_band(
+        const floating[:, :, ::1] dout, const floating[:, :, :, :, ::1] x,
+        const floating[:, ::1] weight, floating[:, :, :, :, ::1] dx, floating* dweight,
+        floating* dbias, floating[:, ::1] work, floating* dout_band, const Window* w,
+        Py_ssize_t groups, Py_ssize_t image, Py_ssize_t od, Py_ssize_t row_start,
+        Py_ssize_t row_stop, bint need_dw, bint need_dx, bint transposed,
+        const int[::1] gemm_pieces, const int[::1] dweight_pieces) noexcept nogil:
+    """One band's share of the backward: its columns (im2col) and their dW product, then
+    dcols = W^T @ dout scattered back into dx[image] (col2im)."""
+    cdef Py_ssize_t g
+    cdef int filters = weight.shape[0], group_filters = filters // groups
+    cdef int group_patch = weight.shape[1]
+    cdef int plane = dout.shape[2], ld_work = work.shape[1]
+    cdef int ncols = (row_stop - row_start) * w.out_w
+    cdef Py_ssize_t start = (od * w.out_h + row_start) * w.out_w
+    if need_dw:
+        im2col_rows(x, image, w, od, row_start, row_stop, work, 0)
+        for g in range(groups):
+            add_weight_gradient(dweight + g * group_filters * group_patch,
+                                dbias + g * group_filters if dbias != NULL else NULL,
+                                &work[g * group_patch, 0], ld_work, group_patch,
+                                &dout[image, g * group_filters, start], plane, group_filters,
+                                ncols, dout_band, transposed, dweight_pieces)
+    if need_dx:
+        # dcols (patch, ncols) = W^T (patch, F) @ dout band (F, ncols) per group, reusing
+        # the buffer
+        for g in range(groups):
+            gemm_blocked(True, group_patch, ncols, group_filters, 1, &weight[g * group_filters, 0],
+                         group_patch, &dout[image, g * group_filters, start], plane, 0,
+                         &work[g * group_patch, 0], ld_work, gemm_pieces[0], gemm_pieces[1],
+                         gemm_pieces[2])
+        col2im_rows(work, 0, w, od, row_start, row_stop, dx, image)
+
+
 def backward(const floating[:, :, ::1] dout, const floating[:, :, :, :, ::1] x,
              const floating[:, ::1] weight, floating[:, :, :, :, ::1] dx,
+             floating[:, :, :, :, :, ::1] dx_per_thread,
              floating[:, :, ::1] dweight_per_thread, floating[:, ::1] dbias_per_thread,
              floating[:, :, ::1] workspace, floating[:, :, ::1] dout_band,
              const Py_ssize_t[::1] window, Py_ssize_t groups,
@@ -161,72 +217,101 @@ def backward(const floating[:, :, ::1] dout, const floating[:, :, :, :, ::1] x,
     (N, F, OD*OH*OW) and weight (F, C/groups * KD*KH*KW).
 
     x None: no weight gradient (dweight_per_thread and dbias_per_thread unused); dx None: no
-    input gradient. dx is overwritten. dweight_per_thread, (num_threads, F, C/groups*K), or
-    with `transposed` (groups == 1 only) (num_threads, C*K, F), and dbias_per_thread
-    (num_threads, F), or None for no bias, must be zero on entry; the caller sums them. Each
-    thread owns whole images, so the col2im scatter into dx never races.
+    input gradient. dweight_per_thread, (num_threads, F, C/groups*K), or with `transposed`
+    (groups == 1 only) (num_threads, C*K, F), and dbias_per_thread (num_threads, F), or None
+    for no bias, must be zero on entry; the caller sums them.
+
+    Two ways to share the work, both with a fixed (static) task order, so that a thread count
+    always gives the same sums: dx_per_thread None, each thread owns whole images and writes
+    dx directly (dx is overwritten); with dx_per_thread (num_threads, N, C, D, H, W), for fewer
+    images than threads, tasks are bands and each thread adds its bands' dx into its own copy,
+    which it zeroes first and the caller sums (for `direct`, whose bands never overlap, dx
+    itself is written).
     dout_band: (num_threads, band_rows*OW, F) with `transposed` (see add_weight_gradient,
     whose pieces are dweight_pieces), else unused. gemm_pieces: those of the dcols product.
     """
     cdef Window w = unpack_window(window)
     cdef bint need_dw = x is not None, need_dx = dx is not None
+    cdef bint by_bands = dx_per_thread is not None or (direct and dout.shape[0] < num_threads)
     cdef Py_ssize_t batch = dout.shape[0]
     cdef Py_ssize_t channels = dx.shape[1] if need_dx else x.shape[1]
     cdef Py_ssize_t filters = weight.shape[0]
     cdef Py_ssize_t bands = (w.out_h + band_rows - 1) // band_rows
-    cdef Py_ssize_t image, od, band_index, row_start, row_stop, start, g
-    cdef int group_filters = filters // groups
-    cdef int patch = channels * w.kernel_d * w.kernel_h * w.kernel_w
-    cdef int group_patch = patch // groups
+    cdef Py_ssize_t slices = w.out_d * bands
+    cdef Py_ssize_t image, od, band_index, row_start, row_stop, start, task, count
     cdef int plane = dout.shape[2]
-    cdef int ld_work = workspace.shape[2]
     cdef int ncols, tid = 0
-    cdef int piece_rows = gemm_pieces[0], piece_inner = gemm_pieces[1]
-    cdef int piece_columns = gemm_pieces[2]
     cdef bint has_bias = need_dw and dbias_per_thread is not None
+    cdef floating* dweight
     cdef floating* dbias
     cdef floating* band
+    cdef floating* own
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
+        dweight = &dweight_per_thread[tid, 0, 0] if need_dw else NULL
         dbias = &dbias_per_thread[tid, 0] if has_bias else NULL
         band = &dout_band[tid, 0, 0] if transposed else NULL
-        for image in prange(batch, schedule="static"):
-            if direct:
-                # dW += dout[n] (F, P) @ x[n]^T (P, C);  dx[n] = W^T (C, F) @ dout[n] (F, P)
-                if need_dw:
-                    add_weight_gradient(&dweight_per_thread[tid, 0, 0], dbias,
-                                        &x[image, 0, 0, 0, 0], plane, channels,
-                                        &dout[image, 0, 0], plane, filters, plane, band,
-                                        transposed, dweight_pieces)
-                if need_dx:
-                    gemm_blocked(True, channels, plane, filters, 1, &weight[0, 0], channels,
-                                 &dout[image, 0, 0], plane, 0, &dx[image, 0, 0, 0, 0], plane,
-                                 piece_rows, piece_inner, piece_columns)
-                continue
-            if need_dx:
-                zero_image(dx, image)
-            for od in range(w.out_d):
-                for band_index in range(bands):
-                    row_start = band_index * band_rows
+        if dx_per_thread is not None:
+            count = dx_per_thread.shape[1] * dx_per_thread.shape[2] * dx_per_thread.shape[3] \
+                * dx_per_thread.shape[4] * dx_per_thread.shape[5]
+            if count > 0:
+                own = &dx_per_thread[tid, 0, 0, 0, 0, 0]
+                memset(own, 0, count * sizeof(floating))
+        if direct:
+            # dW += dout (F, cols) @ x^T (cols, C);  dx = W^T (C, F) @ dout (F, cols), by image
+            # or, for fewer images than threads, by band of columns
+            for task in prange(batch * (slices if by_bands else 1), schedule="static"):
+                image = task // slices if by_bands else task
+                start, ncols = 0, plane
+                if by_bands:
+                    od = (task % slices) // bands
+                    row_start = (task % bands) * band_rows
                     row_stop = min(row_start + band_rows, w.out_h)
-                    ncols = (row_stop - row_start) * w.out_w
                     start = (od * w.out_h + row_start) * w.out_w
-                    if need_dw:
-                        im2col_rows(x, image, &w, od, row_start, row_stop, workspace[tid], 0)
-                        for g in range(groups):
-                            add_weight_gradient(
-                                &dweight_per_thread[tid, g * group_filters, 0],
-                                dbias + g * group_filters if has_bias else NULL,
-                                &workspace[tid, g * group_patch, 0], ld_work, group_patch,
-                                &dout[image, g * group_filters, start], plane, group_filters,
-                                ncols, band, transposed, dweight_pieces)
-                    if need_dx:
-                        # dcols (patch, ncols) = W^T (patch, F) @ dout band (F, ncols) per
-                        # group, reusing the buffer
-                        for g in range(groups):
-                            gemm_blocked(True, group_patch, ncols, group_filters, 1,
-                                         &weight[g * group_filters, 0], group_patch,
-                                         &dout[image, g * group_filters, start], plane, 0,
-                                         &workspace[tid, g * group_patch, 0], ld_work,
-                                         piece_rows, piece_inner, piece_columns)
-                        col2im_rows(workspace[tid], 0, &w, od, row_start, row_stop, dx, image)
+                    ncols = (row_stop - row_start) * w.out_w
+                if need_dw:
+                    add_weight_gradient(dweight, dbias, &x[image, 0, 0, 0, 0] + start, plane,
+                                        channels, &dout[image, 0, start], plane, filters, ncols,
+                                        band, transposed, dweight_pieces)
+                if need_dx:
+                    gemm_blocked(True, channels, ncols, filters, 1, &weight[0, 0], channels,
+                                 &dout[image, 0, start], plane, 0,
+                                 &dx[image, 0, 0, 0, 0] + start, plane,
+                                 gemm_pieces[0], gemm_pieces[1], gemm_pieces[2])
+        elif dx_per_thread is not None:
+            for task in prange(batch * slices, schedule="static"):
+                image = task // slices
+                od = (task % slices) // bands
+                row_start = (task % bands) * band_rows
+                backward_band(dout, x, weight, dx_per_thread[tid], dweight, dbias,
+                              workspace[tid], band, &w, groups, image, od, row_start,
+                              min(row_start + band_rows, w.out_h), need_dw, need_dx,
+                              transposed, gemm_pieces, dweight_pieces)
+        else:
+            for image in prange(batch, schedule="static"):
+                if need_dx:
+                    zero_image(dx, image)
+                for od in range(w.out_d):
+                    for band_index in range(bands):
+                        row_start = band_index * band_rows
+                        backward_band(dout, x, weight, dx, dweight, dbias, workspace[tid], band,
+                                      &w, groups, image, od, row_start,
+                                      min(row_start + band_rows, w.out_h), need_dw, need_dx,
+                                      transposed, gemm_pieces, dweight_pieces)
+
+
+def time_gemm(const floating[::1] a, const floating[::1] b, floating[::1] c, int m, int n, int k,
+              bint trans_a, bint trans_b, const int[::1] pieces, int repeats):
+    """Run C (m, n) = op(A) @ op(B) `repeats` times without the GIL, on one thread, as the
+    kernels call BLAS (gemm_blocked with these pieces for untransposed B, plain gemm else):
+    the planner's calibration times GEMMs of the sizes its algorithms make (tools/calibrate.py)."""
+    cdef int r
+    cdef int lda = m if trans_a else k
+    cdef int ldb = k if trans_b else n
+    with nogil:
+        for r in range(repeats):
+            if trans_b:
+                gemm(trans_a, True, m, n, k, 1, &a[0], lda, &b[0], ldb, 0, &c[0], n)
+            else:
+                gemm_blocked(trans_a, m, n, k, 1, &a[0], lda, &b[0], ldb, 0, &c[0], n,
+                             pieces[0], pieces[1], pieces[2])

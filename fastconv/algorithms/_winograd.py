@@ -29,26 +29,74 @@ _G = {
 }
 
 
-def plan(batch, channels, filters, out_height, out_width, itemsize, elements=16, tile=2):
+def plan(batch, channels, filters, out_height, out_width, itemsize, elements=16, tile=2,
+         threads=None):
     """Threads and band height (in rows of tile x tile output tiles, run on across images)
     for a Winograd pass: (num_threads, band_rows, tiles_w). A band's transformed tiles
     (`elements` per tile), channels and filters, stay near WINOGRAD_BAND_BYTES per thread."""
     tiles_h, tiles_w = -(-out_height // tile), -(-out_width // tile)
-    threads = get_num_threads()
-    row_bytes = elements * (channels + filters) * tiles_w * itemsize
+    threads = get_num_threads() if threads is None else threads
+    row_bytes = max(1, elements * (channels + filters) * tiles_w * itemsize)
     budget = min(_tuning.WINOGRAD_BAND_BYTES, get_workspace_limit() // threads)
     rows = batch * tiles_h
-    band_rows = int(min(max(1, budget // row_bytes), -(-rows // threads)))
+    band_rows = int(max(1, min(budget // row_bytes, -(-rows // threads))))
     # as many bands, or the next multiple of the thread count (threads take whole bands),
     # evened out
-    bands = -(-rows // band_rows)
+    bands = max(1, -(-rows // band_rows))
     if bands > threads:
         bands = -(-bands // threads) * threads
-    band_rows = -(-rows // bands)
+    band_rows = max(1, -(-rows // bands))
     direct_flops = 2 * batch * filters * channels * 9 * out_height * out_width
     if bands < threads or direct_flops < _tuning.MIN_PARALLEL_FLOPS:
         threads = 1
     return threads, band_rows, tiles_w
+
+
+def forward_cost(machine, batch, channels, filters, out_height, out_width, transforms,
+                 weights=True):
+    """Seconds of forward(): the weight transform (once per call, whatever the batch), then
+    per band the input transform, `elements` GEMMs and the output transform (planner.Machine)."""
+    _, elements, tile = SETS[transforms]
+    threads, band_rows, tiles_w = plan(batch, channels, filters, out_height, out_width,
+                                       machine.dtype.itemsize, elements, tile, machine.threads)
+    rows = batch * -(-out_height // tile)
+    bands = max(1, -(-rows // band_rows))
+    tiles = rows * tiles_w
+    seconds = (machine.work(f"winograd-input-{transforms}", elements * channels * tiles)
+               + machine.gemm(filters, tiles / bands, channels, calls=elements * bands)
+               + machine.work(f"winograd-output-{transforms}", elements * filters * tiles))
+    weight = machine.work(f"winograd-weight-{transforms}", elements * filters * channels) if weights else 0
+    return weight + machine.spread(seconds, bands, threads)
+
+
+def weight_gradient_cost(machine, batch, channels, filters, out_height, out_width, transforms):
+    """Seconds of weight_gradient(): per band the dout and input transforms and `elements`
+    GEMMs summing (C, tiles) @ (tiles, F), then the untransform."""
+    _, elements, tile = SETS[transforms]
+    threads, band_rows, tiles_w = plan(batch, channels, filters, out_height, out_width,
+                                       machine.dtype.itemsize, elements, tile, machine.threads)
+    rows = batch * -(-out_height // tile)
+    bands = max(1, -(-rows // band_rows))
+    tiles = rows * tiles_w
+    seconds = (machine.work(f"winograd-dout-{transforms}", elements * filters * tiles)
+               + machine.work(f"winograd-input-{transforms}", elements * channels * tiles)
+               + machine.gemm(channels, filters, tiles / bands, calls=elements * bands))
+    return (machine.spread(seconds, bands, threads)
+            + machine.gemm(9, channels * filters, elements) * threads)
+
+
+def stride_one_cost(geometry, machine, pass_name, transforms):
+    """Seconds of a 3x3 stride-1 Winograd algorithm for this pass: the forward, and for the
+    backward the weight gradient and/or dx as the forward of dout with the flipped kernels."""
+    batch, channels, filters = geometry.batch, geometry.channels, geometry.filters
+    if pass_name == "forward":
+        return forward_cost(machine, batch, channels, filters, *geometry.out, transforms)
+    seconds = 0.0
+    if pass_name in ("backward", "backward-weights"):
+        seconds += weight_gradient_cost(machine, batch, channels, filters, *geometry.out, transforms)
+    if pass_name in ("backward", "backward-data"):
+        seconds += forward_cost(machine, batch, filters, channels, *geometry.size, transforms)
+    return seconds
 
 
 @contextmanager

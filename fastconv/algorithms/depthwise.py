@@ -3,6 +3,8 @@ any stride, dilation, padding and padding mode) by direct loops: each output row
 KH*KW scaled runs of a padded input row (_kernels/_depthwise.pyx). No GEMM has anything to
 gain here (one input channel per output), so the work is memory-bound: x, w and out are each
 read or written about once per pass."""
+import math
+
 import numpy as np
 
 from .. import _compiled, _tuning
@@ -38,6 +40,21 @@ def _threads(geometry, tasks):
     if 2 * geometry.macs() < _tuning.MIN_PARALLEL_FLOPS / 4:
         return 1
     return max(1, min(get_num_threads(), tasks))
+
+
+def cost(geometry, machine, pass_name):
+    """Memory-bound: each plane padded once per task, KH*KW multiply-adds per output."""
+    taps = geometry.batch * geometry.filters * geometry.out_pixels * math.prod(geometry.kernel)
+    pads = geometry.batch * geometry.channels * _padded_elements(geometry)
+    if pass_name == "forward":
+        tasks = geometry.batch * geometry.channels
+        seconds = machine.work("depthwise-pad", pads) + machine.work("depthwise-tap", taps)
+    else:
+        tasks = geometry.channels
+        passes = (pass_name in ("backward", "backward-weights")) + (
+            pass_name in ("backward", "backward-data"))
+        seconds = passes * (machine.work("depthwise-pad", pads) + machine.work("depthwise-tap", taps))
+    return machine.spread(seconds, tasks, min(machine.threads, _threads(geometry, tasks)))
 
 
 def forward(x, w, b, geometry):

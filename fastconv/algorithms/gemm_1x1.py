@@ -18,6 +18,10 @@ def supports(geometry):
     return None
 
 
+def cost(geometry, machine, pass_name):
+    return im2col_gemm.band_cost(geometry, machine, pass_name, direct=True)
+
+
 def forward(x, w, b, geometry):
     return im2col_gemm.run_forward(x, w, b, geometry, direct=True), None
 

@@ -45,18 +45,23 @@ def stage_size(geometry, band_rows):
     return g.channels * kernel_d * rows * stride_w * stage_width
 
 
-def plan(geometry, itemsize):
-    """Threads and band height for one im2col call: (num_threads, band_rows).
+def plan(geometry, itemsize, threads=None):
+    """Threads, band height and filter blocks for one call: (num_threads, band_rows,
+    filter_blocks).
 
     Work is split into bands of output rows (within one output depth slice) whose im2col
     buffer stays in cache between its im2col and its GEMM (and within one thread's share of
-    the workspace budget). With fewer tasks than threads the kernel runs on one thread and
-    BLAS keeps its own threads.
+    the workspace budget). With fewer (image, band) tasks than BAND_TASKS_PER_THREAD per
+    thread (a small batch: one image gives one band to one thread) bands are made shorter,
+    down to BAND_MIN_COLUMNS columns, and then each band's filters are shared out in blocks,
+    so a small batch keeps every thread busy; the GEMMs stay single-threaded inside our own
+    threads. A call below MIN_PARALLEL_FLOPS runs on one thread.
     """
-    threads = get_num_threads()
-    out_width, out_height = geometry.out[-1], geometry.as_3d().out[1]
+    threads = get_num_threads() if threads is None else threads
+    g = geometry.as_3d()
+    out_depth, out_height, out_width = g.out
     patch = geometry.channels * math.prod(geometry.kernel)
-    if geometry.batch < threads or 2 * geometry.macs() < _tuning.MIN_PARALLEL_FLOPS:
+    if 2 * geometry.macs() < _tuning.MIN_PARALLEL_FLOPS:
         threads = 1
     # bytes per output row of a band: its im2col columns and its share of the stage
     row_bytes = max(1, (patch * out_width + stage_size(geometry, 2)
@@ -64,9 +69,20 @@ def plan(geometry, itemsize):
     # A band small enough to stay in cache between its im2col and its GEMM, wide enough
     # (in columns) for the GEMM to run at speed; never past the workspace budget.
     allowed = get_workspace_limit() // threads // row_bytes
-    wanted = max(_tuning.BAND_BYTES // row_bytes,
-                 -(-_tuning.BAND_MIN_COLUMNS // max(1, out_width)))
-    return threads, int(min(max(1, min(wanted, allowed)), out_height))
+    least = -(-_tuning.BAND_MIN_COLUMNS // max(1, out_width))
+    wanted = max(_tuning.BAND_BYTES // row_bytes, least)
+    band_rows = int(min(max(1, min(wanted, allowed)), out_height))
+    slices = geometry.batch * out_depth
+    target = _tuning.BAND_TASKS_PER_THREAD * threads
+    if threads > 1 and slices * -(-out_height // band_rows) < target:
+        per_slice = -(-target // max(1, slices))
+        band_rows = max(1, min(band_rows, max(-(-out_height // per_slice), least)))
+    tasks = slices * -(-out_height // band_rows)
+    filter_blocks = 1
+    if threads > 1 and tasks < threads:
+        filter_blocks = max(1, min(-(-threads // tasks),
+                                   geometry.filters_per_group // _tuning.BLOCK_MIN_FILTERS))
+    return threads, band_rows, filter_blocks
 
 
 def run_forward(x, w, b, geometry, direct):
@@ -74,12 +90,12 @@ def run_forward(x, w, b, geometry, direct):
     straight on x."""
     filters, groups = geometry.filters, geometry.groups
     out = np.empty(geometry.output_shape, dtype=x.dtype)
-    threads, band_rows = plan(geometry, x.itemsize)
+    threads, band_rows, filter_blocks = plan(geometry, x.itemsize)
     patch = geometry.channels * math.prod(geometry.kernel)  # every group's rows
     weight = w.reshape(filters, geometry.patch)
     rows = patch
     if direct:
-        band_rows, rows = geometry.as_3d().out[1], 0
+        rows = 0
     elif b is not None and groups == 1:
         # the bias as one more column of the weights, against a row of ones under the
         # im2col buffer: the GEMM adds it, with no separate pass over the output
@@ -92,7 +108,7 @@ def run_forward(x, w, b, geometry, direct):
         _blas.run_kernel(_compiled.conv.forward, threads, _as_5d(x, geometry), weight,
                          geometry.kernel_window(), groups, b,
                          out.reshape(out.shape[0], filters, -1), workspace, stage_buffer,
-                         band_rows, direct, pieces, all_small=pieces[2] > 0)
+                         band_rows, filter_blocks, direct, pieces, all_small=pieces[2] > 0)
     return out
 
 
@@ -113,25 +129,31 @@ def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=T
     patch = geometry.patch
     dtype = dout.dtype
     dx = np.empty(geometry.input_shape, dtype) if need_dx else None
-    threads, band_rows = plan(geometry, dtype.itemsize)
-    if direct:
-        band_rows = geometry.as_3d().out[1]
-    band_columns = band_rows * geometry.out[-1]
+    threads, band_rows, _ = plan(geometry, dtype.itemsize)
+    # fewer images than threads: bands in parallel, each thread adding into its own dx
+    by_bands = threads > 1 and geometry.batch < threads
+    # the direct path takes a whole image per task unless it runs by bands
+    band_columns = geometry.out_pixels if direct and not by_bands else band_rows * geometry.out[-1]
     transposed = need_dw and groups == 1 and transposed_weight_gradient(patch, filters,
                                                                         dtype.itemsize)
     dweight = np.zeros((threads,) + ((patch, filters) if transposed else (filters, patch)),
                        dtype) if need_dw else None
     dbias = np.zeros((threads, filters), dtype) if has_bias and need_dw else None
+    partials = (threads,) + _as_5d(dx, geometry).shape if need_dx and by_bands and not direct else (0,)
     with scratch(dtype, (threads, 0 if direct else geometry.channels * math.prod(geometry.kernel),
                          band_columns),
-                 (threads, band_columns if transposed else 0, filters)) as (workspace, dout_band):
+                 (threads, band_columns if transposed else 0, filters), partials) as (
+                     workspace, dout_band, dx_partials):
         _blas.run_kernel(_compiled.conv.backward, threads, dout.reshape(dout.shape[0], filters, -1),
                          None if x is None or not need_dw else _as_5d(x, geometry),
                          w.reshape(filters, patch), None if dx is None else _as_5d(dx, geometry),
+                         dx_partials if len(partials) > 1 else None,
                          dweight, dbias, workspace, dout_band, geometry.kernel_window(), groups,
                          band_rows, direct, transposed,
                          _blas.gemm_pieces(patch, geometry.filters_per_group),
                          _blas.gemm_pieces(patch, band_columns))
+        if len(partials) > 1:
+            np.sum(dx_partials, axis=0, out=_as_5d(dx, geometry))
     dw = db = None
     if need_dw:
         dw = thread_sum(dweight)
@@ -140,6 +162,42 @@ def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=T
         dw = dw.reshape(w.shape)
         db = None if dbias is None else thread_sum(dbias)
     return dx, dw, db
+
+
+def band_cost(geometry, machine, pass_name, direct):
+    """Seconds of the _conv kernel's work for this pass (planner.Machine): per band an
+    im2col copy and one GEMM per group (forward); dW and/or dx's GEMMs and col2im (backward);
+    `direct`: the 1x1 path, GEMMs straight on x."""
+    g = geometry.as_3d()
+    threads, band_rows, blocks = plan(geometry, machine.dtype.itemsize, machine.threads)
+    bands = g.batch * g.out[0] * -(-g.out[1] // band_rows)
+    columns = g.batch * geometry.out_pixels / bands  # per band, on average
+    filters, groups = geometry.filters_per_group, geometry.groups
+    patch = geometry.patch  # per group
+    rows = patch * groups
+    if pass_name == "forward":
+        depth = patch + (1 if groups == 1 and not direct else 0)
+        gemm = machine.gemm(filters, columns, geometry.channels if direct else depth,
+                            calls=bands * groups)
+        copy = 0 if direct else machine.work("im2col", rows * columns * bands) * blocks
+        return machine.spread(copy + gemm, bands * blocks, threads)
+    seconds = 0.0
+    if pass_name in ("backward", "backward-weights"):
+        seconds += machine.gemm(filters, patch, columns, calls=bands * groups, layout="nt")
+        seconds += 0 if direct else machine.work("im2col", rows * columns * bands)
+    if pass_name in ("backward", "backward-data"):
+        seconds += machine.gemm(patch, columns, filters, calls=bands * groups, layout="tn")
+        seconds += 0 if direct else machine.work("col2im", rows * columns * bands)
+    if g.batch < threads:  # bands in parallel, then the per-thread dx copies summed
+        partial = geometry.channels * math.prod(geometry.size)
+        return (machine.spread(seconds, bands, threads)
+                + machine.work("copy", threads * g.batch * partial) * (pass_name != "backward-weights"))
+    # the backward's threads own whole images
+    return machine.spread(seconds, g.batch, threads)
+
+
+def cost(geometry, machine, pass_name):
+    return band_cost(geometry, machine, pass_name, direct=False)
 
 
 def forward(x, w, b, geometry):

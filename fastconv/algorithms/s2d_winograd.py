@@ -64,6 +64,24 @@ def merge_kernels(split, window):
     return np.ascontiguousarray(merged[:, :, :window.kernel_height, :window.kernel_width])
 
 
+def cost(geometry, machine, pass_name):
+    """The phase copies, then F(4x4, 3x3) over the C*s_h*s_w phase images (unpadded, so its
+    outputs are the convolution's)."""
+    batch, _, rows, columns = phase_shape(geometry)
+    phases = geometry.channels * geometry.stride_height * geometry.stride_width
+    copy = machine.spread(machine.work("copy", batch * phases * rows * columns), batch,
+                          machine.threads)
+    filters, out = geometry.filters, geometry.out
+    if pass_name == "forward":
+        return copy + _winograd.forward_cost(machine, batch, phases, filters, *out, "4x4")
+    seconds = 0.0
+    if pass_name in ("backward", "backward-weights"):
+        seconds += copy + _winograd.weight_gradient_cost(machine, batch, phases, filters, *out, "4x4")
+    if pass_name in ("backward", "backward-data"):
+        seconds += copy + _winograd.forward_cost(machine, batch, filters, phases, rows, columns, "4x4")
+    return seconds
+
+
 def _copy_threads(size):
     return get_num_threads() if size >= _tuning.MIN_PARALLEL_COPY else 1
 

@@ -22,6 +22,10 @@ def supports(geometry):
     return None
 
 
+def cost(geometry, machine, pass_name):
+    return _winograd.stride_one_cost(geometry, machine, pass_name, "2x2")
+
+
 def forward(x, w, b, geometry):
     out = np.empty(geometry.output_shape, dtype=x.dtype)
     return out, _winograd.forward(x, w, b, out, geometry.padding, "2x2")

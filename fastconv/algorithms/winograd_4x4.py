@@ -14,6 +14,10 @@ TRANSFORMS_INFINITIES = True
 supports = winograd_2x2.supports
 
 
+def cost(geometry, machine, pass_name):
+    return _winograd.stride_one_cost(geometry, machine, pass_name, "4x4")
+
+
 def forward(x, w, b, geometry):
     out = np.empty(geometry.output_shape, dtype=x.dtype)
     return out, _winograd.forward(x, w, b, out, geometry.padding, "4x4")

@@ -22,6 +22,13 @@ def supports(geometry):
     return None
 
 
+def cost(geometry, machine, pass_name):
+    if pass_name != "forward":
+        return im2col_gemm.cost(geometry, machine, pass_name)
+    return _winograd.forward_cost(machine, geometry.batch, geometry.channels, geometry.filters,
+                                  *geometry.out, "stride-2")
+
+
 def forward(x, w, b, geometry):
     out = np.empty(geometry.output_shape, dtype=x.dtype)
     return out, _winograd.forward(x, w, b, out, geometry.padding, "stride-2")

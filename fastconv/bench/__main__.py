@@ -25,6 +25,9 @@ def _parser():
     parser.add_argument("--json", metavar="PATH", help="write every row and the machine info here")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG bar chart of the speedups "
                         "(needs matplotlib)")
+    parser.add_argument("--oracle", action="store_true",
+                        help="per conv layer: algorithm='auto' beside every algorithm that "
+                        "supports it, fastconv alone, and auto's ratio to the best")
     parser.add_argument("--list", action="store_true", help="list the shape suite and exit")
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     # small shapes and minimal repeats, for the bench's own tests
@@ -80,6 +83,8 @@ def main(argv=None):
     settings_name = "tiny" if args.tiny else "quick" if args.quick else "full"
     settings = {"tiny": runner.TINY, "quick": runner.QUICK, "full": runner.FULL}[settings_name]
     threads = args.threads or runner.usable_cores()
+    if args.oracle:
+        return _oracle(args, cases, settings_name, settings, threads, torch)
     progress = runner.Progress(total=len(cases) * 2)
     with runner.thread_limits(threads, torch):
         machine = report.machine_info(threads, torch)
@@ -129,6 +134,36 @@ def main(argv=None):
             print(f"wrote {args.plot}", file=sys.stderr)
         else:
             print(plot_note, file=sys.stderr)
+    return 0
+
+
+def _oracle(args, cases, settings_name, settings, threads, torch):
+    from . import oracle
+
+    conv_cases = [case for case in cases if case.kind == "conv"]
+    progress = runner.Progress(total=len(conv_cases) * len(oracle.PASSES))
+    with runner.thread_limits(threads, torch):
+        machine = report.machine_info(threads, torch)
+        try:
+            rows = oracle.run(conv_cases, dtype=args.dtype, settings=settings, progress=progress,
+                              seed=args.seed)
+        finally:
+            progress.close()
+    print(oracle.table(rows))
+    print()
+    print(oracle.summary(rows))
+    print()
+    print(f"machine: {machine['cpu']}, {threads} threads, {args.dtype}, {settings_name} settings; "
+          "every time a per-call median over rotating blocks in one process")
+    if args.json:
+        report.write_json(args.json, {
+            "machine": machine,
+            "settings": {"mode": settings_name, "dtype": args.dtype, "threads": threads,
+                         "seed": args.seed, "oracle": True, **vars(settings)},
+            "oracle": rows,
+            "summary": oracle.summary(rows).splitlines(),
+        })
+        print(f"wrote {args.json}", file=sys.stderr)
     return 0
 
 

@@ -286,7 +286,7 @@ def measure_case(case, pass_name, inputs, settings, torch=None, reference_skip=N
             for name, timing in timings.items() if timing.times
         },
     }
-    if case.family == "conv":
+    if case.kind == "conv":
         row.update(w_shape=list(case.w_shape), stride=case.stride, padding=case.padding)
     else:
         row.update(kernel_size=case.kernel_size, stride=case.stride, padding=case.padding)

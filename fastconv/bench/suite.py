@@ -1,7 +1,7 @@
 """The benchmark shape suite: every shape `python -m fastconv.bench` and bench/ time, in one place."""
 from dataclasses import dataclass
 
-from .._geometry import window2d
+from .._geometry import conv_geometry, window2d
 
 
 def _tuple(shape):
@@ -10,7 +10,9 @@ def _tuple(shape):
 
 @dataclass(frozen=True)
 class ConvCase:
-    """One convolution layer: x (N, C, H, W), w (F, C, KH, KW), stride, padding (ints)."""
+    """One 2-D convolution layer: x (N, C, H, W), w (F, C // groups, KH, KW), stride, padding,
+    groups (ints). family: "conv" for the public suite, else the network the layer is from;
+    count: how many layers of that network have this shape."""
 
     name: str
     x_shape: tuple
@@ -18,26 +20,28 @@ class ConvCase:
     stride: int
     padding: int
     full_only: bool = False  # too big for --quick
+    groups: int = 1
+    family: str = "conv"
+    count: int = 1
 
-    family = "conv"
+    kind = "conv"
 
     @property
     def window(self):
-        return window2d(self.x_shape, self.w_shape[2:], self.stride, self.padding)
+        return conv_geometry(self.x_shape, self.w_shape, self.stride, self.padding,
+                             groups=self.groups)
 
     @property
     def out_shape(self):
-        window = self.window
-        return (window.batch, self.w_shape[0], window.out_height, window.out_width)
+        return self.window.output_shape
 
     def forward_gflop(self):
-        """2 * N * F * OH * OW * C * KH * KW multiply-adds of the forward pass, in GFLOP."""
-        batch, filters, out_height, out_width = self.out_shape
-        _, channels, kernel_height, kernel_width = self.w_shape
-        return 2 * batch * filters * out_height * out_width * channels * kernel_height * kernel_width / 1e9
+        """2 * N * F * OH * OW * C/groups * KH * KW multiply-adds of the forward pass, in GFLOP."""
+        return 2 * self.window.macs() / 1e9
 
     def describe(self):
-        return f"{_tuple(self.x_shape)} {_tuple(self.w_shape)} s{self.stride} p{self.padding}"
+        groups = f" g{self.groups}" if self.groups != 1 else ""
+        return f"{_tuple(self.x_shape)} {_tuple(self.w_shape)} s{self.stride} p{self.padding}{groups}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class PoolCase:
     full_only: bool = False
 
     family = "maxpool"
+    kind = "maxpool"
     padding = 0
 
     @property
@@ -100,25 +105,48 @@ def all_cases(*, tiny=False):
     return TINY_CASES if tiny else CONV_CASES + POOL_CASES
 
 
+def _groups(tiny):
+    """Names that stand for several families: each network ("resnet18": both its batches) and
+    "networks" (every network family); none in the tiny suite."""
+    if tiny:
+        return {}
+    from . import networks
+
+    groups = {"networks": networks.families()}
+    for network in networks.NETWORKS:
+        groups[network] = [family for family in networks.families()
+                           if family.startswith(f"{network}-")]
+    return groups
+
+
 def select(only=None, *, quick=False, tiny=False):
     """The cases to run, in suite order.
 
-    only : None, or a comma-separated list of case names and/or families ("conv", "maxpool").
+    only : None (the public suite), or a comma-separated list of case names, families
+        ("conv", "maxpool", the network families of bench/networks.py such as "resnet18-b1"),
+        networks ("resnet18": both of its batches) or "networks" (every network family).
         Named cases run even when they are full-run only.
     quick : leave out the full-run-only cases (unless named in `only`).
-    Raises ValueError for a name that is neither a case nor a family.
+    Raises ValueError for a name that is none of these.
     """
     cases = all_cases(tiny=tiny)
     if only is None:
         return [case for case in cases if not (quick and case.full_only)]
+    groups = _groups(tiny)
+    if not tiny:
+        from . import networks
+
+        cases = list(cases) + networks.all_cases()
+    families = list(dict.fromkeys(case.family for case in cases))
     wanted = [name.strip() for name in only.split(",") if name.strip()]
-    known = {case.name for case in cases} | set(FAMILIES)
+    known = {case.name for case in cases} | set(families) | set(groups)
     unknown = [name for name in wanted if name not in known]
     if unknown or not wanted:
         raise ValueError(
             f"unknown name(s) {', '.join(unknown) or repr(only)} for --only; valid names are: "
-            f"{', '.join(FAMILIES)}, {', '.join(case.name for case in cases)}"
+            f"{', '.join(families + list(groups))}, or a case name (see --list)"
         )
+    wanted = set(wanted) | {family for name in wanted for family in groups.get(name, ())}
     return [
         case for case in cases
         if case.name in wanted or (case.family in wanted and not (quick and case.full_only))
