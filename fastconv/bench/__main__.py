@@ -83,6 +83,8 @@ def main(argv=None):
     progress = runner.Progress(total=len(cases) * 2)
     with runner.thread_limits(threads, torch):
         machine = report.machine_info(threads, torch)
+        for warning in machine["blas_warnings"]:  # at the start too, before minutes of timing
+            print(warning, file=sys.stderr)
         # sampled before the suite and after each case: the highest rate is the machine's,
         # lower ones were disturbed (by other work on the machine, or warming up)
         gemm_samples = []
