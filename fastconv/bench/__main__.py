@@ -61,6 +61,9 @@ def main(argv=None):
         print("fastconv's compiled kernels are not built, so there is nothing fast to time. "
               "Build them with `python -m pip install .` (or, in a source checkout, "
               "`python setup.py build_ext --inplace`).", file=sys.stderr)
+        if fastconv._CHECKOUT_NOTE:  # imported from a source folder: why not the installed build
+            print(f"(imported the source folder {fastconv.__path__[0]}: {fastconv._CHECKOUT_NOTE})",
+                  file=sys.stderr)
         return 1
 
     torch, torch_error = _import_optional("torch")
