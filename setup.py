@@ -55,7 +55,7 @@ def _compiler_has_openmp():
 
 # Compiled a second time for AVX2 and FMA, as _winograd_avx2, on x86-64 (the default build
 # targets the baseline x86-64 instruction set); fastconv._dispatch picks it at import where
-# the CPU has both (README: "AVX2 build of the Winograd kernels").
+# the CPU has both (docs/performance.md: "AVX2 build of the Winograd kernels").
 AVX2_KERNELS = {"_winograd_avx2": ["-mavx2", "-mfma"]}
 
 

@@ -1,8 +1,8 @@
 """Time conv calls with their GEMMs split into small-matrix pieces and unsplit.
 
 fastconv splits each GEMM of a conv kernel into pieces that stay on the BLAS's
-small-matrix path (see "GEMM pieces" in the README). This script runs the conv shapes of
-the benchmark suite both ways in one process, in alternating blocks, and prints the best
+small-matrix path (see "GEMM pieces" in docs/performance.md). This script runs the conv
+shapes of the benchmark suite both ways in one process, in alternating blocks, and prints the best
 time of each (min over rounds of blocks) and their ratio:
 
     python bench/gemm_pieces.py

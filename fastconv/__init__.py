@@ -3,6 +3,14 @@
 Functional API (``forward(...) -> (out, cache)``, ``backward(dout, cache) -> grads``) backed by
 Cython + BLAS kernels, with readable NumPy twins in ``fastconv.reference``.
 """
+# At a source checkout's root, `python -m ...` imports this folder rather than the installed
+# package. If this folder has no compiled kernels and a build of exactly these sources is
+# installed, the import is handed over to that build (docs/install.md, "Running at the
+# checkout's root"); an in-place build is always imported as it is.
+from ._source_checkout import hand_over as _hand_over
+
+_CHECKOUT_NOTE = _hand_over(__name__, __path__[0])  # None, or why no installed build was taken
+
 from ._backend import available_backends, get_backend, set_backend
 from ._settings import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit
 from .algorithms import UnsupportedAlgorithm

@@ -64,6 +64,9 @@ def main(argv=None):
         print("fastconv's compiled kernels are not built, so there is nothing fast to time. "
               "Build them with `python -m pip install .` (or, in a source checkout, "
               "`python setup.py build_ext --inplace`).", file=sys.stderr)
+        if fastconv._CHECKOUT_NOTE:  # imported from a source folder: why not the installed build
+            print(f"(imported the source folder {fastconv.__path__[0]}: {fastconv._CHECKOUT_NOTE})",
+                  file=sys.stderr)
         return 1
 
     torch, torch_error = _import_optional("torch")
@@ -88,6 +91,8 @@ def main(argv=None):
     progress = runner.Progress(total=len(cases) * 2)
     with runner.thread_limits(threads, torch):
         machine = report.machine_info(threads, torch)
+        for warning in machine["blas_warnings"]:  # at the start too, before minutes of timing
+            print(warning, file=sys.stderr)
         # sampled before the suite and after each case: the highest rate is the machine's,
         # lower ones were disturbed (by other work on the machine, or warming up)
         gemm_samples = []

@@ -4,6 +4,7 @@ import math
 import os
 import platform
 
+from . import machine as machine_module
 from .runner import usable_cores
 
 MEMORY_METHOD = (
@@ -13,50 +14,51 @@ MEMORY_METHOD = (
 )
 
 
-def cpu_model():
+def cpu_model(cpuinfo_text=None):
     """The CPU's model name from /proc/cpuinfo, else what platform knows."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    text = machine_module.read_cpuinfo() if cpuinfo_text is None else cpuinfo_text
+    return (machine_module.parse_cpuinfo(text)["model_name"]
+            or platform.processor() or platform.machine() or "unknown")
 
 
-def machine_info(threads, torch=None):
+def machine_info(threads, torch=None, *, cpuinfo_text=None, threadpools=None, environ=None,
+                 architecture=None):
     """Where and with what the benchmark ran. Call inside thread_limits() so the BLAS
-    entries show the thread counts in use."""
+    entries show the thread counts in use. The CPU details, each thread pool's kernels and
+    the BLAS pin warnings come from fastconv.bench.machine.
+
+    cpuinfo_text, threadpools, environ, architecture : stand-ins (for tests) for
+        /proc/cpuinfo's text, threadpoolctl.threadpool_info(), os.environ and
+        platform.machine(), which are read when None.
+    """
     import numpy
     import scipy
     from threadpoolctl import threadpool_info
 
     import fastconv
 
-    libraries = [
-        {
-            "user_api": info.get("user_api"),
-            "internal_api": info.get("internal_api"),
-            "version": info.get("version"),
-            "num_threads": info.get("num_threads"),
-            "library": os.path.basename(info.get("filepath", "")),
-            "architecture": info.get("architecture"),
-        }
-        for info in threadpool_info()
-    ]
+    if cpuinfo_text is None:
+        cpuinfo_text = machine_module.read_cpuinfo()
+    if threadpools is None:
+        threadpools = threadpool_info()
+    if environ is None:
+        environ = os.environ
+    if architecture is None:
+        architecture = platform.machine()
     return {
-        "cpu": cpu_model(),
+        "cpu": cpu_model(cpuinfo_text),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable_cores(),
         "threads_used": threads,
         "platform": platform.platform(),
         "python": platform.python_version(),
         "fastconv": fastconv.__version__,
+        "fastconv_path": os.path.dirname(os.path.abspath(fastconv.__file__)),
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
         "torch": None if torch is None else torch.__version__,
-        "threadpools": libraries,
+        # cpu_details, threadpools, blas_environment, blas_warnings
+        **machine_module.describe(cpuinfo_text, threadpools, environ, architecture),
     }
 
 
@@ -181,6 +183,9 @@ def notes(rows, *, machine, settings_name, settings, gemm_gflops, dtype, torch_n
     lines += [f"reference {reason}" for reason in skipped]
     if torch_note is not None:
         lines.append(torch_note)
+    lines.append(machine_module.cpu_line(machine))
+    lines += machine_module.blas_lines(machine)
+    lines += machine["blas_warnings"]
     return "\n".join(lines)
 
 
