@@ -8,6 +8,7 @@ from ._dispatch import available_backends, get_backend, set_backend
 from .conv import available_algorithms, conv2d_backward, conv2d_forward
 from .im2col import col2im, im2col
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
+from . import interop
 from .serialize import load_model, save_model
 
 __version__ = "0.1.0"
