@@ -21,6 +21,8 @@ from .conv import (available_algorithms, conv1d_backward, conv1d_forward, conv2d
                    conv_transpose3d_backward, conv_transpose3d_forward)
 from .im2col import col2im, im2col
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
+from . import interop
+from .serialize import load_model, save_model
 
 __version__ = "0.1.0"
 
@@ -55,4 +57,6 @@ __all__ = [
     "save_wisdom",
     "load_wisdom",
     "forget_wisdom",
+    "save_model",
+    "load_model",
 ]

@@ -48,12 +48,10 @@ class Optimizer:
     def _check_grads(self, grads):
         if not isinstance(grads, dict):
             raise TypeError(f"grads must be a dict of name -> ndarray, got {type(grads).__name__}")
-        if grads.keys() != self.params.keys():
-            missing = sorted(self.params.keys() - grads.keys())
-            extra = sorted(grads.keys() - self.params.keys())
-            raise ValueError(
-                f"grads must have the same names as params; missing: {missing}, unexpected: {extra}"
-            )
+        # a name may be missing (a frozen layer has no gradients), never unknown
+        extra = sorted(grads.keys() - self.params.keys())
+        if extra:
+            raise ValueError(f"grads has names that params lacks: unexpected: {extra}")
         for name, grad in grads.items():
             param = self.params[name]
             if not isinstance(grad, np.ndarray):
@@ -68,11 +66,15 @@ class Optimizer:
                 )
 
     def step(self, grads):
-        """Update every parameter in place from `grads` (same names, shapes and dtypes)."""
+        """Update in place every parameter named in `grads` (same shapes and dtypes).
+
+        Parameters missing from `grads` (e.g. a frozen layer's) and their state stay untouched.
+        """
         self._check_grads(grads)
         self.steps += 1
         for name, param in self.params.items():
-            self._update(param, grads[name], self.state[name])
+            if name in grads:
+                self._update(param, grads[name], self.state[name])
 
     def _update(self, param, grad, state):
         raise NotImplementedError
@@ -167,8 +169,10 @@ class Adam(Optimizer):
         mean += dtype(1 - self.beta1) * grad
         mean_sq *= dtype(self.beta2)
         mean_sq += dtype(1 - self.beta2) * grad * grad
-        mean_correction = 1 - self.beta1**self.steps
-        mean_sq_correction = 1 - self.beta2**self.steps
+        # steps per parameter: one frozen for a while starts its bias correction afresh
+        state["steps"] = state.get("steps", 0) + 1
+        mean_correction = 1 - self.beta1**state["steps"]
+        mean_sq_correction = 1 - self.beta2**state["steps"]
         param -= dtype(self.lr / mean_correction) * mean / (
             np.sqrt(mean_sq / dtype(mean_sq_correction)) + dtype(self.eps)
         )

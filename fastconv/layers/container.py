@@ -1,4 +1,6 @@
 """Sequential: a chain of layers seen as one layer, with flat "index.name" params and grads."""
+import numbers
+
 from .base import Layer
 
 
@@ -12,6 +14,12 @@ class Sequential(Layer):
     The arrays are the layers' own objects, so an optimiser updating ``params`` in place
     updates the layers. ``grads`` holds the gradients of the latest backward.
     ``train()`` / ``eval()`` switch every layer.
+
+    Freezing: ``freeze(up_to=k)`` freezes ``layers[:k]`` (all layers by default; ``up_to=-1``
+    all but the last), ``unfreeze`` undoes it, and setting ``trainable`` sets it on every
+    layer. ``backward(dout, need_dx=False)`` runs no layer below the lowest one that has
+    trainable parameters: a frozen body costs nothing in the backward pass.
+    ``state_dict()`` keys are those of ``params`` plus each layer's buffers ("4.running_mean").
     """
 
     def __init__(self, layers):
@@ -45,10 +53,58 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, dout):
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
-        return dout
+    def backward(self, dout, *, need_dx=True):
+        """dout (the forward output's shape) -> dx (the input's shape), or None with need_dx=False.
+
+        With need_dx=False the layers below the lowest one with trainable parameters are
+        skipped (nothing below it needs a gradient) and that layer is asked for no dx.
+        """
+        lowest = 0
+        if not need_dx:
+            needed = [index for index, layer in enumerate(self.layers) if layer._needs_param_grads()]
+            if not needed:
+                return None
+            lowest = needed[0]
+        for index in range(len(self.layers) - 1, lowest - 1, -1):
+            dout = self.layers[index].backward(dout, need_dx=need_dx or index > lowest)
+        return dout if need_dx else None
+
+    @property
+    def trainable(self):
+        """True when every layer is trainable; setting it freezes or unfreezes every layer."""
+        return all(layer.trainable for layer in self.layers)
+
+    @trainable.setter
+    def trainable(self, value):
+        for layer in self.layers:  # each checks the value; a bad one fails at the first layer
+            layer.trainable = value
+
+    def _set_trainable(self, value, up_to):
+        if up_to is None:
+            up_to = len(self.layers)
+        if isinstance(up_to, bool) or not isinstance(up_to, numbers.Integral):
+            raise TypeError(f"up_to must be an int (layers[:up_to]) or None, got {type(up_to).__name__} {up_to!r}")
+        for layer in self.layers[:up_to]:
+            layer.trainable = value
+        return self
+
+    def freeze(self, up_to=None):
+        """Freeze ``layers[:up_to]`` (every layer when None); returns self."""
+        return self._set_trainable(False, up_to)
+
+    def unfreeze(self, up_to=None):
+        """Make ``layers[:up_to]`` trainable again (every layer when None); returns self."""
+        return self._set_trainable(True, up_to)
+
+    def _needs_param_grads(self):
+        return any(layer._needs_param_grads() for layer in self.layers)
+
+    def _config(self):
+        # the current layers, not the constructor's list: a replaced head must be saved
+        return {"layers": list(self.layers)}
+
+    def _state_arrays(self):
+        return self._flat(layer._state_arrays() for layer in self.layers)
 
     def train(self):
         self.training = True

@@ -32,6 +32,8 @@ class BatchNorm2d(Layer):
     running_mean (C,) starts at 0, running_var (C,) at 1; they are state, not params.
     """
 
+    _buffers = ("running_mean", "running_var")
+
     def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
         super().__init__()
         if isinstance(num_features, (bool, np.bool_)) or not isinstance(num_features, (numbers.Integral, np.integer)):
