@@ -7,6 +7,8 @@ from ._config import get_num_threads, get_workspace_limit, set_num_threads, set_
 from ._dispatch import available_backends, get_backend, set_backend
 from .conv import available_algorithms, conv2d_backward, conv2d_forward
 from .im2col import col2im, im2col
+from .norm import (batch_norm_backward, batch_norm_forward, group_norm_backward, group_norm_forward,
+                   layer_norm_backward, layer_norm_forward)
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 
 __version__ = "0.1.0"
@@ -20,6 +22,12 @@ __all__ = [
     "max_pool2d_backward",
     "avg_pool2d_forward",
     "avg_pool2d_backward",
+    "batch_norm_forward",
+    "batch_norm_backward",
+    "layer_norm_forward",
+    "layer_norm_backward",
+    "group_norm_forward",
+    "group_norm_backward",
     "available_backends",
     "get_backend",
     "set_backend",

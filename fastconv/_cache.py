@@ -80,3 +80,30 @@ class PoolCache(_ReadOnlyCache):
             f"kernel_size={self.window.kernel_size}, stride={self.window.stride}, "
             f"padding={self.window.padding}, backend={self.backend!r})"
         )
+
+
+class NormCache(_ReadOnlyCache):
+    """What batch_norm_backward, layer_norm_backward and group_norm_backward need. Treat as opaque.
+
+    kind: "batch", "layer" or "group". x: the forward's input, C-contiguous (the caller's
+    own array when it already was; never written). weight: the scale parameter.
+    mean, var, inv_std: float64 statistics, one per normalised set (read-only):
+    (C,) for batch norm (the batch's in training, the running estimates in evaluation),
+    one per row of the flattened (M, D) input for layer norm, (N, G) for group norm;
+    inv_std = 1 / sqrt(var + eps). batch_statistics: whether the statistics came from x,
+    so that the backward differentiates through them. groups: group norm's G, else None.
+    """
+
+    __slots__ = ("kind", "x", "weight", "mean", "var", "inv_std", "batch_statistics", "groups", "backend")
+
+    def __init__(self, kind, x, weight, mean, var, inv_std, batch_statistics, groups, backend):
+        for statistic in (mean, var, inv_std):
+            statistic.flags.writeable = False
+        super().__init__(kind, x, weight, mean, var, inv_std, batch_statistics, groups, backend)
+
+    def __repr__(self):
+        groups = "" if self.groups is None else f", groups={self.groups}"
+        return (
+            f"NormCache(kind={self.kind!r}, x={self.x.shape}, dtype={self.x.dtype}{groups}, "
+            f"batch_statistics={self.batch_statistics}, backend={self.backend!r})"
+        )

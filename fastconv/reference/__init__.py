@@ -5,9 +5,13 @@ Same public names, signatures and results as the top-level ``fastconv`` function
 """
 from .conv import conv2d_backward, conv2d_forward
 from .im2col import col2im, im2col
+from .norm import (batch_norm_backward, batch_norm_forward, group_norm_backward, group_norm_forward,
+                   layer_norm_backward, layer_norm_forward)
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 
 __all__ = [
     "im2col", "col2im", "conv2d_forward", "conv2d_backward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward",
+    "group_norm_forward", "group_norm_backward",
 ]
