@@ -323,6 +323,10 @@ def row_backward(const floating[:, ::1] dout, const floating[:, ::1] x, const do
                 bias_partial[thread, j] += dout[row, j]
                 weight_partial[thread, j] += dout[row, j] * ((x[row, j] - centre) * factor)
             if need_dx:
+                # assigned here, so that each thread has its own (a variable only written
+                # through its address would be shared by the threads of the prange)
+                weighted_sum = 0
+                centred_sum = 0
                 lane_weighted_sums(dout[row], x[row], weight, centre, &weighted_sum, &centred_sum)
                 offset = -factor * weighted_sum / columns
                 slope = -factor * factor * factor * centred_sum / columns
