@@ -55,8 +55,9 @@ def _compiler_has_openmp():
 
 # Compiled a second time for AVX2 and FMA, as _winograd_avx2, on x86-64 (the default build
 # targets the baseline x86-64 instruction set); fastconv._dispatch picks it at import where
-# the CPU has both (README: "AVX2 build of the Winograd kernels").
-AVX2_KERNELS = {"_winograd_avx2": ["-mavx2", "-mfma"]}
+# the CPU has both (README: "AVX2 build of the Winograd kernels"). Likewise _norm_avx2
+# (docs/normalization.md: 4-wide float64 lanes, 20-40% faster).
+AVX2_KERNELS = {"_winograd_avx2": ["-mavx2", "-mfma"], "_norm_avx2": ["-mavx2", "-mfma"]}
 
 
 def _x86_64():

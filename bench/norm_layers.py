@@ -10,6 +10,7 @@ and the median block of each, and their ratio:
     python bench/norm_layers.py
     python bench/norm_layers.py --threads 1 --dtype float64
     python bench/norm_layers.py --kind layer      # LayerNorm over (C, H, W), compiled vs reference
+    python bench/norm_layers.py --builds          # the baseline build of the kernels vs the AVX2 one
 """
 import argparse
 import statistics
@@ -18,7 +19,7 @@ import time
 import numpy as np
 
 import fastconv
-from fastconv import reference
+from fastconv import _dispatch, reference
 
 VGG_MAPS = [(64, 64, 32, 32), (64, 64, 32, 32), (64, 128, 16, 16), (64, 128, 16, 16)]
 _AXES = (0, 2, 3)
@@ -52,7 +53,18 @@ def compiled_batch_norm_step(x, weight, bias, dout, running_mean, running_var):
     return (out,) + fastconv.batch_norm_backward(dout, cache)
 
 
-def make_steps(kind, dtype, seed=0):
+def with_kernels(module, step):
+    """step run with `module` as fastconv's normalisation kernels."""
+    def run():
+        chosen, _dispatch._norm = _dispatch._norm, module
+        try:
+            step()
+        finally:
+            _dispatch._norm = chosen
+    return run
+
+
+def make_steps(kind, dtype, seed=0, builds=False):
     rng = np.random.default_rng(seed)
     layers = []
     for shape in VGG_MAPS:
@@ -68,6 +80,13 @@ def make_steps(kind, dtype, seed=0):
             bias = rng.standard_normal(shape[1:], dtype=dtype)
             layers.append((x, weight, bias, dout))
 
+    if kind == "batch" and builds:
+        from fastconv._kernels import _norm, _norm_avx2
+
+        def compiled_step():
+            for layer in layers:
+                compiled_batch_norm_step(*layer)
+        return {"baseline": with_kernels(_norm, compiled_step), "avx2": with_kernels(_norm_avx2, compiled_step)}
     if kind == "batch":
         def baseline():
             for x, weight, bias, dout, _, _ in layers:
@@ -94,10 +113,11 @@ def main(argv=None):
     parser.add_argument("--kind", default="batch", choices=["batch", "layer"])
     parser.add_argument("--calls", type=int, default=5, help="calls per block")
     parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--builds", action="store_true", help="compare the kernels' baseline and AVX2 builds")
     args = parser.parse_args(argv)
     if args.threads:
         fastconv.set_num_threads(args.threads)
-    steps = make_steps(args.kind, np.dtype(args.dtype))
+    steps = make_steps(args.kind, np.dtype(args.dtype), builds=args.builds)
     times = {name: [] for name in steps}
     for step in steps.values():
         step()  # warm-up

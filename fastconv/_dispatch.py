@@ -42,8 +42,24 @@ def _winograd_for_this_cpu():
     return _winograd_avx2
 
 
+def _norm_for_this_cpu():
+    """The normalisation kernels built for AVX2 and FMA where the Winograd kernels' AVX2 build
+    is used (the same CPU test and FASTCONV_NO_AVX2) and they were built; else the baseline."""
+    from ._kernels import _norm as baseline
+    from ._kernels import _winograd as winograd_baseline
+
+    if _winograd_for_this_cpu() is winograd_baseline:
+        return baseline
+    try:
+        from ._kernels import _norm_avx2
+    except ImportError:
+        return baseline
+    return _norm_avx2
+
+
 if _IMPORT_ERROR is None:
     _winograd = _winograd_for_this_cpu()
+    _norm = _norm_for_this_cpu()
 
 _default = None  # None: not set by set_backend(), read FASTCONV_BACKEND
 _warned = False

@@ -4,8 +4,10 @@ statistics, threads, NaN, need_dx, and PyTorch when installed."""
 import numpy as np
 import pytest
 
+import importlib
+
 import fastconv
-from fastconv import reference
+from fastconv import _dispatch, reference
 from fastconv._cache import NormCache
 from fastconv.gradcheck import numerical_gradient_array, rel_error
 
@@ -63,12 +65,33 @@ def assert_grads_near(got, want):
         assert_near(actual, expected)
 
 
+@pytest.fixture(params=["_norm", "_norm_avx2"])
+def build(request, monkeypatch):
+    """Each build of the kernels in turn: the baseline one and the AVX2/FMA one (x86-64)."""
+    try:
+        module = importlib.import_module(f"fastconv._kernels.{request.param}")
+    except ImportError:
+        pytest.skip(f"{request.param} is not built here")
+    monkeypatch.setattr(_dispatch, "_norm", module)
+    return module
+
+
+def test_build_for_this_cpu(monkeypatch):
+    from fastconv._kernels import _norm, _winograd
+
+    expected = _norm if _dispatch._winograd_for_this_cpu() is _winograd else importlib.import_module(
+        "fastconv._kernels._norm_avx2")
+    assert _dispatch._norm is expected and _dispatch._norm_for_this_cpu() is expected
+    monkeypatch.setenv("FASTCONV_NO_AVX2", "1")
+    assert _dispatch._norm_for_this_cpu() is _norm
+
+
 # --- compiled against the twin ----------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape, probe", BATCH_SHAPES, ids=[probe for _, probe in BATCH_SHAPES])
-def test_batch_norm_matches_reference(shape, probe, training, dtype):
+def test_batch_norm_matches_reference(shape, probe, training, dtype, build):
     x = randn(shape, dtype, 0, 3.0, 2.0)
     weight, bias = batch_params(shape[1], dtype)
     running = [randn(shape[1], dtype, 5), np.abs(randn(shape[1], dtype, 6)) + 0.5]
@@ -87,7 +110,7 @@ def test_batch_norm_matches_reference(shape, probe, training, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape, trailing", LAYER_SHAPES)
-def test_layer_norm_matches_reference(shape, trailing, dtype):
+def test_layer_norm_matches_reference(shape, trailing, dtype, build):
     x = randn(shape, dtype, 0, 2.0, -1.0)
     weight = randn(shape[len(shape) - trailing:], dtype, 1)
     bias = randn(weight.shape, dtype, 2)
@@ -100,7 +123,7 @@ def test_layer_norm_matches_reference(shape, trailing, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape, groups", GROUP_CASES)
-def test_group_norm_matches_reference(shape, groups, dtype):
+def test_group_norm_matches_reference(shape, groups, dtype, build):
     x = randn(shape, dtype, 0, 2.0, 3.0)
     weight, bias = batch_params(shape[1], dtype)
     out, cache = fastconv.group_norm_forward(x, weight, bias, groups, backend="cython")
@@ -142,7 +165,7 @@ def test_every_layout_gives_the_same_result_and_nothing_is_written(layout, dtype
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_threads_give_the_same_result(threads, monkeypatch):
+def test_threads_give_the_same_result(threads, monkeypatch, build):
     monkeypatch.setattr(fastconv.norm, "_PARALLEL_MIN_ELEMENTS", 0)
     for shape in [(4, 6, 9, 7), (50, 600)]:
         x = randn(shape, np.float32, 0, 2.0, 1.0)
@@ -166,7 +189,7 @@ def test_threads_give_the_same_result(threads, monkeypatch):
 # --- numerical stability ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("noise", [1.0, 0.05])
-def test_large_mean_in_float32_against_a_float64_two_pass_reference(noise):
+def test_large_mean_in_float32_against_a_float64_two_pass_reference(noise, build):
     # 1e4 + noise in float32: a one-pass E[x^2] - E[x]^2 in float32 loses every digit of the
     # variance here; the kernels' statistics match float64 two-pass ones on the same values
     x = randn((16, 8, 12, 12), np.float64, 3, noise, 1e4).astype(np.float32)
