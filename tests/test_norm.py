@@ -413,3 +413,15 @@ def test_matches_torch(dtype, tolerance):
                           training=True, momentum=0.3)
     for got, want in zip(running, torch_running):
         np.testing.assert_allclose(got, want.numpy(), rtol=tolerance, atol=tolerance)
+
+
+def test_the_docs_example_runs():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "normalization.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 1
+    namespace = {}
+    exec(compile(blocks[0], "docs/normalization.md", "exec"), namespace)
+    assert namespace["dx"].shape == (64, 32, 16, 16) and namespace["running_mean"].any()
