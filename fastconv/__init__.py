@@ -20,6 +20,8 @@ from .conv import (available_algorithms, conv1d_backward, conv1d_forward, conv2d
                    conv_transpose1d_forward, conv_transpose2d_backward, conv_transpose2d_forward,
                    conv_transpose3d_backward, conv_transpose3d_forward)
 from .im2col import col2im, im2col
+from .norm import (batch_norm_backward, batch_norm_forward, group_norm_backward, group_norm_forward,
+                   layer_norm_backward, layer_norm_forward)
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 from . import interop
 from .serialize import load_model, save_model
@@ -45,6 +47,12 @@ __all__ = [
     "max_pool2d_backward",
     "avg_pool2d_forward",
     "avg_pool2d_backward",
+    "batch_norm_forward",
+    "batch_norm_backward",
+    "layer_norm_forward",
+    "layer_norm_backward",
+    "group_norm_forward",
+    "group_norm_backward",
     "available_backends",
     "get_backend",
     "set_backend",

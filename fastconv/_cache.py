@@ -10,7 +10,13 @@ class _ReadOnlyCache:
 
     __slots__ = ()
 
-    _fields = ()  # the slots a cache's __init__ fills, in order (subclasses may add no slots)
+    _fields = ()  # the slots a cache's __init__ fills, in order
+
+    def __init_subclass__(cls, **kwargs):
+        # a cache class's own slots are its fields; a subclass adding none keeps its parent's
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("__slots__"):
+            cls._fields = tuple(cls.__slots__)
 
     def __init__(self, *values):
         for name, value in zip(self._fields, values):
@@ -37,7 +43,7 @@ class ConvCache(_ReadOnlyCache):
     it (each backward pass is then planned the same way), None for an explicit algorithm.
     """
 
-    __slots__ = _fields = ("x", "weight", "has_bias", "window", "backend", "algorithm", "planning")
+    __slots__ = ("x", "weight", "has_bias", "window", "backend", "algorithm", "planning")
 
     def __init__(self, x, weight, has_bias, window, backend, algorithm, planning=None):
         super().__init__(x, weight, has_bias, window, backend, algorithm, planning)
@@ -78,7 +84,7 @@ class PoolCache(_ReadOnlyCache):
     instead of making the backward write out of bounds.
     """
 
-    __slots__ = _fields = ("kind", "window", "dtype", "argmax", "backend")
+    __slots__ = ("kind", "window", "dtype", "argmax", "backend")
 
     def __init__(self, kind, window, dtype, argmax, backend):
         if argmax is not None:
@@ -94,4 +100,31 @@ class PoolCache(_ReadOnlyCache):
             f"PoolCache(kind={self.kind!r}, x={self.window.input_shape}, dtype={self.dtype}, "
             f"kernel_size={self.window.kernel_size}, stride={self.window.stride}, "
             f"padding={self.window.padding}, backend={self.backend!r})"
+        )
+
+
+class NormCache(_ReadOnlyCache):
+    """What batch_norm_backward, layer_norm_backward and group_norm_backward need. Treat as opaque.
+
+    kind: "batch", "layer" or "group". x: the forward's input, C-contiguous (the caller's
+    own array when it already was; never written). weight: the scale parameter.
+    mean, var, inv_std: float64 statistics, one per normalised set (read-only):
+    (C,) for batch norm (the batch's in training, the running estimates in evaluation),
+    one per row of the flattened (M, D) input for layer norm, (N, G) for group norm;
+    inv_std = 1 / sqrt(var + eps). batch_statistics: whether the statistics came from x,
+    so that the backward differentiates through them. groups: group norm's G, else None.
+    """
+
+    __slots__ = ("kind", "x", "weight", "mean", "var", "inv_std", "batch_statistics", "groups", "backend")
+
+    def __init__(self, kind, x, weight, mean, var, inv_std, batch_statistics, groups, backend):
+        for statistic in (mean, var, inv_std):
+            statistic.flags.writeable = False
+        super().__init__(kind, x, weight, mean, var, inv_std, batch_statistics, groups, backend)
+
+    def __repr__(self):
+        groups = "" if self.groups is None else f", groups={self.groups}"
+        return (
+            f"NormCache(kind={self.kind!r}, x={self.x.shape}, dtype={self.x.dtype}{groups}, "
+            f"batch_statistics={self.batch_statistics}, backend={self.backend!r})"
         )

@@ -3,6 +3,7 @@
 Every caller reaches the kernels through this module's attributes (``_compiled.conv``,
 ``_compiled.winograd``, ...), so a test can swap one for a recording double.
 """
+import importlib
 import os
 
 # GNU OpenMP's idle threads spin for a long while (GOMP_SPINCOUNT, 300,000 by default) after
@@ -18,6 +19,7 @@ try:
     from ._kernels import _conv as conv
     from ._kernels import _depthwise as depthwise
     from ._kernels import _im2col as im2col
+    from ._kernels import _norm as _norm_baseline
     from ._kernels import _pool as pool
     from ._kernels import _winograd as _winograd_baseline
 
@@ -33,21 +35,30 @@ def _switched_off(variable):
     return os.environ.get(variable, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def winograd_for_this_cpu():
-    """The Winograd kernels built for AVX2 and FMA where the CPU has both, they were built
-    (x86-64 with a compiler that takes the flags) and FASTCONV_NO_AVX2 is not set; else the
-    baseline build. Both compute the same thing."""
+def _avx2_copy(baseline, name):
+    """The build of a kernel module compiled for AVX2 and FMA (`name`, e.g. "_winograd_avx2")
+    where the CPU and OS support both (checked by the compiler's __builtin_cpu_supports), it
+    was built (x86-64 with a compiler that takes the flags) and FASTCONV_NO_AVX2 is not set;
+    else the baseline build. Both compute the same thing."""
     if _switched_off("FASTCONV_NO_AVX2") or not _winograd_baseline.cpu_has_avx2_fma():
-        return _winograd_baseline
+        return baseline
     try:
-        from ._kernels import _winograd_avx2
+        return importlib.import_module(f"._kernels.{name}", __package__)
     except ImportError:
-        return _winograd_baseline
-    return _winograd_avx2
+        return baseline
+
+
+def winograd_for_this_cpu():
+    return _avx2_copy(_winograd_baseline, "_winograd_avx2")
+
+
+def norm_for_this_cpu():
+    return _avx2_copy(_norm_baseline, "_norm_avx2")
 
 
 if IMPORT_ERROR is None:
     winograd = winograd_for_this_cpu()
+    norm = norm_for_this_cpu()
 
 
 def available():

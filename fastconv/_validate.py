@@ -1,7 +1,9 @@
 """Input checks shared by every public op: ValueError/TypeError that name the argument and shapes."""
+import numbers
+
 import numpy as np
 
-from ._cache import PoolCache
+from ._cache import NormCache, PoolCache
 from ._geometry import conv_geometry, transposed_geometry, window2d
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -168,3 +170,160 @@ def check_pool_cache(cache, kind):
             f"{cache.kind}_pool2d_forward"
         )
     return cache
+
+
+# --- normalisation (batch, layer and group norm) ----------------------------------------
+
+def norm_input(x, name, min_ndim, layout):
+    """Return `x` if it is a float32/float64 ndarray with at least `min_ndim` dimensions."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of shape {layout}, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype} (shape {x.shape})")
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name} must be at least {min_ndim}-D with shape {layout}, got {x.ndim}-D shape {x.shape}")
+    return x
+
+
+def norm_parameter(value, name, shape, dtype, *, writeable=False):
+    """Return `value` if it is an ndarray of exactly `shape` and `dtype` (x's), writeable if asked."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of shape {shape}, got {type(value).__name__}")
+    if value.dtype != dtype:
+        raise TypeError(f"{name} must have x's dtype {dtype}, got {value.dtype} (shape {value.shape})")
+    if value.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {value.shape}")
+    if writeable and not value.flags.writeable:
+        raise ValueError(f"{name} (shape {value.shape}) is read-only; it is updated in place")
+    return value
+
+
+def _real(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def norm_eps(eps):
+    """eps as a finite float > 0 (added to the variance)."""
+    value = _real(eps, "eps")
+    if not 0.0 < value < float("inf"):
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+    return value
+
+
+def norm_momentum(momentum):
+    """momentum as a float in [0, 1] (the newest batch's weight in the running estimates)."""
+    value = _real(momentum, "momentum")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"momentum must lie in [0, 1], got {momentum!r}")
+    return value
+
+
+def norm_flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def norm_groups(num_groups, channels):
+    """num_groups as an int >= 1 that divides the channel count."""
+    if isinstance(num_groups, (bool, np.bool_)) or not isinstance(num_groups, (numbers.Integral, np.integer)):
+        raise TypeError(f"num_groups must be an int, got {type(num_groups).__name__} {num_groups!r}")
+    if num_groups < 1:
+        raise ValueError(f"num_groups must be >= 1, got {num_groups}")
+    if channels % num_groups:
+        raise ValueError(f"num_groups ({num_groups}) must divide the number of channels C = {channels}")
+    return int(num_groups)
+
+
+def batch_norm_inputs(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """Check batch_norm_forward's arguments; return (training, momentum, eps) as Python values."""
+    norm_input(x, "x", 2, "(N, C) or (N, C, *spatial)")
+    channels = (x.shape[1],)
+    norm_parameter(weight, "weight", channels, x.dtype)
+    norm_parameter(bias, "bias", channels, x.dtype)
+    training = norm_flag(training, "training")
+    momentum = norm_momentum(momentum)
+    eps = norm_eps(eps)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("give both running_mean and running_var, or neither")
+    if running_mean is None and not training:
+        raise ValueError("training=False normalises with running_mean and running_var: give both, of shape (C,)")
+    if running_mean is not None:
+        norm_parameter(running_mean, "running_mean", channels, x.dtype, writeable=training)
+        norm_parameter(running_var, "running_var", channels, x.dtype, writeable=training)
+    if training and x.size // max(x.shape[1], 1) < 2:
+        raise ValueError(
+            f"batch_norm_forward in training needs more than one value per channel to estimate a "
+            f"variance, got x of shape {x.shape}; use a larger batch or training=False"
+        )
+    return training, momentum, eps
+
+
+def layer_norm_inputs(x, weight, bias, eps):
+    """Check layer_norm_forward's arguments; return eps. weight's shape is the normalised one."""
+    if not isinstance(weight, np.ndarray):
+        raise TypeError(f"weight must be a numpy.ndarray of the normalised shape, got {type(weight).__name__}")
+    norm_input(x, "x", max(weight.ndim, 1), "(..., *normalized_shape)")
+    if weight.ndim == 0 or x.shape[x.ndim - weight.ndim:] != weight.shape:
+        raise ValueError(
+            f"weight's shape {weight.shape} must equal the trailing dimensions of x (shape {x.shape}): "
+            "layer norm normalises over those"
+        )
+    if weight.size == 0:
+        raise ValueError(f"the normalised shape {weight.shape} has no elements")
+    norm_parameter(weight, "weight", weight.shape, x.dtype)
+    norm_parameter(bias, "bias", weight.shape, x.dtype)
+    return norm_eps(eps)
+
+
+def group_norm_inputs(x, weight, bias, num_groups, eps):
+    """Check group_norm_forward's arguments; return (num_groups, eps)."""
+    norm_input(x, "x", 2, "(N, C, *spatial)")
+    channels = (x.shape[1],)
+    norm_parameter(weight, "weight", channels, x.dtype)
+    norm_parameter(bias, "bias", channels, x.dtype)
+    return norm_groups(num_groups, x.shape[1]), norm_eps(eps)
+
+
+def _statistics_shape(cache):
+    if cache.kind == "batch":
+        return (cache.x.shape[1],)
+    if cache.kind == "group":
+        return (cache.x.shape[0], cache.groups)
+    return (cache.x.size // max(cache.weight.size, 1),)
+
+
+def norm_backward_inputs(dout, cache, kind, need_dx):
+    """Check a normalisation backward's arguments; return need_dx.
+
+    The compiled backward indexes the cache's statistics by x's shape, so their shapes
+    are checked too (a cache is read-only, but one could be built by hand).
+    """
+    function_name = f"{kind}_norm_forward"
+    check_cache(cache, NormCache, function_name)
+    if cache.kind != kind:
+        raise TypeError(f"cache must be the NormCache returned by {function_name}, got one from "
+                        f"{cache.kind}_norm_forward")
+    expected = _statistics_shape(cache)
+    for name in ("mean", "var", "inv_std"):
+        statistic = getattr(cache, name)
+        if (not isinstance(statistic, np.ndarray) or statistic.dtype != np.float64
+                or statistic.shape != expected or not statistic.flags.c_contiguous):
+            raise TypeError(f"cache.{name} must be a C-contiguous float64 array of shape {expected}: "
+                            "the cache was not made by the forward")
+    if not isinstance(cache.x, np.ndarray) or not cache.x.flags.c_contiguous or cache.x.dtype not in FLOAT_DTYPES:
+        raise TypeError("cache.x must be the C-contiguous float array the forward kept")
+    if (not isinstance(cache.weight, np.ndarray) or cache.weight.dtype != cache.x.dtype
+            or (kind != "layer" and cache.weight.shape != (cache.x.shape[1],))):
+        raise TypeError("cache.weight does not match cache.x: the cache was not made by the forward")
+    if not isinstance(dout, np.ndarray):
+        raise TypeError(f"dout must be a numpy.ndarray of x's shape {cache.x.shape}, got {type(dout).__name__}")
+    if dout.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"dout must have dtype float32 or float64, got {dout.dtype} (shape {dout.shape})")
+    if dout.shape != cache.x.shape:
+        raise ValueError(f"dout must have the forward output's shape {cache.x.shape}, got {dout.shape}")
+    if dout.dtype != cache.x.dtype:
+        raise TypeError(f"dout must have the forward output's dtype {cache.x.dtype}, got {dout.dtype}")
+    return norm_flag(need_dx, "need_dx")

@@ -157,6 +157,10 @@ def test_unknown_backend_rejected_by_every_op(name, function):
     elif conv:
         ndim = int(conv.group(2))
         args = (np.zeros((2, 3) + (5,) * ndim), np.zeros((3, 3) + (2,) * ndim))
+    elif name in ("batch_norm_forward", "group_norm_forward"):  # x, weight, bias (and 1 group)
+        args = (x, np.ones(x.shape[1]), np.zeros(x.shape[1])) + ((1,) if name.startswith("group") else ())
+    elif name == "layer_norm_forward":
+        args = (x, np.ones(x.shape[1:]), np.zeros(x.shape[1:]))
     else:  # im2col and the window ops (pooling): x and a kernel size
         args = (x, 2)
     with pytest.raises(ValueError, match="valid names are: auto, cython, reference"):

@@ -14,7 +14,7 @@ import pytest
 
 import fastconv
 from fastconv import reference
-from fastconv._cache import ConvCache, PoolCache
+from fastconv._cache import ConvCache, NormCache, PoolCache
 
 VARIANTS = ("cython", "reference", "twin")
 OPS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward",
@@ -22,7 +22,9 @@ OPS = ("im2col", "col2im", "conv2d_forward", "conv2d_backward",
        "conv_transpose1d_forward", "conv_transpose1d_backward",
        "conv_transpose2d_forward", "conv_transpose2d_backward",
        "conv_transpose3d_forward", "conv_transpose3d_backward",
-       "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward")
+       "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+       "batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward",
+       "group_norm_forward", "group_norm_backward")
 SECONDS_PER_CASE = 10  # a case still running after this is reported as hung
 
 
@@ -461,6 +463,134 @@ def _kind_cases(ndim):
 for _ndim in (1, 2, 3):
     _kind_cases(_ndim)
 
+# batch, layer and group norm: x (2, 3, 8, 8), weight and bias (3,) (layer norm: (8,) or (3, 8, 8))
+def _c(dtype=np.float32, size=3):
+    return np.linspace(0.5, 1.5, size).astype(dtype)
+
+
+_DEFAULT = object()
+
+
+def _norm_call(name, default_weight):
+    def call(api, x=_DEFAULT, weight=_DEFAULT, bias=_DEFAULT, **options):
+        arguments = [_x() if x is _DEFAULT else x, default_weight() if weight is _DEFAULT else weight,
+                     default_weight() if bias is _DEFAULT else bias]
+        if name == "group_norm_forward":
+            arguments.append(options.pop("num_groups", 3))
+        return getattr(api, name)(*arguments, **options)
+    return call
+
+
+_NORM_FORWARDS = {
+    "batch_norm_forward": _norm_call("batch_norm_forward", _c),
+    "layer_norm_forward": _norm_call("layer_norm_forward", lambda: _c(size=8)),
+    "group_norm_forward": _norm_call("group_norm_forward", _c),
+}
+
+
+def _norm_cache(api, kind):
+    return _NORM_FORWARDS[f"{kind}_norm_forward"](api)[1]
+
+
+for _op, _forward in _NORM_FORWARDS.items():
+    for label, bad, error, message in BAD_ARRAYS:
+        if label in ("3-D", "5-D"):
+            continue  # any rank from 2 up is an input
+        if label == "0-D":
+            message = r"x must be at least \d-D"
+        case(_op, f"x {label}", lambda api, bad=bad, f=_forward: f(api, x=bad(_x())), error, message.replace("NAME", "x"))
+    size = 8 if _op == "layer_norm_forward" else 3
+    case(_op, "weight float64", lambda api, f=_forward, n=size: f(api, weight=_c(np.float64, n)), TypeError,
+         r"weight must have x's dtype float32, got float64")
+    case(_op, "weight list", lambda api, f=_forward, n=size: f(api, weight=_c(size=n).tolist()), TypeError,
+         r"weight must be a numpy.ndarray")
+    case(_op, "bias too long", lambda api, f=_forward, n=size: f(api, bias=_c(size=n + 1)), ValueError,
+         r"bias must have shape")
+    for label, eps, error in [("zero", 0.0, ValueError), ("nan", float("nan"), ValueError),
+                              ("inf", float("inf"), ValueError), ("str", "1e-5", TypeError)]:
+        case(_op, f"eps {label}", lambda api, f=_forward, e=eps: f(api, eps=e), error, r"eps must be a")
+    for label, value, error, message in BAD_BACKENDS:
+        case(_op, f"backend {label}", lambda api, f=_forward, v=value: f(fastconv, backend=v), error, message,
+             ("cython",))
+case("batch_norm_forward", "weight too short", lambda api: _NORM_FORWARDS["batch_norm_forward"](api, weight=_c(size=2)),
+     ValueError, r"weight must have shape \(3,\), got \(2,\)")
+case("batch_norm_forward", "running_mean alone", lambda api: api.batch_norm_forward(_x(), _c(), _c(), _c()),
+     ValueError, r"give both running_mean and running_var")
+case("batch_norm_forward", "evaluation without running statistics",
+     lambda api: api.batch_norm_forward(_x(), _c(), _c(), training=False), ValueError,
+     r"training=False normalises with running_mean and running_var")
+case("batch_norm_forward", "running_var float64", lambda api: api.batch_norm_forward(_x(), _c(), _c(), _c(), _c(np.float64)),
+     TypeError, r"running_var must have x's dtype float32")
+
+
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
+case("batch_norm_forward", "running_mean read-only", lambda api: api.batch_norm_forward(
+    _x(), _c(), _c(), _read_only(_c()), _c()), ValueError, r"running_mean .*is read-only")
+case("batch_norm_forward", "running_var wrong shape", lambda api: api.batch_norm_forward(
+    _x(), _c(), _c(), _c(), _c(size=4)), ValueError, r"running_var must have shape \(3,\)")
+case("batch_norm_forward", "momentum above 1", lambda api: api.batch_norm_forward(_x(), _c(), _c(), momentum=1.5),
+     ValueError, r"momentum must lie in \[0, 1\]")
+case("batch_norm_forward", "momentum None", lambda api: api.batch_norm_forward(_x(), _c(), _c(), momentum=None),
+     TypeError, r"momentum must be a number")
+case("batch_norm_forward", "training str", lambda api: api.batch_norm_forward(_x(), _c(), _c(), training="yes"),
+     TypeError, r"training must be True or False")
+case("batch_norm_forward", "one value per channel", lambda api: api.batch_norm_forward(_x()[:1, :, :1, :1], _c(), _c()),
+     ValueError, r"more than one value per channel")
+case("batch_norm_forward", "x 1-D", lambda api: api.batch_norm_forward(_c(), _c(), _c()), ValueError,
+     r"x must be at least 2-D with shape \(N, C\) or \(N, C, \*spatial\), got 1-D")
+case("layer_norm_forward", "weight of other trailing shape", lambda api: api.layer_norm_forward(_x(), _c(size=3), _c(size=3)),
+     ValueError, r"weight's shape \(3,\) must equal the trailing dimensions of x")
+case("layer_norm_forward", "weight 0-D", lambda api: api.layer_norm_forward(_x(), np.ones((), np.float32), np.zeros((), np.float32)),
+     ValueError, r"weight's shape \(\) must equal")
+case("layer_norm_forward", "weight larger than x", lambda api: api.layer_norm_forward(
+    _x()[0, 0], np.ones((3, 8, 8), np.float32), np.zeros((3, 8, 8), np.float32)), ValueError, r"x must be at least 3-D")
+for label, groups, error, message in [("not dividing C", 2, ValueError, r"num_groups \(2\) must divide .*C = 3"),
+                                      ("zero", 0, ValueError, r"num_groups must be >= 1"),
+                                      ("float", 1.5, TypeError, r"num_groups must be an int"),
+                                      ("bool", True, TypeError, r"num_groups must be an int")]:
+    case("group_norm_forward", f"num_groups {label}", lambda api, g=groups: _NORM_FORWARDS["group_norm_forward"](
+        api, num_groups=g), error, message)
+
+for _kind in ("batch", "layer", "group"):
+    _backward = f"{_kind}_norm_backward"
+    _other = "group" if _kind == "batch" else "batch"
+
+    case(_backward, "dout float64", lambda api, k=_kind, b=_backward: getattr(api, b)(
+        _x(np.float64), _norm_cache(api, k)), TypeError, r"dout must have the forward output's dtype float32, got float64")
+    case(_backward, "dout complex", lambda api, k=_kind, b=_backward: getattr(api, b)(
+        _x().astype(np.complex64), _norm_cache(api, k)), TypeError, r"dout must have dtype float32 or float64")
+    case(_backward, "dout list", lambda api, k=_kind, b=_backward: getattr(api, b)(
+        _x().tolist(), _norm_cache(api, k)), TypeError, r"dout must be a numpy.ndarray")
+    case(_backward, "dout wrong shape", lambda api, k=_kind, b=_backward: getattr(api, b)(
+        _x()[:, :, :4], _norm_cache(api, k)), ValueError, r"dout must have the forward output's shape \(2, 3, 8, 8\)")
+    case(_backward, "need_dx str", lambda api, k=_kind, b=_backward: getattr(api, b)(
+        _x(), _norm_cache(api, k), need_dx="no"), TypeError, r"need_dx must be True or False")
+    for label, foreign in [("None", lambda api: None),
+                           ("CS231n tuple", lambda api: (_x(), _c(), _c())),
+                           ("conv cache", lambda api: _conv_cache(api)),
+                           (f"{_other} norm cache", lambda api, o=_other: _norm_cache(api, o))]:
+        case(_backward, f"cache {label}", lambda api, f=foreign, b=_backward: getattr(api, b)(_x(), f(api)), TypeError,
+             rf"cache must be the NormCache returned by .*{_kind}_norm_forward")
+    case(_backward, "tampered cache: mean replaced", lambda api, k=_kind, b=_backward: getattr(api, b)(
+        _x(), _tampered(_norm_cache(api, k), mean=np.zeros(1))), (ValueError, TypeError), r"read-only|cache")
+    case(_backward, "tampered cache: mean written in place", lambda api, k=_kind: _norm_cache(api, k).mean.__setitem__(
+        0, 1.0), (ValueError, TypeError), r"read-only")
+
+    def _hand_built(api, kind=_kind, backward=_backward):
+        cache = _norm_cache(api, kind)
+        short = np.zeros(1)
+        forged = NormCache(kind, cache.x, cache.weight, short, short.copy(), short.copy(), True, cache.groups,
+                           cache.backend)
+        return getattr(api, backward)(_x(), forged)
+
+    case(_backward, "tampered cache: built by hand with short statistics", _hand_built, (ValueError, TypeError),
+         r"cache.mean must be a C-contiguous float64 array")
+
+
 # Tampered caches last: while a backward still trusts them they may corrupt the child's heap,
 # which must not take the ordinary cases down with it.
 CASE_IDS = sorted(
@@ -574,3 +704,8 @@ def test_table_cases_are_valid_when_repaired():
             assert out.shape == (2, 3, 4, 4)
             getattr(api, f"{kind}_pool2d_backward")(np.ones(out.shape, np.float32), cache)
         assert isinstance(_conv_cache(api), ConvCache) and isinstance(_pool_cache(api, "max"), PoolCache)
+        for kind in ("batch", "layer", "group"):
+            out, cache = _NORM_FORWARDS[f"{kind}_norm_forward"](api)
+            assert out.shape == (2, 3, 8, 8) and isinstance(cache, NormCache)
+            getattr(api, f"{kind}_norm_backward")(np.ones(out.shape, np.float32), cache)
+        api.batch_norm_forward(_x(), _c(), _c(), _c(), _c(), training=False)

@@ -520,3 +520,74 @@ def test_conv_transpose_equals_reference(problem, data, run):
             assert got is None
         else:
             assert_matches(got, want, growth * size, count, what)
+
+
+# ---- batch, layer and group norm ------------------------------------------------------
+
+@st.composite
+def norm_problems(draw):
+    """(kind, x, weight, bias, options): a batch (training or evaluation), layer or group norm call."""
+    dtype = draw(st.sampled_from(DTYPES))
+    channels = draw(st.integers(1, 6))
+    spatial = tuple(draw(st.lists(st.integers(1, 6), min_size=0, max_size=2)))
+    shape = (draw(st.integers(1, 4)), channels) + spatial
+    kind = draw(st.sampled_from(["batch", "batch-eval", "layer", "group"]))
+    if kind == "batch" and np.prod(shape) // channels < 2:
+        shape = (shape[0] + 1,) + shape[1:]
+    x = draw(laid_out(_values(draw, shape, dtype) * dtype(draw(st.sampled_from([1.0, 50.0])))
+                      + dtype(draw(st.sampled_from([0.0, 3.0, -1e3])))))
+    options = {}
+    if kind == "layer":
+        trailing = draw(st.integers(1, len(shape) - 1))
+        parameter_shape = shape[len(shape) - trailing:]
+    else:
+        parameter_shape = (channels,)
+    if kind == "group":
+        options["num_groups"] = draw(st.sampled_from([g for g in range(1, channels + 1) if channels % g == 0]))
+    if kind == "batch-eval":
+        options["running_mean"] = _values(draw, (channels,), dtype)
+        options["running_var"] = np.abs(_values(draw, (channels,), dtype)) + dtype(0.1)
+    weight = _values(draw, parameter_shape, dtype)
+    bias = _values(draw, parameter_shape, dtype)
+    return kind, x, weight, bias, options
+
+
+def _norm_call(api, kind, x, weight, bias, options, **backend):
+    if kind.startswith("batch"):
+        running = [options[name].copy() for name in ("running_mean", "running_var") if name in options]
+        return (api.batch_norm_forward(x, weight, bias, *running, training=kind == "batch", **backend),
+                api.batch_norm_backward)
+    if kind == "layer":
+        return api.layer_norm_forward(x, weight, bias, **backend), api.layer_norm_backward
+    return api.group_norm_forward(x, weight, bias, options["num_groups"], **backend), api.group_norm_backward
+
+
+@given(problem=norm_problems(), data=st.data(), threads=st.sampled_from([1, 2, 3]), need_dx=st.booleans())
+def test_norms_equal_reference(problem, data, threads, need_dx):
+    kind, x, weight, bias, options = problem
+    x_before = np.array(x)
+    minimum = fastconv.norm._PARALLEL_MIN_ELEMENTS
+    fastconv.norm._PARALLEL_MIN_ELEMENTS = 0  # threads even on these tiny inputs
+    try:
+        with settings_for_call(threads, None):
+            (out, cache), backward = _norm_call(fastconv, kind, x, weight, bias, options, backend="cython")
+            dout = data.draw(laid_out(_values(data.draw, out.shape, out.dtype)))
+            grads = backward(dout, cache, need_dx=need_dx)
+    finally:
+        fastconv.norm._PARALLEL_MIN_ELEMENTS = minimum
+    (expected, ref_cache), ref_backward = _norm_call(reference, kind, np.array(x), weight, bias, options)
+    expected_grads = ref_backward(np.array(dout), ref_cache, need_dx=need_dx)
+    np.testing.assert_array_equal(np.array(x), x_before)
+    eps = np.finfo(x.dtype).eps
+    # both compute in float64 and round once; float64 results differ by summation order only,
+    # amplified where a large mean is subtracted (|x| / std)
+    conditioning = 1.0 + float(np.max(np.abs(x_before), initial=0.0) * np.max(ref_cache.inv_std, initial=0.0))
+    for what, got, want in zip(("out", "dx", "dweight", "dbias"), (out,) + tuple(grads), (expected,) + tuple(expected_grads)):
+        if want is None:
+            assert got is None and not need_dx
+            continue
+        assert got.dtype == x.dtype and got.shape == want.shape
+        scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
+        bound = 64 * eps * scale * (1.0 if x.dtype == np.float32 else conditioning)
+        assert np.max(np.abs(got.astype(np.float64) - want), initial=0.0) <= bound, what
+    np.testing.assert_allclose(cache.mean, ref_cache.mean, rtol=1e-12, atol=1e-9)

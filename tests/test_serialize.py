@@ -39,10 +39,13 @@ EXAMPLES = {
     "ConvTranspose2d": lambda dtype: layers.ConvTranspose2d(3, 6, 3, stride=2, padding=1,
                                                             output_padding=1, groups=3,
                                                             dtype=dtype, rng=6),
+    "BatchNorm1d": lambda dtype: layers.BatchNorm1d(5, eps=1e-4, momentum=0.3, dtype=dtype),
+    "LayerNorm": lambda dtype: layers.LayerNorm((3, 5, 6), eps=1e-4, dtype=dtype),
+    "GroupNorm": lambda dtype: layers.GroupNorm(3, 6, eps=1e-4, dtype=dtype),
     "ConvTranspose3d": lambda dtype: layers.ConvTranspose3d(3, 2, 2, stride=2, bias=False,
                                                             dtype=dtype, rng=7),
 }
-INPUTS = {"Linear": (4, 12), "Flatten": (4, 3, 5, 6), "Conv1d": (2, 3, 9), "Conv3d": (2, 3, 4, 5, 6),
+INPUTS = {"BatchNorm1d": (4, 5), "GroupNorm": (2, 6, 5, 4), "Linear": (4, 12), "Flatten": (4, 3, 5, 6), "Conv1d": (2, 3, 9), "Conv3d": (2, 3, 4, 5, 6),
           "ConvTranspose1d": (2, 3, 7), "ConvTranspose3d": (2, 3, 3, 4, 2)}
 
 
@@ -333,7 +336,7 @@ def _conv_spec(header):
 def test_unknown_layer_type(saved):
     path, _ = saved
     _with_header(path, lambda header: _conv_spec(header).__setitem__("type", "os.system"))
-    message = _load_fails(path, r"unknown layer type 'os.system'; known types: AvgPool2d, BatchNorm2d")
+    message = _load_fails(path, r"unknown layer type 'os.system'; known types: AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d")
     assert "argument 'layers'[4]" in message  # where in the model
 
 

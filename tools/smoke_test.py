@@ -71,9 +71,9 @@ def main():
                               reference.max_pool2d_backward(dpool, want_pool_cache)),
                f"max pool backward ({np.dtype(dtype)}) differs")
 
-    from fastconv import _dispatch
+    from fastconv import _compiled
 
-    print(f"ok: fastconv {fastconv.__version__}, compiled backend ({_dispatch._winograd.__name__} for "
+    print(f"ok: fastconv {fastconv.__version__}, compiled backend ({_compiled.winograd.__name__} for "
           f"Winograd), Python {sys.version.split()[0]}, numpy {np.__version__}, from "
           f"{os.path.dirname(fastconv.__file__)}")
 

@@ -3,7 +3,7 @@ from .base import Layer
 from .container import Sequential
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .core import Dropout, Flatten, LeakyReLU, Linear, ReLU
-from .norm import BatchNorm2d
+from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .pool import AvgPool2d, MaxPool2d
 
 __all__ = [
@@ -22,5 +22,8 @@ __all__ = [
     "Flatten",
     "Dropout",
     "BatchNorm2d",
+    "BatchNorm1d",
+    "LayerNorm",
+    "GroupNorm",
     "Sequential",
 ]

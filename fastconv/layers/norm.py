@@ -1,25 +1,110 @@
-"""Spatial batch normalisation over (N, C, H, W) feature maps."""
+"""Normalisation layers: BatchNorm2d, BatchNorm1d, LayerNorm, GroupNorm, on fastconv.norm's kernels."""
+import math
 import numbers
 
 import numpy as np
 
+from .. import norm
 from .base import Layer
 from .core import as_param_dtype, check_layer_dout, check_layer_input
 
-_CHANNEL_AXES = (0, 2, 3)
+
+def _check_count(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
 
 
-class BatchNorm2d(Layer):
+def _check_eps(eps):
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < math.inf:
+        raise ValueError(f"eps must be a number > 0, got {eps!r}")
+    return float(eps)
+
+
+class _Normalization(Layer):
+    """Shared parts: weight (initialised to 1) and bias (0) of `shape`, and the backward."""
+
+    _backward = None  # the functional backward, set by each subclass
+
+    def _init_affine(self, shape, eps, dtype):
+        self.eps = _check_eps(eps)
+        self.dtype = as_param_dtype(dtype)
+        self.params["weight"] = np.ones(shape, dtype=self.dtype)
+        self.params["bias"] = np.zeros(shape, dtype=self.dtype)
+
+    def backward(self, dout, *, need_dx=True):
+        """dx of the latest forward's input (None with need_dx=False); fills grads["weight"], grads["bias"].
+
+        A layer with ``trainable = False`` leaves ``grads`` empty.
+        """
+        cache = self._saved()
+        check_layer_dout(self, dout, cache.x.shape, self.dtype)
+        trainable = getattr(self, "trainable", True)
+        if not trainable and not need_dx:
+            self.grads = {}
+            return None
+        dx, dweight, dbias = self._backward(dout, cache, need_dx=need_dx)
+        self.grads = {"weight": dweight, "bias": dbias} if trainable else {}
+        return dx
+
+
+class _BatchNorm(_Normalization):
+    """Batch normalisation of channel axis 1; the subclasses fix the input's rank."""
+
+    _buffers = ("running_mean", "running_var")
+    _backward = staticmethod(norm.batch_norm_backward)
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
+        super().__init__()
+        self.num_features = _check_count(num_features, "num_features")
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
+            raise ValueError(f"momentum must lie in [0, 1], got {momentum!r}")
+        self.momentum = float(momentum)
+        self._init_affine(self.num_features, eps, dtype)
+        self.running_mean = np.zeros(self.num_features, dtype=self.dtype)
+        self.running_var = np.ones(self.num_features, dtype=self.dtype)
+
+    def _check_input(self, x):
+        raise NotImplementedError
+
+    def forward(self, x):
+        self._check_input(x)
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}) expects x of shape {self._layout}, got {x.shape}"
+            )
+        if self.training and x.size // self.num_features < 2:
+            raise ValueError(
+                f"{type(self).__name__} in training needs more than one value per channel to estimate a "
+                f"variance, got x of shape {x.shape}; use a larger batch or call eval()"
+            )
+        out, self._cache = norm.batch_norm_forward(
+            x, self.params["weight"], self.params["bias"], self.running_mean, self.running_var,
+            training=self.training, momentum=self.momentum, eps=self.eps,
+        )
+        return out
+
+    def __repr__(self):
+        return (
+            f"{type(self).__name__}({self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"dtype=np.{self.dtype})"
+        )
+
+
+class BatchNorm2d(_BatchNorm):
     """Normalise each channel of an (N, C, H, W) batch, then scale and shift it.
 
     out = weight[c] * (x - mean[c]) / sqrt(var[c] + eps) + bias[c]
 
     In training, mean and var are the batch's own statistics over (N, H, W) (var biased,
-    dividing by N*H*W), and the running estimates are updated:
+    dividing by N*H*W), and the running estimates are updated in place:
     running = (1 - momentum) * running + momentum * batch_statistic, where the running
     variance takes the unbiased batch variance (dividing by N*H*W - 1).
     In evaluation, the running mean and variance are used, so the layer is a fixed
-    per-channel affine map. backward works in both modes.
+    per-channel affine map. backward works in both modes. Compiled (fastconv.norm):
+    statistics in float64 from one pass over x, the backward fused into two passes.
 
     Parameters
     ----------
@@ -29,78 +114,122 @@ class BatchNorm2d(Layer):
     dtype : float32 (default) or float64; the input must have the same dtype.
 
     params : "weight" (C,) initialised to 1, "bias" (C,) initialised to 0.
-    running_mean (C,) starts at 0, running_var (C,) at 1; they are state, not params.
+    running_mean (C,) starts at 0, running_var (C,) at 1; they are state, not params
+    (named in ``_buffers``).
     """
 
-    _buffers = ("running_mean", "running_var")
+    @property
+    def _layout(self):
+        return f"(N, {self.num_features}, H, W)"
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
+    def _check_input(self, x):
+        check_layer_input(self, x, ndim=4, layout=f"(N, C={self.num_features}, H, W)", dtype=self.dtype)
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) features (after a Linear layer) or (N, C, L) sequences.
+
+    As BatchNorm2d, with the statistics over N (and L): each of the C features is
+    normalised over the batch, scaled by weight and shifted by bias.
+
+    Parameters
+    ----------
+    num_features : int, C
+    eps, momentum, dtype : as BatchNorm2d.
+
+    params : "weight" (C,) = 1, "bias" (C,) = 0; running_mean (C,) = 0, running_var (C,) = 1.
+    """
+
+    @property
+    def _layout(self):
+        return f"(N, {self.num_features}) or (N, {self.num_features}, L)"
+
+    def _check_input(self, x):
+        check_layer_input(self, x, min_ndim=2, layout=f"(N, C={self.num_features}) or (N, C, L)", dtype=self.dtype)
+        if x.ndim > 3:
+            raise ValueError(f"BatchNorm1d input x must be 2-D (N, C) or 3-D (N, C, L), got shape {x.shape}; "
+                             "use BatchNorm2d for (N, C, H, W)")
+
+
+class LayerNorm(_Normalization):
+    """Normalise each sample over its trailing dimensions, then scale and shift elementwise.
+
+    For normalized_shape of k dimensions, each x[i] of that shape (i over the leading
+    dimensions) becomes weight * (x[i] - mean_i) / sqrt(var_i + eps) + bias (var biased).
+    The same in training and evaluation; no running statistics. Compiled (fastconv.norm).
+
+    Parameters
+    ----------
+    normalized_shape : int or tuple of ints, the trailing shape of the input, e.g. D for
+        (N, D) features or (C, H, W) for whole feature maps.
+    eps : float > 0
+    dtype : float32 (default) or float64.
+
+    params : "weight" of normalized_shape initialised to 1, "bias" initialised to 0.
+    forward : x (..., *normalized_shape) -> out of x's shape.
+    """
+
+    _backward = staticmethod(norm.layer_norm_backward)
+
+    def __init__(self, normalized_shape, eps=1e-5, dtype=np.float32):
         super().__init__()
-        if isinstance(num_features, (bool, np.bool_)) or not isinstance(num_features, (numbers.Integral, np.integer)):
-            raise TypeError(f"num_features must be an int, got {type(num_features).__name__} {num_features!r}")
-        if num_features < 1:
-            raise ValueError(f"num_features must be >= 1, got {num_features}")
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-            raise ValueError(f"eps must be a number > 0, got {eps!r}")
-        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
-            raise ValueError(f"momentum must lie in [0, 1], got {momentum!r}")
-        self.num_features = int(num_features)
-        self.eps = float(eps)
-        self.momentum = float(momentum)
-        self.dtype = as_param_dtype(dtype)
-        self.params["weight"] = np.ones(self.num_features, dtype=self.dtype)
-        self.params["bias"] = np.zeros(self.num_features, dtype=self.dtype)
-        self.running_mean = np.zeros(self.num_features, dtype=self.dtype)
-        self.running_var = np.ones(self.num_features, dtype=self.dtype)
-
-    def _per_channel(self, values):
-        return values.reshape(1, self.num_features, 1, 1)
+        shape = (normalized_shape,) if not isinstance(normalized_shape, (tuple, list)) else tuple(normalized_shape)
+        if not shape:
+            raise ValueError("normalized_shape must have at least one dimension")
+        self.normalized_shape = tuple(_check_count(size, "normalized_shape") for size in shape)
+        self._init_affine(self.normalized_shape, eps, dtype)
 
     def forward(self, x):
-        check_layer_input(self, x, ndim=4, layout=f"(N, C={self.num_features}, H, W)", dtype=self.dtype)
-        if x.shape[1] != self.num_features:
-            raise ValueError(
-                f"BatchNorm2d({self.num_features}) expects x of shape (N, {self.num_features}, H, W), "
-                f"got {x.shape}"
-            )
-        dtype = self.dtype.type
-        if self.training:
-            count = x.shape[0] * x.shape[2] * x.shape[3]
-            if count < 2:
-                raise ValueError(
-                    f"BatchNorm2d in training needs more than one value per channel to estimate a "
-                    f"variance, got x of shape {x.shape}; use a larger batch or call eval()"
-                )
-            mean = x.mean(axis=_CHANNEL_AXES)
-            centred = x - self._per_channel(mean)
-            var = (centred * centred).mean(axis=_CHANNEL_AXES)
-            inv_std = 1 / np.sqrt(var + dtype(self.eps))
-            normalised = centred * self._per_channel(inv_std)
-            keep = dtype(1 - self.momentum)
-            self.running_mean = keep * self.running_mean + dtype(self.momentum) * mean
-            self.running_var = keep * self.running_var + dtype(self.momentum) * var * dtype(count / (count - 1))
-        else:
-            inv_std = 1 / np.sqrt(self.running_var + dtype(self.eps))
-            normalised = (x - self._per_channel(self.running_mean)) * self._per_channel(inv_std)
-        self._cache = (normalised, inv_std, self.training)
-        return normalised * self._per_channel(self.params["weight"]) + self._per_channel(self.params["bias"])
-
-    def backward(self, dout):
-        normalised, inv_std, batch_statistics = self._saved()
-        check_layer_dout(self, dout, normalised.shape, self.dtype)
-        self.grads["weight"] = (dout * normalised).sum(axis=_CHANNEL_AXES)
-        self.grads["bias"] = dout.sum(axis=_CHANNEL_AXES)
-        dnormalised = dout * self._per_channel(self.params["weight"])
-        if not batch_statistics:
-            return dnormalised * self._per_channel(inv_std)
-        # mean and var depend on every element of the channel: remove the components of
-        # dnormalised along the constant direction and along `normalised` itself
-        mean_grad = dnormalised.mean(axis=_CHANNEL_AXES, keepdims=True)
-        projection = (dnormalised * normalised).mean(axis=_CHANNEL_AXES, keepdims=True)
-        return (dnormalised - mean_grad - normalised * projection) * self._per_channel(inv_std)
+        k = len(self.normalized_shape)
+        layout = "(..., " + ", ".join(str(size) for size in self.normalized_shape) + ")"
+        check_layer_input(self, x, min_ndim=k, layout=layout, dtype=self.dtype)
+        if x.shape[x.ndim - k:] != self.normalized_shape:
+            raise ValueError(f"LayerNorm{self.normalized_shape} expects x of shape {layout}, got {x.shape}")
+        out, self._cache = norm.layer_norm_forward(x, self.params["weight"], self.params["bias"], eps=self.eps)
+        return out
 
     def __repr__(self):
-        return (
-            f"BatchNorm2d({self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-            f"dtype=np.{self.dtype})"
-        )
+        return f"LayerNorm({self.normalized_shape}, eps={self.eps}, dtype=np.{self.dtype})"
+
+
+class GroupNorm(_Normalization):
+    """Normalise each sample's groups of channels, then scale and shift each channel.
+
+    The C channels form num_groups groups of C / num_groups consecutive channels; each
+    sample's group is normalised over its channels and spatial positions (var biased), then
+    channel c is scaled by weight[c] and shifted by bias[c]. Independent of the batch, the
+    same in training and evaluation. num_groups=1 normalises whole samples (a layer norm with
+    per-channel parameters), num_groups=C each channel (instance norm). Compiled (fastconv.norm).
+
+    Parameters
+    ----------
+    num_groups : int >= 1 dividing num_channels
+    num_channels : int, C
+    eps : float > 0
+    dtype : float32 (default) or float64.
+
+    params : "weight" (C,) = 1, "bias" (C,) = 0.
+    forward : x (N, C, *spatial) -> out of x's shape.
+    """
+
+    _backward = staticmethod(norm.group_norm_backward)
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, dtype=np.float32):
+        super().__init__()
+        self.num_groups = _check_count(num_groups, "num_groups")
+        self.num_channels = _check_count(num_channels, "num_channels")
+        if self.num_channels % self.num_groups:
+            raise ValueError(f"num_groups ({self.num_groups}) must divide num_channels ({self.num_channels})")
+        self._init_affine(self.num_channels, eps, dtype)
+
+    def forward(self, x):
+        check_layer_input(self, x, min_ndim=2, layout=f"(N, C={self.num_channels}, *spatial)", dtype=self.dtype)
+        if x.shape[1] != self.num_channels:
+            raise ValueError(f"GroupNorm({self.num_groups}, {self.num_channels}) expects x of shape "
+                             f"(N, {self.num_channels}, ...), got {x.shape}")
+        out, self._cache = norm.group_norm_forward(x, self.params["weight"], self.params["bias"], self.num_groups,
+                                                   eps=self.eps)
+        return out
+
+    def __repr__(self):
+        return f"GroupNorm({self.num_groups}, {self.num_channels}, eps={self.eps}, dtype=np.{self.dtype})"

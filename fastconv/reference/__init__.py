@@ -8,6 +8,8 @@ from .conv import (conv1d_backward, conv1d_forward, conv2d_backward, conv2d_forw
                    conv_transpose1d_forward, conv_transpose2d_backward, conv_transpose2d_forward,
                    conv_transpose3d_backward, conv_transpose3d_forward)
 from .im2col import col2im, im2col
+from .norm import (batch_norm_backward, batch_norm_forward, group_norm_backward, group_norm_forward,
+                   layer_norm_backward, layer_norm_forward)
 from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 
 __all__ = [
@@ -18,4 +20,6 @@ __all__ = [
     "conv_transpose2d_forward", "conv_transpose2d_backward",
     "conv_transpose3d_forward", "conv_transpose3d_backward",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward",
+    "group_norm_forward", "group_norm_backward",
 ]

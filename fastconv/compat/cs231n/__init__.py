@@ -1,10 +1,20 @@
-"""CS231n assignment-2 drop-in: the course's conv and pooling function names on fastconv's ops.
+"""CS231n assignment-2 drop-in: the course's ``cs231n`` package on fastconv's kernels.
 
-Replace the notebook's imports of the course modules with::
+A notebook switches to fastconv by changing ``cs231n.`` to ``fastconv.compat.cs231n.`` in
+its imports; every module keeps the course's name and its functions the course's names,
+arguments and return values:
+
+- ``layers``: affine, ReLU, batch/layer norm, dropout, the naive conv and pooling, spatial
+  batch and group norm, svm_loss, softmax_loss; ``fast_layers``; ``layer_utils`` (the
+  sandwich layers); ``optim`` (sgd, sgd_momentum, rmsprop, adam on ``config`` dicts);
+  ``gradient_check``; ``solver.Solver``; ``classifiers.cnn.ThreeLayerConvNet`` and
+  ``classifiers.fc_net.FullyConnectedNet``; ``data_utils`` (the CIFAR-10 loaders).
+
+This package itself holds the conv and pooling functions and the conv sandwiches, so that
 
     from fastconv.compat.cs231n import *
 
-and the conv and pooling cells run unchanged. Same names, arguments and return values:
+gives the same twelve names as before it became a package:
 
 - ``conv_forward_naive / conv_forward_fast(x, w, b, conv_param) -> (out, cache)`` and
   ``conv_backward_naive / conv_backward_fast(dout, cache) -> (dx, dw, db)``,
@@ -19,7 +29,7 @@ and the conv and pooling cells run unchanged. Same names, arguments and return v
 to build them if they are missing); the sandwiches use the default backend (see
 ``fastconv.set_backend``). A backward always runs on the backend its forward used.
 
-Differences from the course code:
+Differences from the course code (docs/cs231n.md lists them all):
 - any kernel and pool shape works: non-square kernels, non-square and overlapping pools;
   ``stride`` and ``pad`` also take an (h, w) pair;
 - bad input raises ValueError/TypeError naming the argument (never an ``assert``);
@@ -35,11 +45,12 @@ import numbers
 
 import numpy as np
 
-from .._cache import ConvCache, PoolCache
-from .._geometry import as_pair
-from .._validate import FLOAT_DTYPES, check_cache, check_dout
-from ..conv import conv2d_backward, conv2d_forward
-from ..pool import max_pool2d_backward, max_pool2d_forward
+from ..._cache import ConvCache, PoolCache
+from ..._geometry import as_pair
+from ..._validate import FLOAT_DTYPES, check_cache, check_dout
+from ...conv import conv2d_backward, conv2d_forward
+from ...pool import max_pool2d_backward, max_pool2d_forward
+from ._checks import in_dtype as _in_dtype
 
 __all__ = [
     "conv_forward_naive",
@@ -111,13 +122,6 @@ def _conv_arrays(x, w, b):
         common = np.result_type(x, w, b)
         arrays = tuple(a if a.dtype == common else a.astype(common) for a in arrays)
     return arrays  # anything else is reported by conv2d_forward's checks
-
-
-def _in_dtype(dout, dtype):
-    """dout converted to the forward's float dtype; any other input is left for the checks."""
-    if isinstance(dout, np.ndarray) and dout.dtype in FLOAT_DTYPES and dout.dtype != dtype:
-        return dout.astype(dtype)
-    return dout
 
 
 # --- conv -------------------------------------------------------------------------------------
@@ -301,3 +305,8 @@ def conv_relu_pool_backward(dout, cache):
     check_cache(cache, ConvReluPoolCache, "conv_relu_pool_forward")
     drelu = _max_pool_backward(dout, cache.pool)
     return _conv_backward(_relu_backward(drelu, cache.relu), cache.conv)
+
+
+# The course's modules, imported last: they build on the names above.
+from . import (classifiers, data_utils, fast_layers, gradient_check, layer_utils, layers, optim,  # noqa: E402
+               solver)
