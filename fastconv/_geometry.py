@@ -577,8 +577,8 @@ def pool_geometry(x_shape, kernel_size, stride=None, padding=0, *, dilation=1, c
             f"kernel_size {kernel}{dilated} is larger than the padded input: {input_name} has "
             f"spatial shape {size} and padding {padding} gives {padded}")
     if any(2 * p > k for p, k in zip(padding, kernel)):
-        raise ValueError(f"padding {padding} must be at most half of kernel_size {kernel} in each "
-                         "dimension")
+        where = " in each dimension" if ndim > 1 else ""
+        raise ValueError(f"padding {padding} must be at most half of kernel_size {kernel}{where}")
     out = tuple(output_size(s, k, st, p, dilation=d, ceil_mode=ceil_mode)
                 for s, k, st, p, d in zip(size, kernel, stride, padding, dilation))
     _check_plane(out, padding)

@@ -135,10 +135,10 @@ def _avg_backward_compiled(dout, geometry, count_include_pad, divisor_override):
 
 def _max_pool_forward(ndim, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
                       backend):
+    backend = _dispatch.resolve(backend)
     geometry = pool_inputs(x, ndim, kernel_size, stride, padding, dilation=dilation,
                            ceil_mode=ceil_mode)
     return_indices = check_flag(return_indices, "return_indices")
-    backend = _dispatch.resolve(backend)
     x = contiguous(x)
     # indices handed out are int64 as PyTorch's; the cache's own may be int32 (half the traffic)
     index_dtype = np.dtype(np.int64) if return_indices else reference.argmax_dtype(geometry)
@@ -238,10 +238,10 @@ def max_pool3d_backward(dout, cache):
 
 def _avg_pool_forward(ndim, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
                       divisor_override, backend):
+    backend = _dispatch.resolve(backend)
     geometry = pool_inputs(x, ndim, kernel_size, stride, padding, ceil_mode=ceil_mode)
     count_include_pad = check_flag(count_include_pad, "count_include_pad")
     divisor_override = check_divisor_override(divisor_override)
-    backend = _dispatch.resolve(backend)
     x = contiguous(x)
     if backend == "reference":
         out = reference._avg_forward(x, geometry, count_include_pad, divisor_override)
@@ -354,8 +354,8 @@ def adaptive_avg_pool2d_forward(x, output_size, *, backend="auto"):
         over contiguous memory (in double), threads over planes.
     cache : PoolCache for adaptive_avg_pool2d_backward.
     """
-    geometry = adaptive_inputs(x, output_size)
     backend = _dispatch.resolve(backend)
+    geometry = adaptive_inputs(x, output_size)
     x = contiguous(x)
     if backend == "reference":
         out = reference._adaptive_avg_forward(x, geometry)
@@ -407,8 +407,8 @@ def adaptive_max_pool2d_forward(x, output_size, *, backend="auto"):
         and its last NaN takes the gradient.
     cache : PoolCache for adaptive_max_pool2d_backward.
     """
-    geometry = adaptive_inputs(x, output_size)
     backend = _dispatch.resolve(backend)
+    geometry = adaptive_inputs(x, output_size)
     x = contiguous(x)
     index_dtype = reference.argmax_dtype(geometry)
     if backend == "reference":
@@ -461,8 +461,8 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
         last in the plane's row-major order is kept (PyTorch keeps an unspecified one).
     cache : PoolCache for max_unpool2d_backward.
     """
-    geometry, indices = unpool_inputs(x, indices, kernel_size, stride, padding, output_size)
     backend = _dispatch.resolve(backend)
+    geometry, indices = unpool_inputs(x, indices, kernel_size, stride, padding, output_size)
     x = contiguous(x)
     if backend == "reference":
         out = reference._unpool_forward(x, indices, geometry)

@@ -154,6 +154,8 @@ def test_unknown_backend_rejected_by_every_op(name, function):
         args = (np.zeros((3 * 2 * 2, 2 * 5 * 4)), x.shape, 2)
     elif name == "conv2d_forward":
         args = (x, np.zeros((1, 3, 2, 2)))
+    elif name == "max_unpool2d_forward":
+        args = (x, np.zeros(x.shape, np.int64), 2)
     else:  # im2col and the window ops (pooling): x and a kernel size
         args = (x, 2)
     with pytest.raises(ValueError, match="valid names are: auto, cython, reference"):

@@ -24,7 +24,7 @@ export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:log_path=$w
 if [ "$#" -eq 0 ]; then
     set -- -q tests/test_properties.py tests/test_edge_sizes.py tests/test_bad_inputs.py \
         tests/test_no_data_loss.py tests/test_memory_threads.py \
-        tests/test_im2col.py tests/test_conv.py tests/test_pool.py \
+        tests/test_im2col.py tests/test_conv.py tests/test_pool.py tests/test_pool_options.py \
         -k "not rss and not leak and not 32_bit"
 fi
 echo "== running the tests under AddressSanitizer"

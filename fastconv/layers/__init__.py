@@ -5,12 +5,22 @@ from .conv import Conv2d
 from .core import Dropout, Flatten, LeakyReLU, Linear, ReLU
 from .norm import BatchNorm2d
 from .pool import AvgPool2d, MaxPool2d
+from .pool import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool3d, GlobalAvgPool2d,  # issue 23
+                   MaxPool1d, MaxPool3d, MaxUnpool2d)
 
 __all__ = [
     "Layer",
     "Conv2d",
     "MaxPool2d",
     "AvgPool2d",
+    "MaxPool1d",
+    "MaxPool3d",
+    "AvgPool1d",
+    "AvgPool3d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "GlobalAvgPool2d",
+    "MaxUnpool2d",
     "Linear",
     "ReLU",
     "LeakyReLU",

@@ -163,8 +163,8 @@ def unpool_winners(plane_indices):
 
 
 def _unpool_forward(x, indices, geometry):
-    planes = geometry.planes
-    flat_x, flat_indices = x.reshape(planes, -1), indices.reshape(planes, -1)
+    planes, length = geometry.planes, math.prod(geometry.size)
+    flat_x, flat_indices = x.reshape(planes, length), indices.reshape(planes, length)
     out = np.zeros((planes, geometry.out_plane_size), dtype=x.dtype)
     for plane in range(planes):
         kept = unpool_winners(flat_indices[plane])
@@ -173,8 +173,9 @@ def _unpool_forward(x, indices, geometry):
 
 
 def _unpool_backward(dout, indices, geometry):
-    planes = geometry.planes
-    flat_dout, flat_indices = dout.reshape(planes, -1), indices.reshape(planes, -1)
+    planes, length = geometry.planes, math.prod(geometry.size)
+    flat_dout = dout.reshape(planes, geometry.out_plane_size)
+    flat_indices = indices.reshape(planes, length)
     dx = np.zeros(flat_indices.shape, dtype=dout.dtype)
     for plane in range(planes):
         kept = unpool_winners(flat_indices[plane])
