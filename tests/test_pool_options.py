@@ -881,3 +881,37 @@ def test_layer_reprs_and_constructor_errors():
             make()
     with pytest.raises(RuntimeError, match="AdaptiveAvgPool2d.backward called before forward"):
         AdaptiveAvgPool2d(2).backward(np.zeros((1, 1, 2, 2)))
+
+
+# ---- the benchmark's pool option families ---------------------------------------------
+
+def test_bench_pool_option_cases_compute_what_the_reference_and_torch_compute():
+    """Every timed call of the pool option families does the real work: fastconv, the twin and
+    (where installed) torch agree, on the suite's geometries with one image and two channels."""
+    import dataclasses
+
+    from fastconv.bench import operations, suite
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    assert {case.family for case in suite.POOL_OPTION_CASES} == set(suite.POOL_OPTION_FAMILIES)
+    for family in suite.POOL_OPTION_FAMILIES:
+        assert [c.name for c in suite.select(family, quick=True)] == [
+            c.name for c in suite.POOL_OPTION_CASES if c.family == family]
+    for case in suite.POOL_OPTION_CASES:
+        small = dataclasses.replace(case, x_shape=(1, 2) + case.x_shape[2:])
+        inputs = operations.make_inputs(small, np.float64)
+        assert inputs["dout"].shape == small.out_shape
+        for pass_name in operations.PASSES:
+            calls = operations.implementations(small, pass_name, inputs, torch)
+            fast, slow = calls["fastconv"](), calls["reference"]()
+            if pass_name == "forward":
+                fast, slow = fast[0], slow[0]
+            np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12, err_msg=case.name)
+            if torch is not None:
+                result = calls["torch"]()
+                result = result if pass_name == "forward" else result[0]
+                np.testing.assert_allclose(fast, result.detach().numpy(), rtol=1e-12, atol=1e-12,
+                                           err_msg=case.name)
