@@ -165,14 +165,14 @@ def unpool_inputs(x, indices, kernel_size, stride, padding, output_size):
     if indices.shape != x.shape:
         raise ValueError(f"indices must have x's shape {x.shape}, got {indices.shape}")
     own = np.array(indices, dtype=np.int64, order="C")
-    if own.size:
+    plane = geometry.out_plane_size
+    # one pass for both bounds: seen as unsigned, a negative index is >= 2**63 > any plane size
+    if own.size and int(own.view(np.uint64).max()) >= plane:
         low, high = int(own.min()), int(own.max())
-        plane = geometry.out_plane_size
-        if low < 0 or high >= plane:
-            bad = low if low < 0 else high
-            raise ValueError(
-                f"indices must lie in [0, {plane}), the flat positions of an output plane of "
-                f"{geometry.out}; got {bad} (values range from {low} to {high})")
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"indices must lie in [0, {plane}), the flat positions of an output plane of "
+            f"{geometry.out}; got {bad} (values range from {low} to {high})")
     # the compiled kernels write through these: nobody may change them now
     own.flags.writeable = False
     return geometry, own

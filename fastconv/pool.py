@@ -24,6 +24,7 @@ import numpy as np
 from . import _dispatch
 from ._cache import PoolCache
 from ._config import get_num_threads
+from ._geometry import adaptive_range
 from ._validate import (POOL_OUT_LAYOUTS, adaptive_inputs, check_divisor_override, check_dout,
                         check_flag, check_pool_cache, contiguous, pool_inputs, unpool_inputs)
 from .reference import pool as reference
@@ -69,9 +70,13 @@ def _max_forward_compiled(x, geometry, index_dtype):
     out = np.empty(geometry.output_shape, dtype=x.dtype)
     argmax = np.empty(geometry.output_shape, dtype=index_dtype)
     if out.size:
+        threads = _threads(geometry)
+        # scratch for unrolled (H, W) windows over several depths (3-D only; never touched else)
+        scratch_shape = (threads,) + geometry.as_3d().out[1:] if geometry.ndim == 3 else (1, 1, 1)
         _dispatch._pool.max_forward(
             _planes(x, geometry.size), _planes(out, geometry.out), _planes(argmax, geometry.out),
-            *_window_3d(geometry), _threads(geometry))
+            *_window_3d(geometry), np.empty(scratch_shape, x.dtype), np.empty(scratch_shape, index_dtype),
+            threads)
     return out, argmax
 
 
@@ -336,6 +341,14 @@ del _ndim, _functions, _function, _doc
 
 # ---- adaptive and global pooling ------------------------------------------------------
 
+def _adaptive_bounds(geometry):
+    """(tops, bottoms, lefts, rights): every output row's and column's window bounds."""
+    (height, width), (out_height, out_width) = geometry.size, geometry.out
+    rows = adaptive_range(np.arange(out_height, dtype=np.intp), height, out_height)
+    cols = adaptive_range(np.arange(out_width, dtype=np.intp), width, out_width)
+    return rows + cols
+
+
 def adaptive_avg_pool2d_forward(x, output_size, *, backend="auto"):
     """2-D adaptive average pooling: each output cell the mean of its window.
 
@@ -365,7 +378,8 @@ def adaptive_avg_pool2d_forward(x, output_size, *, backend="auto"):
         out = np.empty(geometry.output_shape, dtype=x.dtype)
         if out.size:
             _dispatch._pool.adaptive_avg_forward(_planes(x, geometry.size)[:, 0],
-                                                 _planes(out, geometry.out)[:, 0], _threads(geometry))
+                                                 _planes(out, geometry.out)[:, 0],
+                                                 *_adaptive_bounds(geometry), _threads(geometry))
     return out, PoolCache("adaptive_avg", geometry, x.dtype, None, backend)
 
 
@@ -387,7 +401,8 @@ def adaptive_avg_pool2d_backward(dout, cache):
     dx = np.empty(geometry.input_shape, dtype=dout.dtype)
     if dx.size:
         _dispatch._pool.adaptive_avg_backward(_planes(dout, geometry.out)[:, 0],
-                                              _planes(dx, geometry.size)[:, 0], _threads(geometry))
+                                              _planes(dx, geometry.size)[:, 0],
+                                              *_adaptive_bounds(geometry), _threads(geometry))
     return dx
 
 
@@ -420,7 +435,7 @@ def adaptive_max_pool2d_forward(x, output_size, *, backend="auto"):
         if out.size:
             _dispatch._pool.adaptive_max_forward(
                 _planes(x, geometry.size)[:, 0], _planes(out, geometry.out)[:, 0],
-                _planes(argmax, geometry.out)[:, 0], _threads(geometry))
+                _planes(argmax, geometry.out)[:, 0], *_adaptive_bounds(geometry), _threads(geometry))
     return out, PoolCache("adaptive_max", geometry, x.dtype, argmax, backend)
 
 
@@ -491,7 +506,7 @@ def max_unpool2d_backward(dout, cache):
     dx = np.empty(geometry.input_shape, dtype=dout.dtype)
     if dx.size:
         threads = _threads(geometry)
-        owner = np.empty((threads, geometry.out_plane_size), dtype=np.intp)
+        claimed = np.empty((threads, geometry.out_plane_size), dtype=np.uint8)
         _dispatch._pool.unpool_backward(_flat_planes(dout), _flat_planes(cache.argmax),
-                                        _flat_planes(dx), owner, threads)
+                                        _flat_planes(dx), claimed, threads)
     return dx

@@ -58,6 +58,10 @@ MAX_3D_CASES = [
     ((2, 1, 6, 6, 6), 2, 2, 0, 1, False),
     ((1, 2, 5, 5, 7), 3, 2, 1, 2, False),
     ((2, 2, 3, 4, 5), (2, 3, 2), (1, 2, 3), (1, 1, 1), 1, True),
+    # unrolled (H, W) windows over several input depths (each depth unrolled, then combined)
+    ((2, 2, 7, 9, 8), 3, 2, 1, 1, True),
+    ((1, 2, 7, 6, 6), 2, 2, (1, 0, 0), (3, 1, 1), False),
+    ((1, 2, 5, 7, 7), (3, 3, 3), 1, 1, 1, False),
 ]
 # (x shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 AVG_CASES = [
@@ -188,7 +192,8 @@ def test_random_geometries_match_reference(ndim, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("ndim, case", [(2, MAX_CASES[0]), (2, MAX_CASES[2]), (3, MAX_3D_CASES[0]),
-                                        (1, MAX_1D_CASES[0])])
+                                        (3, MAX_3D_CASES[-3]), (3, MAX_3D_CASES[-2]),
+                                        (3, MAX_3D_CASES[-1]), (1, MAX_1D_CASES[0])])
 def test_max_ties_nan_and_infinities_match_reference(ndim, case, dtype):
     rng = np.random.default_rng(3)
     x = rng.integers(-1, 2, size=case[0]).astype(dtype)            # many ties
@@ -698,7 +703,12 @@ def test_kernels_write_every_output_element(dtype):
     x = _random((6, 3, 9, 8), dtype)
     out = np.full((6, 2, 5, 4), np.nan, dtype)
     argmax = np.full(out.shape, -1, np.int64)
-    kernels.max_forward(x, out, argmax, (2, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 2), 2)
+    kernels.max_forward(x, out, argmax, (2, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 2),
+                        np.empty((2, 5, 4), dtype), np.empty((2, 5, 4), np.int64), 2)
+    assert not np.isnan(out).any() and (argmax >= 0).all() and (argmax < 9 * 8 * 3).all()
+    out[...], argmax[...] = np.nan, -1  # an unrolled (H, W) window over two depths
+    kernels.max_forward(x, out, argmax, (2, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1),
+                        np.full((2, 5, 4), np.nan, dtype), np.full((2, 5, 4), -1, np.int64), 2)
     assert not np.isnan(out).any() and (argmax >= 0).all() and (argmax < 9 * 8 * 3).all()
     out[...] = np.nan
     kernels.avg_forward(x, out, (2, 3, 3), (2, 2, 2), (1, 1, 1), False, 0, np.empty((1, 4), dtype), 2)
@@ -714,21 +724,22 @@ def test_kernels_write_every_output_element(dtype):
     assert not np.isnan(means).any() and not np.isnan(dx).any()
     planes = x.reshape(18, 9, 8)
     adaptive = np.full((18, 4, 3), np.nan, dtype)
-    kernels.adaptive_avg_forward(planes, adaptive, 2)
+    bounds = fastconv.pool._adaptive_bounds(fastconv._geometry.adaptive_geometry(planes[None].shape, (4, 3)))
+    kernels.adaptive_avg_forward(planes, adaptive, *bounds, 2)
     assert not np.isnan(adaptive).any()
     adaptive_argmax = np.full(adaptive.shape, -1, np.int32)
     adaptive[...] = np.nan
-    kernels.adaptive_max_forward(planes, adaptive, adaptive_argmax, 2)
+    kernels.adaptive_max_forward(planes, adaptive, adaptive_argmax, *bounds, 2)
     assert not np.isnan(adaptive).any() and (adaptive_argmax >= 0).all()
     dx = np.full(planes.shape, np.nan, dtype)
-    kernels.adaptive_avg_backward(np.ones(adaptive.shape, dtype), dx, 2)
+    kernels.adaptive_avg_backward(np.ones(adaptive.shape, dtype), dx, *bounds, 2)
     assert not np.isnan(dx).any()
     indices = np.tile(np.arange(72, dtype=np.int64)[::-1] * 2, (18, 1))
     unpooled = np.full((18, 144), np.nan, dtype)
     kernels.unpool_forward(x.reshape(18, 72), indices, unpooled, 2)
     assert not np.isnan(unpooled).any()
     dx = np.full((18, 72), np.nan, dtype)
-    kernels.unpool_backward(unpooled, indices, dx, np.empty((2, 144), np.intp), 2)
+    kernels.unpool_backward(unpooled, indices, dx, np.empty((2, 144), np.uint8), 2)
     np.testing.assert_array_equal(dx, x.reshape(18, 72))
 
 

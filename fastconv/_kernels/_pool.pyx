@@ -21,7 +21,8 @@ the output row and vectorises.
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport INFINITY
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.string cimport memset
 
 from ._tiles cimport scatter_add, valid_columns
 
@@ -196,16 +197,51 @@ cdef void max_plane_fixed(const floating[:, ::1] x, floating[:, ::1] out, index_
 
 
 cdef bint is_fixed(Axis* axes) noexcept nogil:
-    """True for the windows max_plane_fixed unrolls: one input depth per window (kernel depth
-    1), undilated, 2x2/2, 3x3/2 or 3x3/1 in (H, W)."""
+    """True for the (H, W) windows max_plane_fixed unrolls: undilated 2x2/2, 3x3/2 or 3x3/1."""
     cdef Axis rows = axes[1], cols = axes[2]
-    if axes[0].kernel != 1 or rows.dilation != 1 or cols.dilation != 1:
+    if rows.dilation != 1 or cols.dilation != 1:
         return False
     if rows.kernel == 2 and cols.kernel == 2:
         return rows.stride == 2 and cols.stride == 2
     if rows.kernel == 3 and cols.kernel == 3:
         return rows.stride == cols.stride and (rows.stride == 1 or rows.stride == 2)
     return False
+
+
+cdef void max_plane_fixed_depths(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+                                 index_t[:, :, :, ::1] argmax, Py_ssize_t plane, Axis* axes,
+                                 floating[:, ::1] best, index_t[:, ::1] best_index) noexcept nogil:
+    """One plane whose (H, W) windows max_plane_fixed unrolls, any depth window: each input
+    depth of a window by max_plane_fixed, the first into out, the others into best/best_index
+    (scratch, OH x OW) and then into out where they win. In row-major (depth, row, column)
+    order a later depth's elements all come after an earlier one's, so a depth's result taking
+    over where it is greater or NaN gives the same winner as one scan of the whole window."""
+    cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
+    cdef Py_ssize_t od, oh, ow, start, first, taps, tap, depth
+    cdef index_t slice_size = <index_t>(height * width)
+    cdef Axis depths = axes[0], rows = axes[1], cols = axes[2]
+    cdef floating value
+    cdef bint take
+    for od in range(out.shape[1]):
+        start = od * depths.stride - depths.pad
+        first = first_tap(start, depths.dilation)
+        taps = tap_count(start, depths)
+        for tap in range(taps):
+            depth = first + tap * depths.dilation
+            if tap == 0:
+                max_plane_fixed(x[plane, depth], out[plane, od], argmax[plane, od], rows.kernel,
+                                cols.kernel, rows.stride, cols.stride, rows.pad, cols.pad,
+                                <index_t>depth * slice_size)
+                continue
+            max_plane_fixed(x[plane, depth], best, best_index, rows.kernel, cols.kernel,
+                            rows.stride, cols.stride, rows.pad, cols.pad, <index_t>depth * slice_size)
+            for oh in range(out.shape[2]):
+                for ow in range(out.shape[3]):
+                    value = best[oh, ow]
+                    take = (value > out[plane, od, oh, ow]) | (value != value)
+                    if take:
+                        out[plane, od, oh, ow] = value
+                        argmax[plane, od, oh, ow] = best_index[oh, ow]
 
 
 cdef void max_plane_rows(const floating[:, :, ::1] x, floating[:, :, ::1] out,
@@ -258,27 +294,35 @@ cdef void max_plane_rows(const floating[:, :, ::1] x, floating[:, :, ::1] out,
 
 def max_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                 index_t[:, :, :, ::1] argmax, tuple kernel, tuple stride, tuple padding,
-                tuple dilation, int num_threads):
+                tuple dilation, floating[:, :, ::1] best, index_t[:, :, ::1] best_index,
+                int num_threads):
     """out and argmax (planes, OD, OH, OW) from x (planes, D, H, W), one pass over each window.
 
     kernel, stride, padding, dilation: (depth, height, width) triples.
     argmax: flat index into the D*H*W plane of each output's source element.
+    best, best_index: (num_threads, OH, OW) scratch, for unrolled (H, W) windows over several
+    input depths.
     """
     cdef Axis axes[3]
     fill_axes(axes, x.shape[1], x.shape[2], x.shape[3], kernel, stride, padding, dilation)
     cdef Py_ssize_t plane, od, planes = x.shape[0], out_depth = out.shape[1]
     cdef Py_ssize_t depth_step = axes[0].stride
     cdef index_t slice_size = <index_t>(x.shape[2] * x.shape[3])
-    cdef bint fixed = is_fixed(axes)
-    for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
-        if fixed:
-            # a window reads one input depth (no depth padding, as kernel depth is 1)
-            for od in range(out_depth):
-                max_plane_fixed(x[plane, od * depth_step], out[plane, od], argmax[plane, od],
-                                axes[1].kernel, axes[2].kernel, axes[1].stride, axes[2].stride,
-                                axes[1].pad, axes[2].pad, <index_t>(od * depth_step) * slice_size)
-        else:
-            max_plane_rows(x[plane], out[plane], argmax[plane], axes[0], axes[1], axes[2])
+    cdef bint fixed = is_fixed(axes), one_depth = axes[0].kernel == 1
+    cdef int tid = 0
+    with nogil, parallel(num_threads=num_threads):
+        tid = threadid()
+        for plane in prange(planes, schedule="static"):
+            if fixed and one_depth:
+                # a window reads one input depth (no depth padding, as kernel depth is 1)
+                for od in range(out_depth):
+                    max_plane_fixed(x[plane, od * depth_step], out[plane, od], argmax[plane, od],
+                                    axes[1].kernel, axes[2].kernel, axes[1].stride, axes[2].stride,
+                                    axes[1].pad, axes[2].pad, <index_t>(od * depth_step) * slice_size)
+            elif fixed:
+                max_plane_fixed_depths(x, out, argmax, plane, axes, best[tid], best_index[tid])
+            else:
+                max_plane_rows(x[plane], out[plane], argmax[plane], axes[0], axes[1], axes[2])
 
 
 def max_backward(const floating[:, ::1] dout, const index_t[:, ::1] argmax,
@@ -547,74 +591,81 @@ def spread_means(const floating[::1] dout, floating[:, ::1] dx, int num_threads)
 
 
 # ---- adaptive pooling (2-D) -----------------------------------------------------------------
+# The window bounds come precomputed from the front (fastconv._geometry.adaptive_range, one
+# entry per output row and column): computed here per output, their divisions cost more than
+# the 3x3 windows of AlexNet's 13 -> 6 pool themselves.
 
-cdef inline Py_ssize_t adaptive_start(Py_ssize_t index, Py_ssize_t size, Py_ssize_t out) noexcept nogil:
-    return (index * size) // out
-
-
-cdef inline Py_ssize_t adaptive_stop(Py_ssize_t index, Py_ssize_t size, Py_ssize_t out) noexcept nogil:
-    return ((index + 1) * size + out - 1) // out
-
-
-def adaptive_avg_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out, int num_threads):
-    """out (planes, OH, OW): the mean of each adaptive window of x (planes, H, W)."""
+def adaptive_avg_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
+                         const Py_ssize_t[::1] tops, const Py_ssize_t[::1] bottoms,
+                         const Py_ssize_t[::1] lefts, const Py_ssize_t[::1] rights, int num_threads):
+    """out (planes, OH, OW): the mean of each adaptive window of x (planes, H, W), rows
+    [tops[oh], bottoms[oh]) and columns [lefts[ow], rights[ow])."""
     cdef Py_ssize_t plane, oh, ow, row, col, top, bottom, left, right
-    cdef Py_ssize_t planes = x.shape[0], height = x.shape[1], width = x.shape[2]
-    cdef Py_ssize_t out_height = out.shape[1], out_width = out.shape[2]
+    cdef Py_ssize_t planes = x.shape[0], out_height = out.shape[1], out_width = out.shape[2]
+    cdef const floating* x_row
     cdef floating total
     for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
         for oh in range(out_height):
-            top, bottom = adaptive_start(oh, height, out_height), adaptive_stop(oh, height, out_height)
+            top, bottom = tops[oh], bottoms[oh]
             for ow in range(out_width):
-                left, right = adaptive_start(ow, width, out_width), adaptive_stop(ow, width, out_width)
+                left, right = lefts[ow], rights[ow]
                 total = 0
                 for row in range(top, bottom):
+                    x_row = &x[plane, row, 0]  # pointers in the loop: see add_window_shares
                     for col in range(left, right):
-                        total = total + x[plane, row, col]
+                        total = total + x_row[col]
                 out[plane, oh, ow] = total / <floating>((bottom - top) * (right - left))
 
 
-def adaptive_avg_backward(const floating[:, :, ::1] dout, floating[:, :, ::1] dx, int num_threads):
+def adaptive_avg_backward(const floating[:, :, ::1] dout, floating[:, :, ::1] dx,
+                          const Py_ssize_t[::1] tops, const Py_ssize_t[::1] bottoms,
+                          const Py_ssize_t[::1] lefts, const Py_ssize_t[::1] rights, int num_threads):
     """Overwrite dx (planes, H, W): each dout (planes, OH, OW) element / its window's size added
     over its window (windows may overlap)."""
     cdef Py_ssize_t plane, oh, ow, row, col, top, bottom, left, right
     cdef Py_ssize_t planes = dx.shape[0], height = dx.shape[1], width = dx.shape[2]
     cdef Py_ssize_t out_height = dout.shape[1], out_width = dout.shape[2]
+    cdef floating* dx_row
     cdef floating share
     for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
         for row in range(height):
             for col in range(width):
                 dx[plane, row, col] = 0
         for oh in range(out_height):
-            top, bottom = adaptive_start(oh, height, out_height), adaptive_stop(oh, height, out_height)
+            top, bottom = tops[oh], bottoms[oh]
             for ow in range(out_width):
-                left, right = adaptive_start(ow, width, out_width), adaptive_stop(ow, width, out_width)
+                left, right = lefts[ow], rights[ow]
                 share = dout[plane, oh, ow] / <floating>((bottom - top) * (right - left))
                 for row in range(top, bottom):
+                    dx_row = &dx[plane, row, 0]
                     for col in range(left, right):
-                        dx[plane, row, col] += share
+                        dx_row[col] += share
 
 
 def adaptive_max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
-                         index_t[:, :, ::1] argmax, int num_threads):
+                         index_t[:, :, ::1] argmax,
+                         const Py_ssize_t[::1] tops, const Py_ssize_t[::1] bottoms,
+                         const Py_ssize_t[::1] lefts, const Py_ssize_t[::1] rights, int num_threads):
     """out and argmax (planes, OH, OW): the max of each adaptive window of x (planes, H, W) and
     its flat index into the H*W plane (first maximum, last NaN)."""
     cdef Py_ssize_t plane, oh, ow, row, col, top, bottom, left, right
-    cdef Py_ssize_t planes = x.shape[0], height = x.shape[1], width = x.shape[2]
+    cdef Py_ssize_t planes = x.shape[0], width = x.shape[2]
     cdef Py_ssize_t out_height = out.shape[1], out_width = out.shape[2]
+    cdef const floating* x_row
     cdef floating best, value
     cdef index_t best_index
     cdef bint take
     for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
         for oh in range(out_height):
-            top, bottom = adaptive_start(oh, height, out_height), adaptive_stop(oh, height, out_height)
+            top, bottom = tops[oh], bottoms[oh]
             for ow in range(out_width):
-                left, right = adaptive_start(ow, width, out_width), adaptive_stop(ow, width, out_width)
+                left, right = lefts[ow], rights[ow]
                 best = -INFINITY
                 best_index = <index_t>(top * width + left)
                 for row in range(top, bottom):
+                    x_row = &x[plane, row, 0]
                     for col in range(left, right):
-                        value = x[plane, row, col]
+                        value = x_row[col]
                         take = (value > best) | (value != value)
                         best = value if take else best
                         best_index = <index_t>(row * width + col) if take else best_index
@@ -630,24 +681,45 @@ def unpool_forward(const floating[:, ::1] x, const int64_t[:, ::1] indices, floa
     each in [0, M). A position named twice keeps the last x in plane order."""
     cdef Py_ssize_t plane, i, planes = x.shape[0], length = x.shape[1], out_size = out.shape[1]
     for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
-        for i in range(out_size):
-            out[plane, i] = 0
-        for i in range(length):
-            out[plane, indices[plane, i]] = x[plane, i]
+        if length > 0:
+            scatter_plane(&x[plane, 0], &indices[plane, 0], &out[plane, 0], length, out_size)
+
+
+cdef inline void scatter_plane(const floating* x, const int64_t* indices, floating* out,
+                               Py_ssize_t length, Py_ssize_t out_size) noexcept nogil:
+    """One plane of unpool_forward. Pointers, not memoryviews: with the memoryviews' strides
+    in memory that a float store may alias (-fno-strict-aliasing), every element reloaded
+    them (see add_window_shares); the front checked every index against out_size."""
+    cdef Py_ssize_t i
+    for i in range(out_size):
+        out[i] = 0
+    for i in range(length):
+        out[indices[i]] = x[i]
+
+
+cdef inline void gather_plane(const floating* dout, const int64_t* indices, floating* dx,
+                              uint8_t* claimed, Py_ssize_t length, Py_ssize_t out_size) noexcept nogil:
+    """One plane of unpool_backward (pointers: see scatter_plane). Scanned from the end, so the
+    first x element to claim a position is the one the forward kept (the last); claimed: one
+    byte per output position (12 KB for 112x112, in L1: an 8-byte owner index per position, in
+    L2, had made this 3.4x slower than a plain gather)."""
+    cdef Py_ssize_t i, position
+    memset(claimed, 0, out_size)
+    for i in range(length - 1, -1, -1):
+        position = indices[i]
+        dx[i] = 0 if claimed[position] else dout[position]
+        claimed[position] = 1
 
 
 def unpool_backward(const floating[:, ::1] dout, const int64_t[:, ::1] indices, floating[:, ::1] dx,
-                    Py_ssize_t[:, ::1] owner, int num_threads):
+                    uint8_t[:, ::1] claimed, int num_threads):
     """dx (planes, L): dout (planes, M) read back at indices (planes, L), the gradient of
-    unpool_forward: an x element a later one overwrote gets 0. owner: (num_threads, M) scratch
-    (needs no clearing: a plane reads only the entries it wrote)."""
-    cdef Py_ssize_t plane, i, position, planes = dx.shape[0], length = dx.shape[1]
+    unpool_forward: an x element a later one overwrote gets 0. claimed: (num_threads, M) scratch."""
+    cdef Py_ssize_t plane, planes = dx.shape[0], length = dx.shape[1], out_size = dout.shape[1]
     cdef int tid = 0
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
         for plane in prange(planes, schedule="static"):
-            for i in range(length):
-                owner[tid, indices[plane, i]] = i
-            for i in range(length):
-                position = indices[plane, i]
-                dx[plane, i] = dout[plane, position] if owner[tid, position] == i else 0
+            if length > 0:
+                gather_plane(&dout[plane, 0], &indices[plane, 0], &dx[plane, 0], &claimed[tid, 0],
+                             length, out_size)
