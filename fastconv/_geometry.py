@@ -4,7 +4,9 @@ Every op turns its window arguments into one immutable geometry here, before any
 - `ConvGeometry` for convolutions (stride, per-side padding or "same"/"valid", dilation,
   groups, padding mode), and for transposed convolutions as the convolution they are the
   adjoint of (`transposed_geometry`);
-- `Window2d` for the plain 2-D windows of im2col/col2im and pooling.
+- `Window2d` for the plain 2-D windows of im2col/col2im;
+- `PoolGeometry` for max/avg pooling, 1-D to 3-D (dilation, ceil_mode), `AdaptiveGeometry` and
+  `UnpoolGeometry` for adaptive pooling and max-unpooling.
 """
 import math
 import numbers

@@ -2,8 +2,14 @@
 import numpy as np
 
 from ._cache import PoolCache
-from ._geometry import (adaptive_geometry, check_flag, conv_geometry, pool_geometry,  # noqa: F401
-                        unpool_geometry, window2d)
+from ._geometry import (  # noqa: F401
+    adaptive_geometry,
+    check_flag,
+    conv_geometry,
+    pool_geometry,
+    unpool_geometry,
+    window2d,
+)
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -25,8 +25,17 @@ from . import _dispatch
 from ._cache import PoolCache
 from ._config import get_num_threads
 from ._geometry import adaptive_range
-from ._validate import (POOL_OUT_LAYOUTS, adaptive_inputs, check_divisor_override, check_dout,
-                        check_flag, check_pool_cache, contiguous, pool_inputs, unpool_inputs)
+from ._validate import (
+    POOL_OUT_LAYOUTS,
+    adaptive_inputs,
+    check_divisor_override,
+    check_dout,
+    check_flag,
+    check_pool_cache,
+    contiguous,
+    pool_inputs,
+    unpool_inputs,
+)
 from .reference import pool as reference
 
 # Below this many elements a call takes some microseconds: one thread, no waking others.
@@ -88,29 +97,25 @@ def _max_backward_compiled(dout, argmax, geometry):
     return dx
 
 
-def _plane_means(x, out_shape):
-    out = np.empty(out_shape, dtype=x.dtype)
+def _plane_means(x, geometry):
+    """Global average pooling: each (N, C) plane's mean, out of geometry's output shape."""
+    out = np.empty(geometry.output_shape, dtype=x.dtype)
     if out.size:
-        _dispatch._pool.plane_means(_flat_planes(x), out.reshape(-1), _threads_for(x.shape))
+        _dispatch._pool.plane_means(_flat_planes(x), out.reshape(-1), _threads(geometry))
     return out
 
 
-def _spread_means(dout, x_shape):
-    dx = np.empty(x_shape, dtype=dout.dtype)
+def _spread_means(dout, geometry):
+    """The gradient of _plane_means: each plane of dx is its dout / the plane's size."""
+    dx = np.empty(geometry.input_shape, dtype=dout.dtype)
     if dx.size:
-        _dispatch._pool.spread_means(dout.reshape(-1), _flat_planes(dx), _threads_for(x_shape))
+        _dispatch._pool.spread_means(dout.reshape(-1), _flat_planes(dx), _threads(geometry))
     return dx
-
-
-def _threads_for(x_shape):
-    if math.prod(x_shape) < _PARALLEL_MIN_ELEMENTS:
-        return 1
-    return max(1, min(get_num_threads(), x_shape[0] * x_shape[1]))
 
 
 def _avg_forward_compiled(x, geometry, count_include_pad, divisor_override):
     if divisor_override is None and _whole_plane(geometry):
-        return _plane_means(x, geometry.output_shape)
+        return _plane_means(x, geometry)
     out = np.empty(geometry.output_shape, dtype=x.dtype)
     if out.size:
         kernel, stride, padding, _ = _window_3d(geometry)
@@ -123,7 +128,7 @@ def _avg_forward_compiled(x, geometry, count_include_pad, divisor_override):
 
 def _avg_backward_compiled(dout, geometry, count_include_pad, divisor_override):
     if divisor_override is None and _whole_plane(geometry):
-        return _spread_means(dout, geometry.input_shape)
+        return _spread_means(dout, geometry)
     dx = np.empty(geometry.input_shape, dtype=dout.dtype)
     if dx.size:
         threads = _threads(geometry)
@@ -373,7 +378,7 @@ def adaptive_avg_pool2d_forward(x, output_size, *, backend="auto"):
     if backend == "reference":
         out = reference._adaptive_avg_forward(x, geometry)
     elif geometry.is_global:
-        out = _plane_means(x, geometry.output_shape)
+        out = _plane_means(x, geometry)
     else:
         out = np.empty(geometry.output_shape, dtype=x.dtype)
         if out.size:
@@ -397,7 +402,7 @@ def adaptive_avg_pool2d_backward(dout, cache):
     if cache.backend == "reference":
         return reference._adaptive_avg_backward(dout, geometry)
     if geometry.is_global:
-        return _spread_means(dout, geometry.input_shape)
+        return _spread_means(dout, geometry)
     dx = np.empty(geometry.input_shape, dtype=dout.dtype)
     if dx.size:
         _dispatch._pool.adaptive_avg_backward(_planes(dout, geometry.out)[:, 0],

@@ -6,14 +6,23 @@ import pickle
 
 import numpy as np
 import pytest
+from _helpers import LAYOUTS, assert_close, numerical_gradient, rel_error, with_layout
 
 import fastconv
 from fastconv import reference
 from fastconv._geometry import pool_geometry
-from fastconv.layers import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, AvgPool3d,
-                             GlobalAvgPool2d, MaxPool1d, MaxPool2d, MaxPool3d, MaxUnpool2d)
-
-from _helpers import LAYOUTS, assert_close, numerical_gradient, rel_error, with_layout
+from fastconv.layers import (
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    AvgPool3d,
+    GlobalAvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+    MaxPool3d,
+    MaxUnpool2d,
+)
 
 DTYPES = [np.float32, np.float64]
 # the tolerance against torch: float32 1e-6 of scale, float64 1e-12
@@ -451,9 +460,8 @@ def test_random_geometries_match_torch(ndim):
         out, _ = _avg_call(fastconv, ndim, x, case)
         if ndim == 3 and any(s < k for s, k in zip(case[0][2:], np.broadcast_to(case[1], 3))):
             # torch's avg_pool3d (alone) rejects an input smaller than the kernel even where
-            # padding makes it fit; fastconv pools it as its (and torch's) 2-D pools do
-            with pytest.raises(RuntimeError, match="smaller than kernel size"):
-                _torch_avg(torch, ndim, torch.from_numpy(x), case)
+            # padding makes it fit ("smaller than kernel size"); fastconv pools it as its (and
+            # torch's) 2-D pools do. Not called: a C++ exception from torch aborts the ASan run.
             continue
         _torch_close(out, _torch_avg(torch, ndim, torch.from_numpy(x), case), np.float64)
 

@@ -25,8 +25,17 @@ import numpy as np
 
 from .._cache import PoolCache
 from .._geometry import adaptive_range, pool_window_count
-from .._validate import (POOL_OUT_LAYOUTS, adaptive_inputs, check_divisor_override, check_dout,
-                         check_flag, check_pool_cache, contiguous, pool_inputs, unpool_inputs)
+from .._validate import (
+    POOL_OUT_LAYOUTS,
+    adaptive_inputs,
+    check_divisor_override,
+    check_dout,
+    check_flag,
+    check_pool_cache,
+    contiguous,
+    pool_inputs,
+    unpool_inputs,
+)
 
 INT32_MAX = 2**31 - 1
 
