@@ -563,26 +563,32 @@ def pool_geometry(x_shape, kernel_size, stride=None, padding=0, *, dilation=1, c
     ndim = len(x_shape) - 2
     batch, channels = int(x_shape[0]), int(x_shape[1])
     size = tuple(int(s) for s in x_shape[2:])
-    if any(s == 0 for s in size):
+    if 0 in size:
         raise ValueError(f"{input_name} must have {_EXTENT[ndim]}, got shape {tuple(x_shape)}")
     kernel = as_tuple(kernel_size, "kernel_size", ndim, minimum=1)
     stride = kernel if stride is None else as_tuple(stride, "stride", ndim, minimum=1)
     padding = as_tuple(padding, "padding", ndim, minimum=0)
     dilation = as_tuple(dilation, "dilation", ndim, minimum=1)
-    ceil_mode = check_flag(ceil_mode, "ceil_mode")
-    _check_indexable(size, stride, padding, padding, dilation)
-    span = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
-    padded = tuple(s + 2 * p for s, p in zip(size, padding))
-    if any(k > p for k, p in zip(span, padded)):
-        dilated = f" (dilated by {dilation}: {span})" if any(d > 1 for d in dilation) else ""
-        raise ValueError(
-            f"kernel_size {kernel}{dilated} is larger than the padded input: {input_name} has "
-            f"spatial shape {size} and padding {padding} gives {padded}")
-    if any(2 * p > k for p, k in zip(padding, kernel)):
+    ceil_mode = ceil_mode if type(ceil_mode) is bool else check_flag(ceil_mode, "ceil_mode")
+    if max(stride + dilation) > 2**40 or max(size) + 2 * max(padding) > 2**40:
+        _check_indexable(size, stride, padding, padding, dilation)  # only large values can fail
+    # one loop over the axes, checks in the order of the messages below: this runs on every call
+    out = []
+    padding_fits = True
+    for length, k, st, p, d in zip(size, kernel, stride, padding, dilation):
+        padding_fits = padding_fits and 2 * p <= k
+        if (k - 1) * d + 1 > length + 2 * p:
+            span = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+            padded = tuple(s + 2 * p for s, p in zip(size, padding))
+            dilated = f" (dilated by {dilation}: {span})" if any(d > 1 for d in dilation) else ""
+            raise ValueError(
+                f"kernel_size {kernel}{dilated} is larger than the padded input: {input_name} has "
+                f"spatial shape {size} and padding {padding} gives {padded}")
+        out.append(output_size(length, k, st, p, dilation=d, ceil_mode=ceil_mode))
+    if not padding_fits:
         where = " in each dimension" if ndim > 1 else ""
         raise ValueError(f"padding {padding} must be at most half of kernel_size {kernel}{where}")
-    out = tuple(output_size(s, k, st, p, dilation=d, ceil_mode=ceil_mode)
-                for s, k, st, p, d in zip(size, kernel, stride, padding, dilation))
+    out = tuple(out)
     _check_plane(out, padding)
     for axis, (length, st, p, d) in enumerate(zip(size, stride, padding, dilation)):
         # Windows starting at -p..-1 read first at (start mod d); windows starting inside

@@ -62,9 +62,25 @@ def _flat_planes(a):
 
 
 def _window_3d(geometry):
-    """(kernel, stride, padding, dilation) as (depth, height, width) triples for the kernels."""
-    full = geometry.as_3d()
-    return full.kernel, full.stride, full.padding, full.dilation
+    """(kernel, stride, padding, dilation) as (depth, height, width) triples for the kernels
+    (as geometry.as_3d(), without building a geometry: this runs on every call)."""
+    ones = (1,) * (3 - len(geometry.size))
+    return (ones + geometry.kernel, ones + geometry.stride, (0,) * len(ones) + geometry.padding,
+            ones + geometry.dilation)
+
+
+# Scratch the max kernel takes but touches only for 3-D windows over several depths.
+_NO_SCRATCH = {}
+
+
+def _max_scratch(geometry, threads, dtype, index_dtype):
+    if geometry.ndim == 3:
+        shape = (threads,) + geometry.out[1:]
+        return np.empty(shape, dtype), np.empty(shape, index_dtype)
+    key = (dtype, index_dtype)
+    if key not in _NO_SCRATCH:
+        _NO_SCRATCH[key] = (np.empty((1, 1, 1), dtype), np.empty((1, 1, 1), index_dtype))
+    return _NO_SCRATCH[key]
 
 
 def _whole_plane(geometry):
@@ -80,12 +96,9 @@ def _max_forward_compiled(x, geometry, index_dtype):
     argmax = np.empty(geometry.output_shape, dtype=index_dtype)
     if out.size:
         threads = _threads(geometry)
-        # scratch for unrolled (H, W) windows over several depths (3-D only; never touched else)
-        scratch_shape = (threads,) + geometry.as_3d().out[1:] if geometry.ndim == 3 else (1, 1, 1)
         _dispatch._pool.max_forward(
             _planes(x, geometry.size), _planes(out, geometry.out), _planes(argmax, geometry.out),
-            *_window_3d(geometry), np.empty(scratch_shape, x.dtype), np.empty(scratch_shape, index_dtype),
-            threads)
+            *_window_3d(geometry), *_max_scratch(geometry, threads, x.dtype, index_dtype), threads)
     return out, argmax
 
 
