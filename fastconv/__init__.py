@@ -22,9 +22,14 @@ from .conv import (available_algorithms, conv1d_backward, conv1d_forward, conv2d
 from .im2col import col2im, im2col
 from .norm import (batch_norm_backward, batch_norm_forward, group_norm_backward, group_norm_forward,
                    layer_norm_backward, layer_norm_forward)
-from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 from . import interop
 from .serialize import load_model, save_model
+from .pool import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward,
+                   adaptive_max_pool2d_backward, adaptive_max_pool2d_forward, avg_pool1d_backward,
+                   avg_pool1d_forward, avg_pool2d_backward, avg_pool2d_forward, avg_pool3d_backward,
+                   avg_pool3d_forward, max_pool1d_backward, max_pool1d_forward, max_pool2d_backward,
+                   max_pool2d_forward, max_pool3d_backward, max_pool3d_forward,
+                   max_unpool2d_backward, max_unpool2d_forward)
 
 __version__ = "0.1.0"
 
@@ -53,6 +58,21 @@ __all__ = [
     "layer_norm_backward",
     "group_norm_forward",
     "group_norm_backward",
+    # pooling options (issue 23)
+    "max_pool1d_forward",
+    "max_pool1d_backward",
+    "max_pool3d_forward",
+    "max_pool3d_backward",
+    "avg_pool1d_forward",
+    "avg_pool1d_backward",
+    "avg_pool3d_forward",
+    "avg_pool3d_backward",
+    "adaptive_avg_pool2d_forward",
+    "adaptive_avg_pool2d_backward",
+    "adaptive_max_pool2d_forward",
+    "adaptive_max_pool2d_backward",
+    "max_unpool2d_forward",
+    "max_unpool2d_backward",
     "available_backends",
     "get_backend",
     "set_backend",

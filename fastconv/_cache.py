@@ -73,33 +73,41 @@ class ConvTransposeCache(ConvCache):
 
 
 class PoolCache(_ReadOnlyCache):
-    """What max_pool2d_backward / avg_pool2d_backward need from the forward. Treat as opaque.
+    """What a pooling backward needs from its forward. Treat as opaque; read-only.
 
-    kind: "max" or "avg". window: the Window2d geometry. dtype: the input's dtype.
-    argmax (max only, else None): int32 or int64 array of shape (N, C, OH, OW), each
-    output's source as a flat index into its H*W input plane.
+    kind: "max", "avg", "adaptive_max", "adaptive_avg" or "unpool". window: the geometry
+    (PoolGeometry, AdaptiveGeometry or UnpoolGeometry; its ndim names the 1-D/2-D/3-D op).
+    dtype: the input's dtype. argmax (max kinds: int32 or int64 of the output's shape, each
+    output's source as a flat index into its input plane; unpool: the int64 indices, x's
+    shape; else None). count_include_pad, divisor_override: average pooling's divisor rule.
 
     Read-only, argmax included: the compiled backward scatters through argmax without
     checking it, so a changed cache raises (TypeError, or NumPy's ValueError for argmax)
     instead of making the backward write out of bounds.
     """
 
-    __slots__ = ("kind", "window", "dtype", "argmax", "backend")
+    __slots__ = ("kind", "window", "dtype", "argmax", "backend", "count_include_pad",
+                 "divisor_override")
 
-    def __init__(self, kind, window, dtype, argmax, backend):
+    def __init__(self, kind, window, dtype, argmax, backend, count_include_pad=True,
+                 divisor_override=None):
         if argmax is not None:
             argmax.flags.writeable = False
-        super().__init__(kind, window, dtype, argmax, backend)
+        super().__init__(kind, window, dtype, argmax, backend, count_include_pad, divisor_override)
 
     @property
     def out_shape(self):
-        return (self.window.batch, self.window.channels, self.window.out_height, self.window.out_width)
+        return self.window.output_shape
 
     def __repr__(self):
+        options = ""
+        if self.kind == "avg":
+            options = f", count_include_pad={self.count_include_pad}"
+            if self.divisor_override is not None:
+                options += f", divisor_override={self.divisor_override}"
         return (
             f"PoolCache(kind={self.kind!r}, x={self.window.input_shape}, dtype={self.dtype}, "
-            f"kernel_size={self.window.kernel_size}, stride={self.window.stride}, "
-            f"padding={self.window.padding}, backend={self.backend!r})"
+            f"{self.window.describe()}{options}, backend={self.backend!r})"
         )
 
 

@@ -4,7 +4,9 @@ Every op turns its window arguments into one immutable geometry here, before any
 - `ConvGeometry` for convolutions (stride, per-side padding or "same"/"valid", dilation,
   groups, padding mode), and for transposed convolutions as the convolution they are the
   adjoint of (`transposed_geometry`);
-- `Window2d` for the plain 2-D windows of im2col/col2im and pooling.
+- `Window2d` for the plain 2-D windows of im2col/col2im;
+- `PoolGeometry` for max/avg pooling, 1-D to 3-D (dilation, ceil_mode), `AdaptiveGeometry` and
+  `UnpoolGeometry` for adaptive pooling and max-unpooling.
 """
 import math
 import numbers
@@ -465,3 +467,267 @@ def _check_plane(out, padding):
         raise ValueError(
             f"padding {padding} is too large: it makes an output of {out} per plane, beyond what "
             f"an array can index ({INDEX_MAX} elements)")
+
+
+# ---- pooling -----------------------------------------------------------------------------
+
+_EXTENT = {1: "a non-zero length", 2: "a non-zero height and width",
+           3: "a non-zero depth, height and width"}
+
+
+class PoolGeometry(NamedTuple):
+    """Geometry of an N-d max or average pooling of x (N, C, *size) to (N, C, *out).
+
+    Every per-axis field is a tuple with one entry per spatial dimension (1, 2 or 3).
+    Window `o` along an axis reads the inputs o*stride - padding + j*dilation, j < kernel,
+    that lie inside [0, size): padding is never read. ceil_mode: `out` was rounded up (the
+    last window may run past the trailing padding). The 2-D properties (height, out_width,
+    ...) name the last two axes.
+    """
+
+    batch: int
+    channels: int
+    size: tuple
+    kernel: tuple
+    stride: tuple
+    dilation: tuple
+    padding: tuple
+    out: tuple
+    ceil_mode: bool = False
+
+    @property
+    def ndim(self):
+        return len(self.size)
+
+    @property
+    def input_shape(self):
+        return (self.batch, self.channels) + self.size
+
+    @property
+    def output_shape(self):
+        return (self.batch, self.channels) + self.out
+
+    @property
+    def planes(self):
+        return self.batch * self.channels
+
+    @property
+    def plane_size(self):
+        return math.prod(self.size)
+
+    @property
+    def undilated(self):
+        return all(d == 1 for d in self.dilation)
+
+    def as_3d(self):
+        """The same pooling with leading unit axes up to three spatial dimensions (how the
+        kernels see every pooling: (planes, D, H, W))."""
+        lead = 3 - self.ndim
+        return self._replace(size=(1,) * lead + self.size, kernel=(1,) * lead + self.kernel,
+                             stride=(1,) * lead + self.stride, dilation=(1,) * lead + self.dilation,
+                             padding=(0,) * lead + self.padding, out=(1,) * lead + self.out)
+
+    def describe(self):
+        text = f"kernel_size {self.kernel}, stride {self.stride}, padding {self.padding}"
+        if not self.undilated:
+            text += f", dilation {self.dilation}"
+        if self.ceil_mode:
+            text += ", ceil_mode"
+        return text
+
+    # -- 2-D names
+    height = property(lambda self: self.size[-2])
+    width = property(lambda self: self.size[-1])
+    kernel_height = property(lambda self: self.kernel[-2])
+    kernel_width = property(lambda self: self.kernel[-1])
+    stride_height = property(lambda self: self.stride[-2])
+    stride_width = property(lambda self: self.stride[-1])
+    pad_height = property(lambda self: self.padding[-2])
+    pad_width = property(lambda self: self.padding[-1])
+    out_height = property(lambda self: self.out[-2])
+    out_width = property(lambda self: self.out[-1])
+    kernel_size = property(lambda self: self.kernel)
+
+
+def check_flag(value, name):
+    """A bool (or numpy bool) as a Python bool; TypeError for anything else (0 and 1 included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def pool_geometry(x_shape, kernel_size, stride=None, padding=0, *, dilation=1, ceil_mode=False,
+                  input_name="x"):
+    """Validate and normalise a pooling's window arguments against x's shape (N, C, *size).
+
+    `kernel_size`, `stride` (None: the kernel size), `padding` and `dilation` take an int or
+    one int per spatial axis. PyTorch's rules: padding at most half of kernel_size (of the
+    undilated window) in each axis; ceil_mode keeps a last window only if it starts inside
+    the input or the leading padding. One rule of our own: every window must hold at least
+    one input element (a dilated window can otherwise fall wholly on padding and gaps,
+    where PyTorch returns -inf and an index outside the plane). Raises ValueError /
+    TypeError naming the argument and the shapes.
+    """
+    ndim = len(x_shape) - 2
+    batch, channels = int(x_shape[0]), int(x_shape[1])
+    size = tuple(int(s) for s in x_shape[2:])
+    if 0 in size:
+        raise ValueError(f"{input_name} must have {_EXTENT[ndim]}, got shape {tuple(x_shape)}")
+    kernel = as_tuple(kernel_size, "kernel_size", ndim, minimum=1)
+    stride = kernel if stride is None else as_tuple(stride, "stride", ndim, minimum=1)
+    padding = as_tuple(padding, "padding", ndim, minimum=0)
+    dilation = as_tuple(dilation, "dilation", ndim, minimum=1)
+    ceil_mode = ceil_mode if type(ceil_mode) is bool else check_flag(ceil_mode, "ceil_mode")
+    if max(stride + dilation) > 2**40 or max(size) + 2 * max(padding) > 2**40:
+        _check_indexable(size, stride, padding, padding, dilation)  # only large values can fail
+    # one loop over the axes, checks in the order of the messages below: this runs on every call
+    out = []
+    padding_fits = True
+    for length, k, st, p, d in zip(size, kernel, stride, padding, dilation):
+        padding_fits = padding_fits and 2 * p <= k
+        if (k - 1) * d + 1 > length + 2 * p:
+            span = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+            padded = tuple(s + 2 * p for s, p in zip(size, padding))
+            dilated = f" (dilated by {dilation}: {span})" if any(d > 1 for d in dilation) else ""
+            raise ValueError(
+                f"kernel_size {kernel}{dilated} is larger than the padded input: {input_name} has "
+                f"spatial shape {size} and padding {padding} gives {padded}")
+        out.append(output_size(length, k, st, p, dilation=d, ceil_mode=ceil_mode))
+    if not padding_fits:
+        where = " in each dimension" if ndim > 1 else ""
+        raise ValueError(f"padding {padding} must be at most half of kernel_size {kernel}{where}")
+    out = tuple(out)
+    _check_plane(out, padding)
+    for axis, (length, st, p, d) in enumerate(zip(size, stride, padding, dilation)):
+        # Windows starting at -p..-1 read first at (start mod d); windows starting inside
+        # the input read their start. With p <= kernel // 2, only the former can miss.
+        for index in range(min(-(-p // st), out[axis]) if d > 1 else 0):
+            if (index * st - p) % d >= length:
+                raise ValueError(
+                    f"window {index} along spatial axis {axis} holds no input element: with "
+                    f"{input_name} of spatial shape {size}, kernel_size {kernel}, stride {stride}, "
+                    f"padding {padding} and dilation {dilation} it reads only padding and the "
+                    "gaps of the dilation")
+    return PoolGeometry(batch, channels, size, kernel, stride, dilation, padding, out, ceil_mode)
+
+
+def pool_window_count(index, size, kernel, stride, padding, *, count_include_pad):
+    """The number of elements average pooling divides window `index` of one axis by (PyTorch's
+    rule): the window from index*stride - padding, cut at the end of the trailing padding
+    (so a ceil_mode window's overhang past it never counts), and, without count_include_pad,
+    cut to the input itself."""
+    start = index * stride - padding
+    stop = min(start + kernel, size + padding)
+    if not count_include_pad:
+        start, stop = max(start, 0), min(stop, size)
+    return stop - start
+
+
+class AdaptiveGeometry(NamedTuple):
+    """Geometry of an adaptive pooling of x (N, C, *size) to (N, C, *out): output cell i of an
+    axis covers inputs [floor(i*size/out), ceil((i+1)*size/out)) (PyTorch's rule)."""
+
+    batch: int
+    channels: int
+    size: tuple
+    out: tuple
+
+    ndim = property(lambda self: len(self.size))
+    input_shape = property(lambda self: (self.batch, self.channels) + self.size)
+    output_shape = property(lambda self: (self.batch, self.channels) + self.out)
+    planes = property(lambda self: self.batch * self.channels)
+    plane_size = property(lambda self: math.prod(self.size))
+
+    @property
+    def is_global(self):
+        """One output cell per plane: the window is the whole plane."""
+        return all(o == 1 for o in self.out)
+
+    def describe(self):
+        return f"output_size {self.out}"
+
+
+def adaptive_range(index, size, out):
+    """Inputs [start, stop) of output cell `index` of an adaptive pooling of `size` to `out`."""
+    return (index * size) // out, -(-((index + 1) * size) // out)
+
+
+def adaptive_geometry(x_shape, output_size, *, input_name="x"):
+    """Validate an adaptive pooling's output_size (an int or one int per spatial axis, >= 0;
+    0 gives an empty output, as in PyTorch; larger than the input is allowed, windows then
+    overlap) against x's shape (N, C, *size), whose spatial sizes must be non-zero."""
+    ndim = len(x_shape) - 2
+    batch, channels = int(x_shape[0]), int(x_shape[1])
+    size = tuple(int(s) for s in x_shape[2:])
+    out = as_tuple(output_size, "output_size", ndim, minimum=0)
+    if any(s == 0 for s in size):
+        raise ValueError(f"{input_name} must have {_EXTENT[ndim]}, got shape {tuple(x_shape)}")
+    if any(s * o > INDEX_MAX for s, o in zip(size, out)):
+        raise ValueError(f"output_size {out} is too large for {input_name} of spatial shape {size}: "
+                         f"size * output_size must stay within {INDEX_MAX}")
+    _check_plane(out, output_size)
+    return AdaptiveGeometry(batch, channels, size, out)
+
+
+class UnpoolGeometry(NamedTuple):
+    """Geometry of a max-unpooling of x (N, C, *size) to (N, C, *out): every x element goes
+    to the flat position its index names in its output plane (prod(out) elements)."""
+
+    batch: int
+    channels: int
+    size: tuple
+    kernel: tuple
+    stride: tuple
+    padding: tuple
+    out: tuple
+
+    ndim = property(lambda self: len(self.size))
+    input_shape = property(lambda self: (self.batch, self.channels) + self.size)
+    output_shape = property(lambda self: (self.batch, self.channels) + self.out)
+    planes = property(lambda self: self.batch * self.channels)
+    out_plane_size = property(lambda self: math.prod(self.out))
+
+    def describe(self):
+        return f"kernel_size {self.kernel}, stride {self.stride}, padding {self.padding}"
+
+
+def unpool_geometry(x_shape, kernel_size, stride=None, padding=0, output_size=None, *,
+                    input_name="x"):
+    """Validate a max-unpooling's arguments against x's shape (N, C, *size).
+
+    The default output size per axis is (size - 1) * stride - 2 * padding + kernel_size (the
+    input of the max pooling that gave x). `output_size` (PyTorch's rule) may instead give
+    the spatial sizes, or the whole (N, C, *spatial) shape, each strictly between the
+    default minus and plus the stride.
+    """
+    ndim = len(x_shape) - 2
+    batch, channels = int(x_shape[0]), int(x_shape[1])
+    size = tuple(int(s) for s in x_shape[2:])
+    kernel = as_tuple(kernel_size, "kernel_size", ndim, minimum=1)
+    stride = kernel if stride is None else as_tuple(stride, "stride", ndim, minimum=1)
+    padding = as_tuple(padding, "padding", ndim, minimum=0)
+    _check_indexable(size, stride, padding, padding)
+    default = tuple((s - 1) * st - 2 * p + k for s, st, p, k in zip(size, stride, padding, kernel))
+    if output_size is None:
+        out = default
+        if any(o < 1 for o in out):
+            raise ValueError(
+                f"padding {padding} is too large: max-unpooling {input_name} of spatial shape "
+                f"{size} with kernel_size {kernel} and stride {stride} gives an output of {out}")
+    else:
+        if not isinstance(output_size, (tuple, list)) or not all(_is_int(s) for s in output_size):
+            raise TypeError(f"output_size must be None or a tuple of ints, got {output_size!r}")
+        if len(output_size) == ndim + 2:
+            output_size = output_size[2:]
+        if len(output_size) != ndim:
+            raise ValueError(
+                f"output_size must have {ndim} values (the spatial sizes) or {ndim + 2} (the whole "
+                f"shape), got {len(output_size)}: {output_size!r}")
+        out = tuple(int(s) for s in output_size)
+        for axis, (o, d, st) in enumerate(zip(out, default, stride)):
+            if not d - st < o < d + st:
+                raise ValueError(
+                    f"output_size {out} must lie strictly between {d - st} and {d + st} along "
+                    f"spatial axis {axis} (the default size {d} minus and plus the stride {st})")
+    _check_plane(out, padding)
+    return UnpoolGeometry(batch, channels, size, kernel, stride, padding, out)

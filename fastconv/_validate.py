@@ -4,7 +4,15 @@ import numbers
 import numpy as np
 
 from ._cache import NormCache, PoolCache
-from ._geometry import conv_geometry, transposed_geometry, window2d
+from ._geometry import (  # noqa: F401
+    adaptive_geometry,
+    check_flag,
+    conv_geometry,
+    pool_geometry,
+    transposed_geometry,
+    unpool_geometry,
+    window2d,
+)
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -39,9 +47,9 @@ def check_same_dtype(**arrays):
     return dtypes.pop()
 
 
-def check_dout(dout, expected_shape, expected_dtype):
+def check_dout(dout, expected_shape, expected_dtype, layout="(N, C, out_height, out_width)"):
     """Check an upstream gradient against the forward output's shape and dtype."""
-    check_array(dout, "dout", len(expected_shape), "(N, C, out_height, out_width)")
+    check_array(dout, "dout", len(expected_shape), layout)
     if dout.shape != tuple(expected_shape):
         raise ValueError(
             f"dout must have the forward output's shape {tuple(expected_shape)}, got {dout.shape}"
@@ -141,33 +149,93 @@ def col2im_inputs(cols, x_shape, kernel_size, stride, padding):
     return window
 
 
-def pool2d_inputs(x, kernel_size, stride, padding):
-    """Check a pooling call's arguments; return the Window2d geometry.
+# ---- pooling ----------------------------------------------------------------------------
+
+POOL_LAYOUTS = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
+POOL_OUT_LAYOUTS = {1: "(N, C, out_length)", 2: "(N, C, out_height, out_width)",
+                    3: "(N, C, out_depth, out_height, out_width)"}
+
+
+def pool_inputs(x, ndim, kernel_size, stride, padding, *, dilation=1, ceil_mode=False):
+    """Check a max/avg pooling call's arguments for `ndim` spatial axes; return the PoolGeometry.
 
     `stride` None means `kernel_size`. Padding may be at most half the window in each
-    dimension (so every window holds at least one input element), and x must have a
-    non-zero height and width.
+    dimension, every window must hold an input element, and x's spatial sizes must be
+    non-zero (see pool_geometry).
     """
-    check_array(x, "x", 4, "(N, C, H, W)")
-    if x.shape[2] == 0 or x.shape[3] == 0:
-        raise ValueError(f"x must have a non-zero height and width, got shape {x.shape}")
-    window = window2d(x.shape, kernel_size, kernel_size if stride is None else stride, padding)
-    if 2 * window.pad_height > window.kernel_height or 2 * window.pad_width > window.kernel_width:
+    check_array(x, "x", ndim + 2, POOL_LAYOUTS[ndim])
+    return pool_geometry(x.shape, kernel_size, stride, padding, dilation=dilation,
+                         ceil_mode=ceil_mode)
+
+
+def check_divisor_override(value):
+    """None, or a positive int (average pooling's divisor in place of the window's size)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"divisor_override must be None or an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"divisor_override must be >= 1 (or None), got {value}")
+    if value > 2**62:
+        raise ValueError(f"divisor_override {value} is too large: at most 2**62")
+    return int(value)
+
+
+def adaptive_inputs(x, output_size):
+    """Check an adaptive pooling call's arguments (2-D); return the AdaptiveGeometry."""
+    check_array(x, "x", 4, POOL_LAYOUTS[2])
+    return adaptive_geometry(x.shape, output_size)
+
+
+def unpool_inputs(x, indices, kernel_size, stride, padding, output_size):
+    """Check max_unpool2d_forward's arguments; return (geometry, indices as our own read-only
+    C-contiguous int64 copy).
+
+    Every index must name a position in its output plane (0 <= index < OH*OW): checked here,
+    on the copy the kernel will read, so no index can send a write outside the output.
+    """
+    check_array(x, "x", 4, POOL_LAYOUTS[2])
+    geometry = unpool_geometry(x.shape, kernel_size, stride, padding, output_size)
+    if not isinstance(indices, np.ndarray):
+        raise TypeError(f"indices must be a numpy.ndarray of integers with x's shape {x.shape}, "
+                        f"got {type(indices).__name__}")
+    if not np.issubdtype(indices.dtype, np.integer):
+        raise TypeError(f"indices must have an integer dtype (as max_pool2d_forward's "
+                        f"return_indices gives, int64), got {indices.dtype} (shape {indices.shape})")
+    if indices.shape != x.shape:
+        raise ValueError(f"indices must have x's shape {x.shape}, got {indices.shape}")
+    own = np.array(indices, dtype=np.int64, order="C")
+    plane = geometry.out_plane_size
+    # one pass for both bounds: seen as unsigned, a negative index is >= 2**63 > any plane size
+    if own.size and int(own.view(np.uint64).max()) >= plane:
+        low, high = int(own.min()), int(own.max())
+        bad = low if low < 0 else high
         raise ValueError(
-            f"padding {window.padding} must be at most half of kernel_size {window.kernel_size} "
-            "in each dimension"
-        )
-    return window
+            f"indices must lie in [0, {plane}), the flat positions of an output plane of "
+            f"{geometry.out}; got {bad} (values range from {low} to {high})")
+    # the compiled kernels write through these: nobody may change them now
+    own.flags.writeable = False
+    return geometry, own
 
 
-def check_pool_cache(cache, kind):
-    """Check that `cache` is a PoolCache from the forward of this kind ("max" or "avg")."""
-    function_name = f"{kind}_pool2d_forward"
+_POOL_FORWARDS = {"max": "max_pool{}d_forward", "avg": "avg_pool{}d_forward",
+                  "adaptive_max": "adaptive_max_pool{}d_forward",
+                  "adaptive_avg": "adaptive_avg_pool{}d_forward", "unpool": "max_unpool{}d_forward"}
+
+
+def pool_forward_name(kind, ndim):
+    """The public forward function that makes a PoolCache of this kind and rank."""
+    return _POOL_FORWARDS[kind].format(ndim)
+
+
+def check_pool_cache(cache, kind, ndim=2):
+    """Check that `cache` is a PoolCache from the forward of this kind and spatial rank."""
+    function_name = pool_forward_name(kind, ndim)
     check_cache(cache, PoolCache, function_name)
-    if cache.kind != kind:
+    made_by = pool_forward_name(cache.kind, cache.window.ndim)
+    if made_by != function_name:
         raise TypeError(
-            f"cache must be the PoolCache returned by {function_name}, got one from "
-            f"{cache.kind}_pool2d_forward"
+            f"cache must be the PoolCache returned by {function_name}, got one from {made_by}"
         )
     return cache
 

@@ -161,6 +161,8 @@ def test_unknown_backend_rejected_by_every_op(name, function):
         args = (x, np.ones(x.shape[1]), np.zeros(x.shape[1])) + ((1,) if name.startswith("group") else ())
     elif name == "layer_norm_forward":
         args = (x, np.ones(x.shape[1:]), np.zeros(x.shape[1:]))
+    elif name == "max_unpool2d_forward":
+        args = (x, np.zeros(x.shape, np.int64), 2)
     else:  # im2col and the window ops (pooling): x and a kernel size
         args = (x, 2)
     with pytest.raises(ValueError, match="valid names are: auto, cython, reference"):

@@ -591,6 +591,257 @@ for _kind in ("batch", "layer", "group"):
          r"cache.mean must be a C-contiguous float64 array")
 
 
+
+# ---- pooling options (issue 23): 1-D/3-D pools, dilation, ceil_mode, divisors, adaptive, unpool
+
+OPS += tuple(f"{kind}_pool{ndim}d_{side}" for kind in ("max", "avg") for ndim in (1, 3)
+             for side in ("forward", "backward"))
+OPS += ("adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d_forward",
+        "adaptive_max_pool2d_backward", "max_unpool2d_forward", "max_unpool2d_backward")
+_SPATIAL = {1: (9,), 2: (8, 8), 3: (5, 6, 7)}
+_AXES_WORD = {1: r"\(length,\)", 2: r"\(height, width\) pair", 3: r"\(depth, height, width\) triple"}
+
+
+def _x_nd(ndim, dtype=np.float32):
+    return np.random.default_rng(0).standard_normal((2, 3) + _SPATIAL[ndim]).astype(dtype)
+
+
+def _pool_option_cases(kind, ndim):
+    forward, backward = f"{kind}_pool{ndim}d_forward", f"{kind}_pool{ndim}d_backward"
+    call = _call_with(forward, dict(x=_x_nd(ndim), kernel_size=2))
+    layout = {1: r"\(N, C, L\)", 2: r"\(N, C, H, W\)", 3: r"\(N, C, D, H, W\)"}[ndim]
+    if ndim != 2:  # 2-D: the cases above
+        for label, bad, error, message in BAD_ARRAYS:
+            if "-D" in label:
+                continue
+            case(forward, f"x {label}", lambda api, b=bad: call(api, x=b(_x_nd(ndim))), error,
+                 message.replace("NAME", "x"))
+        for wrong in (ndim + 1, ndim + 3):
+            case(forward, f"x {wrong}-D", lambda api, w=wrong: call(
+                api, x=np.zeros((1,) * w, np.float32)), ValueError, rf"x must be {ndim + 2}-D with shape {layout}")
+        case(forward, "x empty along an axis", lambda api: call(api, x=_x_nd(ndim)[..., :0]), ValueError,
+             r"x must have a non-zero")
+        for name, minimum in (("kernel_size", 1), ("stride", 1), ("padding", 0)):
+            value = minimum - 1
+            case(forward, f"{name} {value}", lambda api, n=name, v=value: call(api, **{n: v}), ValueError,
+                 rf"{name} must be >= {minimum}")
+            case(forward, f"{name} float", lambda api, n=name: call(api, **{n: 1.5}), TypeError,
+                 rf"{name} must be an int or a {_AXES_WORD[ndim]} of ints")
+        case(forward, "kernel larger than the padded input", lambda api: call(api, kernel_size=12), ValueError,
+             r"kernel_size .* is larger than the padded input")
+        case(forward, "padding 2**62", lambda api: call(api, padding=2**62), ValueError, r"padding")
+        case(forward, "backend unknown", lambda api: call(api, backend="cuda"), ValueError,
+             r"unknown backend 'cuda'", ("cython",))
+    for name in ("kernel_size", "stride", "padding") + (("dilation",) if kind == "max" else ()):
+        for length in (ndim - 1, ndim + 1):
+            if length == 0:
+                continue
+            case(forward, f"{name} with {length} values", lambda api, n=name, k=length: call(
+                api, **{n: (1,) * k}), ValueError, rf"{name} must be an int or a .*got {length} values")
+    case(forward, "padding above half the window", lambda api: call(api, kernel_size=3, stride=1, padding=2),
+         ValueError, r"padding \(2,( 2)*(, 2)?\) must be at most half of kernel_size \(3,( 3)*(, 3)?\)")
+    case(forward, "ceil_mode 1", lambda api: call(api, ceil_mode=1), TypeError, r"ceil_mode must be True or False")
+    case(forward, "ceil_mode None", lambda api: call(api, ceil_mode=None), TypeError, r"ceil_mode must be")
+    if kind == "max":
+        for label, value, error, message in [
+            ("zero", 0, ValueError, r"dilation must be >= 1"),
+            ("negative", -2, ValueError, r"dilation must be >= 1"),
+            ("float", 1.5, TypeError, r"dilation must be an int"),
+            ("bool", True, TypeError, r"dilation must be an int"),
+            ("beyond int64", 2**63, ValueError, r"dilation"),
+        ]:
+            case(forward, f"dilation {label}", lambda api, v=value: call(api, dilation=v), error, message)
+        # PyTorch's rule: at most half the undilated kernel, so above half the dilated window too
+        case(forward, "padding above half the dilated window", lambda api: call(
+            api, kernel_size=2, padding=2, dilation=3), ValueError, r"must be at most half of kernel_size")
+        case(forward, "dilated window larger than the padded input", lambda api: call(
+            api, kernel_size=3, dilation=5), ValueError, r"dilated by .* is larger than the padded input")
+        case(forward, "a window on padding and gaps only", lambda api: call(
+            api, x=np.zeros((1, 1) + (4,) * ndim, np.float32), kernel_size=2, stride=1, padding=1, dilation=5),
+            ValueError, r"window 0 along spatial axis 0 holds no input element")
+        case(forward, "return_indices 'yes'", lambda api: call(api, return_indices="yes"), TypeError,
+             r"return_indices must be True or False")
+    else:
+        for label, value, error, message in [
+            ("zero", 0, ValueError, r"divisor_override must be >= 1"),
+            ("negative", -3, ValueError, r"divisor_override must be >= 1"),
+            ("float", 2.0, TypeError, r"divisor_override must be None or an int"),
+            ("bool", True, TypeError, r"divisor_override must be None or an int"),
+            ("str", "4", TypeError, r"divisor_override must be None or an int"),
+            ("beyond 2**62", 2**63, ValueError, r"divisor_override .* is too large"),
+        ]:
+            case(forward, f"divisor_override {label}", lambda api, v=value: call(api, divisor_override=v),
+                 error, message)
+        case(forward, "count_include_pad 0", lambda api: call(api, count_include_pad=0), TypeError,
+             r"count_include_pad must be True or False")
+
+    def cache_of(api, rank=ndim, which=kind):
+        return getattr(api, f"{which}_pool{rank}d_forward")(_x_nd(rank), 2)[1]
+
+    out_shape = (2, 3) + tuple(s // 2 for s in _SPATIAL[ndim])
+    dout = lambda dtype=np.float32: np.ones(out_shape, dtype)  # noqa: E731
+    call_backward = lambda api, d, c: getattr(api, backward)(d, c)  # noqa: E731
+    if ndim != 2:
+        case(backward, "dout one short", lambda api: call_backward(api, dout()[..., 1:], cache_of(api)),
+             ValueError, r"dout must have the forward output's shape " + re.escape(str(out_shape)))
+        case(backward, "dout float64", lambda api: call_backward(api, dout(np.float64), cache_of(api)),
+             TypeError, r"dout must have the forward output's dtype float32, got float64")
+        case(backward, "dout list", lambda api: call_backward(api, dout().tolist(), cache_of(api)), TypeError,
+             r"dout must be a numpy.ndarray")
+        case(backward, "cache None", lambda api: call_backward(api, dout(), None), TypeError,
+             rf"cache must be the PoolCache returned by .*{kind}_pool{ndim}d_forward")
+        case(backward, "cache CS231n tuple", lambda api: call_backward(api, dout(), (dout(), {})), TypeError,
+             rf"cache must be the PoolCache returned by .*{kind}_pool{ndim}d_forward")
+    other_rank = 2 if ndim != 2 else 3
+    case(backward, f"cache of the {other_rank}-D pool", lambda api: call_backward(
+        api, dout(), cache_of(api, other_rank)), TypeError,
+        rf"cache must be the PoolCache returned by {kind}_pool{ndim}d_forward, got one from "
+        rf"{kind}_pool{other_rank}d_forward")
+
+
+for _kind in ("max", "avg"):
+    for _ndim in (1, 2, 3):
+        _pool_option_cases(_kind, _ndim)
+
+
+def _adaptive_cases(kind):
+    forward, backward = f"adaptive_{kind}_pool2d_forward", f"adaptive_{kind}_pool2d_backward"
+    call = _call_with(forward, dict(x=_x(), output_size=3))
+    _arrays_into(forward, "x", lambda api, bad: call(api, x=bad(_x())))
+    for label, value, error, message in [
+        ("negative", -1, ValueError, r"output_size must be >= 0"),
+        ("negative in w", (2, -2), ValueError, r"output_size must be >= 0"),
+        ("float", 2.5, TypeError, r"output_size must be an int or a \(height, width\) pair of ints"),
+        ("None", None, TypeError, r"output_size must be an int"),
+        ("bool", True, TypeError, r"output_size must be an int"),
+        ("three values", (2, 2, 2), ValueError, r"output_size must be .*got 3 values"),
+        ("one value", (2,), ValueError, r"output_size must be .*got 1 values"),
+        ("2**62", 2**62, ValueError, r"output_size .* is too large"),
+    ]:
+        case(forward, f"output_size {label}", lambda api, v=value: call(api, output_size=v), error, message)
+    case(forward, "x without height", lambda api: call(api, x=_x()[:, :, :0]), ValueError,
+         r"x must have a non-zero height and width")
+    case(forward, "backend unknown", lambda api: call(api, backend="cuda"), ValueError, r"unknown backend",
+         ("cython",))
+    cache_of = lambda api, which=forward: getattr(api, which)(_x(), 3)[1]  # noqa: E731
+    dout = lambda dtype=np.float32: np.ones((2, 3, 3, 3), dtype)  # noqa: E731
+    call_backward = lambda api, d, c: getattr(api, backward)(d, c)  # noqa: E731
+    case(backward, "dout one row short", lambda api: call_backward(api, dout()[:, :, 1:], cache_of(api)),
+         ValueError, r"dout must have the forward output's shape \(2, 3, 3, 3\), got \(2, 3, 2, 3\)")
+    case(backward, "dout float64", lambda api: call_backward(api, dout(np.float64), cache_of(api)), TypeError,
+         r"dout must have the forward output's dtype float32")
+    other = "max" if kind == "avg" else "avg"
+    for label, foreign in [
+        ("None", lambda api: None),
+        ("CS231n tuple", lambda api: (_x(), {"stride": 2})),
+        (f"adaptive {other} cache", lambda api: cache_of(api, f"adaptive_{other}_pool2d_forward")),
+        (f"{kind} pool cache", lambda api: getattr(api, f"{kind}_pool2d_forward")(_x(), 3, 2, 1)[1]),
+    ]:
+        case(backward, f"cache {label}", lambda api, f=foreign: call_backward(api, dout(), f(api)), TypeError,
+             rf"cache must be the PoolCache returned by .*adaptive_{kind}_pool2d_forward")
+
+
+_adaptive_cases("avg")
+_adaptive_cases("max")
+
+
+def _pooled_indices(api):
+    """x (2, 3, 4, 4) pooled from (2, 3, 8, 8) by 2x2/2, with its int64 indices."""
+    return api.max_pool2d_forward(_x(), 2, return_indices=True)[:2]
+
+
+def _unpool_cases():
+    op, back = "max_unpool2d_forward", "max_unpool2d_backward"
+
+    def call(api, x=_UNSET, indices=_UNSET, backend=_UNSET, **changes):
+        pooled, pooled_indices = _pooled_indices(Api("cython"))
+        arguments = {"x": pooled if x is _UNSET else x,
+                     "indices": pooled_indices if indices is _UNSET else indices,
+                     "kernel_size": 2, **changes}
+        if backend is _UNSET:
+            return api.max_unpool2d_forward(**arguments)
+        return fastconv.max_unpool2d_forward(**arguments, backend=backend)
+
+    pooled_x = lambda: _pooled_indices(Api("cython"))[0]  # noqa: E731
+    good = lambda: _pooled_indices(Api("cython"))[1]  # noqa: E731
+    _arrays_into(op, "x", lambda api, bad: call(api, x=bad(pooled_x())))
+    for label, indices, error, message in [
+        ("float", lambda: good().astype(np.float64), TypeError, r"indices must have an integer dtype"),
+        ("bool", lambda: good() > 3, TypeError, r"indices must have an integer dtype"),
+        ("object", lambda: good().astype(object), TypeError, r"indices must have an integer dtype"),
+        ("list", lambda: good().tolist(), TypeError, r"indices must be a numpy.ndarray"),
+        ("one column short", lambda: good()[..., 1:], ValueError,
+         r"indices must have x's shape \(2, 3, 4, 4\), got \(2, 3, 4, 3\)"),
+        ("3-D", lambda: good()[0], ValueError, r"indices must have x's shape"),
+        ("negative", lambda: good() - 1, ValueError, r"indices must lie in \[0, 64\).*got -1"),
+        ("one past the plane", lambda: np.where(good() == 63, 64, good()), ValueError,
+         r"indices must lie in \[0, 64\), the flat positions of an output plane of \(8, 8\); got 64"),
+        ("2**40", lambda: np.full((2, 3, 4, 4), 2**40), ValueError, r"indices must lie in \[0, 64\)"),
+        ("uint64 beyond int64", lambda: np.full((2, 3, 4, 4), 2**63 + 5, np.uint64), ValueError,
+         r"indices must lie in \[0, 64\)"),
+        ("int64 minimum", lambda: np.full((2, 3, 4, 4), np.iinfo(np.int64).min), ValueError,
+         r"indices must lie in \[0, 64\)"),
+    ]:
+        case(op, f"indices {label}", lambda api, i=indices: call(api, indices=i()), error, message)
+    case(op, "indices past a smaller output_size", lambda api: call(api, output_size=(7, 7)), ValueError,
+         r"indices must lie in \[0, 49\)")
+    for label, size, error, message in [
+        ("too large", (10, 8), ValueError, r"output_size \(10, 8\) must lie strictly between 6 and 10"),
+        ("too small", (6, 8), ValueError, r"strictly between 6 and 10"),
+        ("three values", (8, 8, 8), ValueError, r"output_size must have 2 values .* or 4"),
+        ("floats", (8.0, 8.0), TypeError, r"output_size must be None or a tuple of ints"),
+        ("int", 8, TypeError, r"output_size must be None or a tuple of ints"),
+    ]:
+        case(op, f"output_size {label}", lambda api, v=size: call(api, output_size=v), error, message)
+    case(op, "kernel_size zero", lambda api: call(api, kernel_size=0), ValueError, r"kernel_size must be >= 1")
+    case(op, "stride three values", lambda api: call(api, stride=(2, 2, 2)), ValueError,
+         r"stride must be .*got 3 values")
+    case(op, "padding negative", lambda api: call(api, padding=-1), ValueError, r"padding must be >= 0")
+    case(op, "padding making the output empty", lambda api: call(api, padding=5), ValueError,
+         r"padding \(5, 5\) is too large")
+    case(op, "backend unknown", lambda api: call(api, backend="cuda"), ValueError, r"unknown backend", ("cython",))
+
+    def cache_of(api):
+        pooled, indices = _pooled_indices(Api("cython"))
+        return api.max_unpool2d_forward(pooled, indices, 2)[1]
+
+    dout = lambda dtype=np.float32: np.ones((2, 3, 8, 8), dtype)  # noqa: E731
+    case(back, "dout one row short", lambda api: api.max_unpool2d_backward(dout()[:, :, 1:], cache_of(api)),
+         ValueError, r"dout must have the forward output's shape \(2, 3, 8, 8\)")
+    case(back, "dout float64", lambda api: api.max_unpool2d_backward(dout(np.float64), cache_of(api)), TypeError,
+         r"dout must have the forward output's dtype float32")
+    for label, foreign in [("None", lambda api: None), ("CS231n tuple", lambda api: (_x(), {})),
+                           ("max pool cache", lambda api: _pool_cache(api, "max"))]:
+        case(back, f"cache {label}", lambda api, f=foreign: api.max_unpool2d_backward(dout(), f(api)), TypeError,
+             r"cache must be the PoolCache returned by .*max_unpool2d_forward")
+
+    def overwrite_indices(api):
+        cache = cache_of(api)
+        cache.argmax[...] = 10**6  # in place, past the end of every output plane
+        return api.max_unpool2d_backward(dout(), cache)
+
+    case(back, "tampered cache: indices overwritten in place", overwrite_indices, (ValueError, TypeError),
+         r"read-only|cache")
+
+
+_unpool_cases()
+
+
+def test_pooling_options_meet_every_bad_input_the_issue_lists():
+    """Issue 23's Reliability list, per op."""
+    labels = {op: {label for o, label, *_ in CASES if o == op} for op in OPS}
+    for ndim in (1, 2, 3):
+        for kind in ("max", "avg"):
+            assert {"padding above half the window", f"kernel_size with {ndim + 1} values",
+                    f"stride with {ndim + 1} values", "ceil_mode 1"} <= labels[f"{kind}_pool{ndim}d_forward"]
+        assert {"dilation zero", "dilation negative", "padding above half the dilated window",
+                "a window on padding and gaps only"} <= labels[f"max_pool{ndim}d_forward"]
+        assert {"divisor_override zero", "divisor_override negative"} <= labels[f"avg_pool{ndim}d_forward"]
+    for kind in ("avg", "max"):
+        assert {"output_size negative", "output_size three values"} <= labels[f"adaptive_{kind}_pool2d_forward"]
+    assert {"indices float", "indices one column short", "indices negative", "indices one past the plane",
+            "indices 2**40", "output_size too large"} <= labels["max_unpool2d_forward"]
+
 # Tampered caches last: while a backward still trusts them they may corrupt the child's heap,
 # which must not take the ordinary cases down with it.
 CASE_IDS = sorted(

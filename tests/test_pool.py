@@ -152,21 +152,24 @@ def test_kernels_write_every_output_element(dtype, kernel_size, stride, padding)
     """Call the kernels on outputs pre-filled with NaN / -1: no element may be left unwritten."""
     kernels = fastconv._compiled.pool
     x = np.random.default_rng(0).standard_normal((2, 3, 10, 9)).astype(dtype)
-    window = fastconv._validate.pool2d_inputs(x, kernel_size, stride, padding)
-    geometry = (*window.kernel_size, *window.stride, *window.padding)
-    planes = x.reshape(6, 10, 9)
-    out = np.full((6, window.out_height, window.out_width), np.nan, dtype)
+    window = fastconv._validate.pool_inputs(x, 2, kernel_size, stride, padding)
+    full = window.as_3d()
+    planes = x.reshape(6, 1, 10, 9)
+    out = np.full((6, 1, window.out_height, window.out_width), np.nan, dtype)
     argmax = np.full(out.shape, -1, np.int32)
-    kernels.max_forward(planes, out, argmax, *geometry, 2)
+    kernels.max_forward(planes, out, argmax, full.kernel, full.stride, full.padding, full.dilation,
+                        np.empty((2, 1, 1), dtype), np.empty((2, 1, 1), np.int32), 2)
     assert not np.isnan(out).any() and (argmax >= 0).all()
     dout = np.ones(out.shape, dtype)
     dx = np.full((6, 90), np.nan, dtype)
     kernels.max_backward(dout.reshape(6, -1), argmax.reshape(6, -1), dx, 2)
     assert not np.isnan(dx).any() and dx.sum() == dout.size
-    kernels.avg_forward(planes, out, *geometry, 2)
+    kernels.avg_forward(planes, out, full.kernel, full.stride, full.padding, True, 0,
+                        np.empty((1, out.shape[-1]), dtype), 2)
     assert not np.isnan(out).any()
-    dx = np.full((6, 10, 9), np.nan, dtype)
-    kernels.avg_backward(dout, dx, *geometry, 2)
+    dx = np.full((6, 1, 10, 9), np.nan, dtype)
+    kernels.avg_backward(dout, dx, full.kernel, full.stride, full.padding, True, 0,
+                         np.empty((2, out[0, 0].size), dtype), np.empty(out.shape[-1], dtype), 2)
     assert not np.isnan(dx).any()
 
 

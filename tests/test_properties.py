@@ -591,3 +591,144 @@ def test_norms_equal_reference(problem, data, threads, need_dx):
         bound = 64 * eps * scale * (1.0 if x.dtype == np.float32 else conditioning)
         assert np.max(np.abs(got.astype(np.float64) - want), initial=0.0) <= bound, what
     np.testing.assert_allclose(cache.mean, ref_cache.mean, rtol=1e-12, atol=1e-9)
+
+
+# ---- pooling options (issue 23): 1-D to 3-D, dilation, ceil_mode, divisors, adaptive, unpool
+
+@st.composite
+def pool_option_problems(draw, dilated=True):
+    """(x in a drawn layout, kernel, stride, padding, dilation, ceil_mode), any rank 1-3."""
+    from fastconv._geometry import pool_geometry
+
+    ndim = draw(st.sampled_from([1, 2, 3]))
+    axis = st.integers(1, 7 if ndim < 3 else 5)
+    size = tuple(draw(axis) for _ in range(ndim))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(ndim))
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(ndim)) if dilated else (1,) * ndim
+    stride = draw(st.one_of(st.none(), st.tuples(*[st.integers(1, 3)] * ndim)))
+    ceil_mode = draw(st.booleans())
+    shape = (draw(st.integers(0, 3)), draw(st.integers(0, 3))) + size
+    try:
+        pool_geometry(shape, kernel, stride, padding, dilation=dilation, ceil_mode=ceil_mode)
+    except ValueError:
+        assume(False)
+    dtype = draw(st.sampled_from(DTYPES))
+    if draw(st.booleans()):  # a handful of integers: windows often hold ties
+        values = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).integers(-2, 3, shape).astype(dtype)
+    else:
+        values = _values(draw, shape, dtype)
+    event(f"pool rank {ndim}")
+    return draw(laid_out(values)), kernel, stride, padding, dilation, ceil_mode
+
+
+@given(problem=pool_option_problems(), data=st.data(), threads=st.sampled_from([1, 2, 3]))
+def test_max_pool_options_equal_reference(problem, data, threads):
+    x, kernel, stride, padding, dilation, ceil_mode = problem
+    ndim = x.ndim - 2
+    forward = getattr(fastconv, f"max_pool{ndim}d_forward")
+    with settings_for_call(threads, None):
+        out, indices, cache = forward(x, kernel, stride, padding, dilation=dilation, ceil_mode=ceil_mode,
+                                      return_indices=True, backend="cython")
+        dout = data.draw(laid_out(_values(data.draw, out.shape, out.dtype)))
+        dx = getattr(fastconv, f"max_pool{ndim}d_backward")(dout, cache)
+    twin = getattr(reference, f"max_pool{ndim}d_forward")
+    expected, expected_indices, ref_cache = twin(np.array(x), kernel, stride, padding, dilation=dilation,
+                                                 ceil_mode=ceil_mode, return_indices=True)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(indices, expected_indices)
+    assert indices.dtype == np.int64 and out.dtype == dx.dtype == x.dtype
+    # every index lies in its plane and names the value it returned
+    plane = int(np.prod(x.shape[2:]))
+    flat_x = np.array(x).reshape(x.shape[0] * x.shape[1], plane)
+    flat_indices = indices.reshape(flat_x.shape[0], int(np.prod(out.shape[2:])))
+    assert np.all((flat_indices >= 0) & (flat_indices < plane))
+    np.testing.assert_array_equal(np.take_along_axis(flat_x, flat_indices, axis=1), out.reshape(flat_indices.shape))
+    expected_dx = getattr(reference, f"max_pool{ndim}d_backward")(np.array(dout), ref_cache)
+    _, cache64 = twin(np.array(x, dtype=np.float64), kernel, stride, padding, dilation=dilation,
+                      ceil_mode=ceil_mode)  # float64 keeps the argmax
+    magnitude = getattr(reference, f"max_pool{ndim}d_backward")(_abs64(dout), cache64)
+    assert_matches(dx, expected_dx, magnitude, int(np.prod(kernel)), "dx")
+
+
+@given(problem=pool_option_problems(dilated=False), data=st.data(), threads=st.sampled_from([1, 2, 3]),
+       count_include_pad=st.booleans(), divisor=st.one_of(st.none(), st.integers(1, 20)))
+def test_avg_pool_options_equal_reference(problem, data, threads, count_include_pad, divisor):
+    x, kernel, stride, padding, _, ceil_mode = problem
+    ndim = x.ndim - 2
+    options = dict(ceil_mode=ceil_mode, count_include_pad=count_include_pad, divisor_override=divisor)
+    with settings_for_call(threads, None):
+        out, cache = getattr(fastconv, f"avg_pool{ndim}d_forward")(x, kernel, stride, padding, backend="cython",
+                                                                    **options)
+        dout = data.draw(laid_out(_values(data.draw, out.shape, out.dtype)))
+        dx = getattr(fastconv, f"avg_pool{ndim}d_backward")(dout, cache)
+    twin, twin_backward = (getattr(reference, f"avg_pool{ndim}d_{side}") for side in ("forward", "backward"))
+    expected, ref_cache = twin(np.array(x), kernel, stride, padding, **options)
+    magnitude, abs_cache = twin(_abs64(x), kernel, stride, padding, **options)
+    terms = int(np.prod(kernel)) + 1
+    assert_matches(out, expected, magnitude, terms, "out")
+    assert_matches(dx, twin_backward(np.array(dout), ref_cache), twin_backward(_abs64(dout), abs_cache), terms, "dx")
+    # the divisor rule, independently of the twin: constant inputs give (inputs in the window) / divisor
+    ones, _ = getattr(fastconv, f"avg_pool{ndim}d_forward")(np.ones(x.shape), kernel, stride, padding, **options)
+    if ones.size and not count_include_pad and divisor is None:
+        np.testing.assert_allclose(ones, 1.0, rtol=1e-14)  # the mean of inputs only
+    if ones.size and divisor is not None:
+        assert np.all(ones * divisor <= np.prod(kernel) + 1e-9)  # window sums, at most the kernel's size
+
+
+@st.composite
+def adaptive_problems(draw):
+    size = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    output_size = draw(st.one_of(st.integers(0, 10), st.tuples(st.integers(0, 10), st.integers(0, 10))))
+    shape = (draw(st.integers(0, 3)), draw(st.integers(0, 3))) + size
+    dtype = draw(st.sampled_from(DTYPES))
+    if draw(st.booleans()):
+        values = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).integers(-2, 3, shape).astype(dtype)
+    else:
+        values = _values(draw, shape, dtype)
+    return draw(laid_out(values)), output_size
+
+
+@given(problem=adaptive_problems(), data=st.data(), threads=st.sampled_from([1, 2, 3]),
+       kind=st.sampled_from(["avg", "max"]))
+def test_adaptive_pools_equal_reference(problem, data, threads, kind):
+    x, output_size = problem
+    forward, backward = (getattr(fastconv, f"adaptive_{kind}_pool2d_{side}") for side in ("forward", "backward"))
+    twin, twin_backward = (getattr(reference, f"adaptive_{kind}_pool2d_{side}") for side in ("forward", "backward"))
+    with settings_for_call(threads, None):
+        out, cache = forward(x, output_size, backend="cython")
+        dout = data.draw(laid_out(_values(data.draw, out.shape, out.dtype)))
+        dx = backward(dout, cache)
+    expected, ref_cache = twin(np.array(x), output_size)
+    magnitude, abs_cache = twin(_abs64(x), output_size)
+    # an adaptive window spans at most ceil(size / out) + 1 inputs per axis
+    terms = (x.shape[2] + 1) * (x.shape[3] + 1)
+    if kind == "max":
+        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(cache.argmax, ref_cache.argmax)
+    else:
+        assert_matches(out, expected, magnitude, terms, "out")
+    assert_matches(dx, twin_backward(np.array(dout), ref_cache), twin_backward(_abs64(dout), abs_cache), terms, "dx")
+
+
+@given(problem=pool_problems(), data=st.data(), threads=st.sampled_from([1, 2, 3]))
+def test_unpool_of_max_pool_equals_reference_and_restores_the_maxima(problem, data, threads):
+    x, kernel, stride, padding = problem
+    assume(all(x.shape))
+    pooled, indices, _ = fastconv.max_pool2d_forward(x, kernel, stride, padding, return_indices=True)
+    values = data.draw(laid_out(_values(data.draw, pooled.shape, pooled.dtype)))
+    with settings_for_call(threads, None):
+        out, cache = fastconv.max_unpool2d_forward(values, indices, kernel, stride, padding, x.shape,
+                                                   backend="cython")
+        dout = data.draw(laid_out(_values(data.draw, out.shape, out.dtype)))
+        dx = fastconv.max_unpool2d_backward(dout, cache)
+    expected, ref_cache = reference.max_unpool2d_forward(np.array(values), indices, kernel, stride, padding, x.shape)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(dx, reference.max_unpool2d_backward(np.array(dout), ref_cache))
+    # unpooling the maxima themselves puts each back where it came from
+    restored, _ = fastconv.max_unpool2d_forward(pooled, indices, kernel, stride, padding, x.shape)
+    flat = restored.reshape(x.shape[0] * x.shape[1], x.shape[2] * x.shape[3])
+    positions = indices.reshape(flat.shape[0], pooled.shape[2] * pooled.shape[3])
+    np.testing.assert_array_equal(np.take_along_axis(flat, positions, axis=1), pooled.reshape(positions.shape))
+    # every dout position is read back by at most one x element
+    assert np.count_nonzero(dx) <= np.count_nonzero(dout)

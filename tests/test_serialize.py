@@ -39,13 +39,22 @@ EXAMPLES = {
     "ConvTranspose2d": lambda dtype: layers.ConvTranspose2d(3, 6, 3, stride=2, padding=1,
                                                             output_padding=1, groups=3,
                                                             dtype=dtype, rng=6),
+    "MaxPool1d": lambda dtype: layers.MaxPool1d(3, stride=2, padding=1, dilation=2, ceil_mode=True),
+    "MaxPool3d": lambda dtype: layers.MaxPool3d((2, 3, 2), stride=(1, 2, 2), padding=(1, 1, 0)),
+    "AvgPool1d": lambda dtype: layers.AvgPool1d(3, stride=2, padding=1, count_include_pad=False),
+    "AvgPool3d": lambda dtype: layers.AvgPool3d(2, ceil_mode=True, divisor_override=3),
+    "AdaptiveAvgPool2d": lambda dtype: layers.AdaptiveAvgPool2d((3, 2)),
+    "AdaptiveMaxPool2d": lambda dtype: layers.AdaptiveMaxPool2d(2),
+    "GlobalAvgPool2d": lambda dtype: layers.GlobalAvgPool2d(),
+    "MaxUnpool2d": lambda dtype: layers.MaxUnpool2d(2, padding=(0, 1)),
     "BatchNorm1d": lambda dtype: layers.BatchNorm1d(5, eps=1e-4, momentum=0.3, dtype=dtype),
     "LayerNorm": lambda dtype: layers.LayerNorm((3, 5, 6), eps=1e-4, dtype=dtype),
     "GroupNorm": lambda dtype: layers.GroupNorm(3, 6, eps=1e-4, dtype=dtype),
     "ConvTranspose3d": lambda dtype: layers.ConvTranspose3d(3, 2, 2, stride=2, bias=False,
                                                             dtype=dtype, rng=7),
 }
-INPUTS = {"BatchNorm1d": (4, 5), "GroupNorm": (2, 6, 5, 4), "Linear": (4, 12), "Flatten": (4, 3, 5, 6), "Conv1d": (2, 3, 9), "Conv3d": (2, 3, 4, 5, 6),
+INPUTS = {"MaxPool1d": (2, 3, 9), "AvgPool1d": (2, 3, 9), "MaxPool3d": (2, 3, 4, 5, 6),
+          "AvgPool3d": (2, 3, 4, 5, 6), "BatchNorm1d": (4, 5), "GroupNorm": (2, 6, 5, 4), "Linear": (4, 12), "Flatten": (4, 3, 5, 6), "Conv1d": (2, 3, 9), "Conv3d": (2, 3, 4, 5, 6),
           "ConvTranspose1d": (2, 3, 7), "ConvTranspose3d": (2, 3, 3, 4, 2)}
 
 
@@ -105,7 +114,12 @@ def test_every_layer_type_round_trips_bit_for_bit(name, dtype, tmp_path):
     assert not loaded.training
     shape = INPUTS.get(name, (4, 3, 5, 6))
     x = np.random.default_rng(4).standard_normal(shape).astype(dtype)
-    assert loaded.forward(x).tobytes() == layer.forward(x).tobytes()
+    extra = ()
+    if name == "MaxUnpool2d":  # it takes the indices of the max pool it undoes
+        pooled = np.random.default_rng(5).standard_normal((4, 3, 10, 10)).astype(dtype)
+        x, indices, _ = fastconv.max_pool2d_forward(pooled, 2, 2, (0, 1), return_indices=True)
+        extra = (indices,)
+    assert loaded.forward(x, *extra).tobytes() == layer.forward(x, *extra).tobytes()
 
 
 def test_a_whole_model_round_trips_with_its_flags(tmp_path):
@@ -150,7 +164,8 @@ def test_the_file_is_a_plain_npz_with_a_json_architecture(tmp_path):
     assert conv["arguments"]["rng"] is None and conv["unstored"] == ["rng"]
     pool = header["model"]["arguments"]["layers"][3]["layer"]
     assert pool == {"type": "MaxPool2d", "trainable": True, "training": True,
-                    "arguments": {"kernel_size": 2, "stride": None, "padding": 0, "backend": "auto"}}
+                    "arguments": {"kernel_size": 2, "stride": None, "padding": 0, "dilation": 1,
+                                  "ceil_mode": False, "return_indices": False, "backend": "auto"}}
 
 
 def test_tuples_dtypes_and_seeds_are_stored_exactly(tmp_path):
@@ -336,7 +351,7 @@ def _conv_spec(header):
 def test_unknown_layer_type(saved):
     path, _ = saved
     _with_header(path, lambda header: _conv_spec(header).__setitem__("type", "os.system"))
-    message = _load_fails(path, r"unknown layer type 'os.system'; known types: AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d")
+    message = _load_fails(path, r"unknown layer type 'os.system'; known types: AdaptiveAvgPool2d, .*BatchNorm1d, BatchNorm2d, Conv1d")
     assert "argument 'layers'[4]" in message  # where in the model
 
 

@@ -17,7 +17,7 @@ echo "== building with FASTCONV_ASAN=1 in $work"
 FASTCONV_ASAN=1 python setup.py build_ext --inplace -q > build.log 2>&1 || { cat build.log; exit 1; }
 runtime="$("${CC:-gcc}" -print-file-name=libasan.so)"
 [ -f "$runtime" ] || { echo "no libasan.so for ${CC:-gcc}"; exit 1; }
-ldd fastconv/_kernels/_conv*.so | grep -q libasan || { echo "kernels were not linked with ASan"; exit 1; }
+ldd fastconv/_kernels/_conv*.so | grep -c libasan > /dev/null || { echo "kernels were not linked with ASan"; exit 1; }
 mkdir -p asan-reports
 export LD_PRELOAD="$runtime"
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:log_path=$work/asan-reports/report"
@@ -25,7 +25,7 @@ if [ "$#" -eq 0 ]; then
     set -- -q tests/test_properties.py tests/test_edge_sizes.py tests/test_bad_inputs.py \
         tests/test_no_data_loss.py tests/test_memory_threads.py \
         tests/test_im2col.py tests/test_conv.py tests/test_conv_kinds.py tests/test_pool.py \
-        tests/test_norm.py tests/test_algorithms.py \
+        tests/test_pool_options.py tests/test_norm.py tests/test_algorithms.py \
         -k "not rss and not leak and not 32_bit"
 fi
 echo "== running the tests under AddressSanitizer"

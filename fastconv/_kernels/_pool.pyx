@@ -1,27 +1,57 @@
-"""Compiled max / average pooling over (planes, H, W) arrays, parallel over planes (N*C).
+"""Compiled pooling over planes (N*C of them), parallel over planes: max and average windows,
+whole-plane means, adaptive windows, max-unpooling.
 
-The Python front views (N, C, H, W) arrays as N*C planes, allocates every output and
-checks every argument; these kernels trust them. Windows are clamped to the plane, so
-padding is never read (max: padding never wins; avg: padding adds zero, divisor KH*KW).
+The Python front views every (N, C, *spatial) array as N*C planes of (D, H, W), with leading
+unit axes for fewer spatial dimensions (a 2-D pool is a 3-D pool with D = 1, a 1-D pool one with
+D = H = 1), allocates every output and checks every argument; these kernels trust them.
+Windows are clamped to the plane, so padding is never read (max: padding never wins; avg:
+padding adds zero, and the divisor is the front's rule). Every window holds at least one
+input element (the front checks it).
+
 Ties and NaN follow fastconv.reference.pool exactly: each window is scanned in row-major
 order, a value strictly greater than the best so far or a NaN takes over, so the first
 maximum wins, and the last NaN when there is one.
 
-Speed: max pooling unrolls the commonest windows (2x2/2, 3x3/2, 3x3/1) by inlining one
-window loop with literal sizes. Other max windows, and average pooling, build each output
-row in place, one input row and window column at a time (every output still sees its window
-in row-major order), so the innermost loop runs along the output row and vectorises.
+Speed: max pooling unrolls the commonest windows (2x2/2, 3x3/2, 3x3/1, undilated, one input
+depth per window) by inlining one window loop with literal sizes. Other max windows, and
+average pooling, build each output row in place, one input row and window column at a time
+(every output still sees its window in row-major order), so the innermost loop runs along
+the output row and vectorises.
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport INFINITY
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.string cimport memset
 
-from ._tiles cimport valid_columns
+from ._tiles cimport scatter_add, valid_columns
 
 ctypedef fused index_t:
     int32_t
     int64_t
+
+
+cdef struct Axis:
+    # one spatial axis of a pooling window: input length and window arguments
+    Py_ssize_t size
+    Py_ssize_t kernel
+    Py_ssize_t stride
+    Py_ssize_t pad
+    Py_ssize_t dilation
+
+
+cdef void fill_axes(Axis* axes, Py_ssize_t depth, Py_ssize_t height, Py_ssize_t width,
+                    tuple kernel, tuple stride, tuple padding, tuple dilation):
+    """axes[0..2] (depth, height, width) from the front's 3-tuples."""
+    cdef Py_ssize_t i
+    cdef Py_ssize_t sizes[3]
+    sizes[0], sizes[1], sizes[2] = depth, height, width
+    for i in range(3):
+        axes[i].size = sizes[i]
+        axes[i].kernel = kernel[i]
+        axes[i].stride = stride[i]
+        axes[i].pad = padding[i]
+        axes[i].dilation = dilation[i]
 
 
 cdef inline Py_ssize_t clamp_low(Py_ssize_t start) noexcept nogil:
@@ -32,14 +62,46 @@ cdef inline Py_ssize_t clamp_high(Py_ssize_t stop, Py_ssize_t size) noexcept nog
     return stop if stop < size else size
 
 
+cdef inline Py_ssize_t first_tap(Py_ssize_t start, Py_ssize_t dilation) noexcept nogil:
+    """The first window position start + j*dilation that is >= 0."""
+    if start >= 0:
+        return start
+    return start + ((dilation - 1 - start) // dilation) * dilation  # -start > 0: no C rounding issue
+
+
+cdef inline Py_ssize_t tap_count(Py_ssize_t start, Axis axis) noexcept nogil:
+    """How many window positions start + j*dilation (j < kernel) lie inside [0, size)."""
+    cdef Py_ssize_t first = first_tap(start, axis.dilation)
+    cdef Py_ssize_t stop = clamp_high(start + (axis.kernel - 1) * axis.dilation + 1, axis.size)
+    if first >= stop:
+        return 0
+    return (stop - 1 - first) // axis.dilation + 1
+
+
+cdef inline Py_ssize_t window_count(Py_ssize_t index, Axis axis, bint count_include_pad) noexcept nogil:
+    """Average pooling's divisor along one axis for window `index` (PyTorch's rule): the
+    window cut at the end of the trailing padding, and to the input without count_include_pad."""
+    cdef Py_ssize_t start = index * axis.stride - axis.pad
+    cdef Py_ssize_t stop = clamp_high(start + axis.kernel, axis.size + axis.pad)
+    if not count_include_pad:
+        start = clamp_low(start)
+        stop = clamp_high(stop, axis.size)
+    return stop - start
+
+
+# ---- max pooling ----------------------------------------------------------------------------
+
 cdef inline void max_window(const floating[:, ::1] x, floating[:, ::1] out,
                             index_t[:, ::1] argmax, Py_ssize_t oh, Py_ssize_t ow,
                             Py_ssize_t top, Py_ssize_t rows,
-                            Py_ssize_t left, Py_ssize_t cols) noexcept nogil:
-    """out[oh, ow] and argmax[oh, ow] over the rows x cols block of x starting at (top, left)."""
+                            Py_ssize_t left, Py_ssize_t cols, index_t plane_offset) noexcept nogil:
+    """out[oh, ow] and argmax[oh, ow] over the rows x cols block of x starting at (top, left).
+
+    plane_offset: the flat index of x[0, 0] in its whole (D, H, W) plane.
+    """
     cdef index_t width = <index_t>x.shape[1]
     # -inf loses to everything but -inf, so a window of -inf keeps its first element
-    cdef index_t best_index = <index_t>top * width + <index_t>left
+    cdef index_t best_index = plane_offset + <index_t>top * width + <index_t>left
     cdef floating best = -INFINITY, value
     cdef Py_ssize_t row, col
     cdef bint take
@@ -48,7 +110,8 @@ cdef inline void max_window(const floating[:, ::1] x, floating[:, ::1] out,
             value = x[top + row, left + col]
             take = (value > best) | (value != value)
             best = value if take else best
-            best_index = <index_t>(top + row) * width + <index_t>(left + col) if take else best_index
+            best_index = (plane_offset + <index_t>(top + row) * width + <index_t>(left + col)
+                          if take else best_index)
     out[oh, ow] = best
     argmax[oh, ow] = best_index
 
@@ -58,7 +121,7 @@ cdef inline void max_inside(const floating[:, ::1] x, floating[:, ::1] out, inde
                             Py_ssize_t ow_first, Py_ssize_t ow_stop,
                             Py_ssize_t kernel_height, Py_ssize_t kernel_width,
                             Py_ssize_t stride_h, Py_ssize_t stride_w,
-                            Py_ssize_t pad_h, Py_ssize_t pad_w) noexcept nogil:
+                            Py_ssize_t pad_h, Py_ssize_t pad_w, index_t plane_offset) noexcept nogil:
     """Outputs [oh_first, oh_stop) x [ow_first, ow_stop), whose windows lie wholly inside x.
 
     Called with literal window sizes, it is inlined with them and each window unrolled:
@@ -69,14 +132,14 @@ cdef inline void max_inside(const floating[:, ::1] x, floating[:, ::1] out, inde
         top = oh * stride_h - pad_h
         for ow in range(ow_first, ow_stop):
             left = ow * stride_w - pad_w
-            max_window(x, out, argmax, oh, ow, top, kernel_height, left, kernel_width)
+            max_window(x, out, argmax, oh, ow, top, kernel_height, left, kernel_width, plane_offset)
 
 
 cdef void max_clamped(const floating[:, ::1] x, floating[:, ::1] out, index_t[:, ::1] argmax,
                       Py_ssize_t oh, Py_ssize_t ow_first, Py_ssize_t ow_stop,
                       Py_ssize_t kernel_height, Py_ssize_t kernel_width,
                       Py_ssize_t stride_h, Py_ssize_t stride_w,
-                      Py_ssize_t pad_h, Py_ssize_t pad_w) noexcept nogil:
+                      Py_ssize_t pad_h, Py_ssize_t pad_w, index_t plane_offset) noexcept nogil:
     """Outputs [ow_first, ow_stop) of row oh, windows clamped to x."""
     cdef Py_ssize_t ow, left, top = oh * stride_h - pad_h
     cdef Py_ssize_t row_first = clamp_low(top)
@@ -86,7 +149,7 @@ cdef void max_clamped(const floating[:, ::1] x, floating[:, ::1] out, index_t[:,
         left = ow * stride_w - pad_w
         col_first = clamp_low(left)
         max_window(x, out, argmax, oh, ow, row_first, rows,
-                   col_first, clamp_high(left + kernel_width, x.shape[1]) - col_first)
+                   col_first, clamp_high(left + kernel_width, x.shape[1]) - col_first, plane_offset)
 
 
 cdef inline void inside_outputs(Py_ssize_t size, Py_ssize_t out_size, Py_ssize_t kernel,
@@ -103,103 +166,171 @@ cdef inline void inside_outputs(Py_ssize_t size, Py_ssize_t out_size, Py_ssize_t
 cdef void max_plane_fixed(const floating[:, ::1] x, floating[:, ::1] out, index_t[:, ::1] argmax,
                           Py_ssize_t kernel_height, Py_ssize_t kernel_width,
                           Py_ssize_t stride_h, Py_ssize_t stride_w,
-                          Py_ssize_t pad_h, Py_ssize_t pad_w) noexcept nogil:
-    """One plane for the window sizes unrolled here: 2x2/2, 3x3/2, 3x3/1; any padding.
+                          Py_ssize_t pad_h, Py_ssize_t pad_w, index_t plane_offset) noexcept nogil:
+    """One (H, W) slice for the window sizes unrolled here: 2x2/2, 3x3/2, 3x3/1; any padding.
 
-    Windows wholly inside x take the unrolled path, the rest (padding, edges) the clamped one.
+    Windows wholly inside x take the unrolled path, the rest (padding, edges, the ceil_mode
+    overhang) the clamped one.
     """
     cdef Py_ssize_t out_height = out.shape[0], out_width = out.shape[1]
     cdef Py_ssize_t oh, oh_first, oh_stop, ow_first, ow_stop
     inside_outputs(x.shape[0], out_height, kernel_height, stride_h, pad_h, &oh_first, &oh_stop)
     inside_outputs(x.shape[1], out_width, kernel_width, stride_w, pad_w, &ow_first, &ow_stop)
     if kernel_height == 2 and kernel_width == 2 and stride_h == 2 and stride_w == 2:
-        max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 2, 2, 2, 2, pad_h, pad_w)
+        max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 2, 2, 2, 2, pad_h, pad_w,
+                   plane_offset)
     elif kernel_height == 3 and kernel_width == 3 and stride_h == 2 and stride_w == 2:
-        max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 3, 3, 2, 2, pad_h, pad_w)
+        max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 3, 3, 2, 2, pad_h, pad_w,
+                   plane_offset)
     else:  # 3x3/1
-        max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 3, 3, 1, 1, pad_h, pad_w)
+        max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 3, 3, 1, 1, pad_h, pad_w,
+                   plane_offset)
     for oh in range(out_height):
         if oh_first <= oh < oh_stop:
             max_clamped(x, out, argmax, oh, 0, ow_first, kernel_height, kernel_width,
-                        stride_h, stride_w, pad_h, pad_w)
+                        stride_h, stride_w, pad_h, pad_w, plane_offset)
             max_clamped(x, out, argmax, oh, ow_stop, out_width, kernel_height, kernel_width,
-                        stride_h, stride_w, pad_h, pad_w)
+                        stride_h, stride_w, pad_h, pad_w, plane_offset)
         else:
             max_clamped(x, out, argmax, oh, 0, out_width, kernel_height, kernel_width,
-                        stride_h, stride_w, pad_h, pad_w)
+                        stride_h, stride_w, pad_h, pad_w, plane_offset)
 
 
-cdef bint is_fixed(Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-                   Py_ssize_t stride_h, Py_ssize_t stride_w) noexcept nogil:
-    """True for the window sizes max_plane_fixed unrolls."""
-    if kernel_height == 2 and kernel_width == 2:
-        return stride_h == 2 and stride_w == 2
-    if kernel_height == 3 and kernel_width == 3:
-        return stride_h == stride_w and (stride_h == 1 or stride_h == 2)
+cdef bint is_fixed(Axis* axes) noexcept nogil:
+    """True for the (H, W) windows max_plane_fixed unrolls: undilated 2x2/2, 3x3/2 or 3x3/1."""
+    cdef Axis rows = axes[1], cols = axes[2]
+    if rows.dilation != 1 or cols.dilation != 1:
+        return False
+    if rows.kernel == 2 and cols.kernel == 2:
+        return rows.stride == 2 and cols.stride == 2
+    if rows.kernel == 3 and cols.kernel == 3:
+        return rows.stride == cols.stride and (rows.stride == 1 or rows.stride == 2)
     return False
 
 
-cdef void max_plane_rows(const floating[:, ::1] x, floating[:, ::1] out, index_t[:, ::1] argmax,
-                         Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-                         Py_ssize_t stride_h, Py_ssize_t stride_w,
-                         Py_ssize_t pad_h, Py_ssize_t pad_w) noexcept nogil:
-    """One plane, any window sizes (known only at run time).
+cdef void max_plane_fixed_depths(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+                                 index_t[:, :, :, ::1] argmax, Py_ssize_t plane, Axis* axes,
+                                 floating[:, ::1] best, index_t[:, ::1] best_index) noexcept nogil:
+    """One plane whose (H, W) windows max_plane_fixed unrolls, any depth window: each input
+    depth of a window by max_plane_fixed, the first into out, the others into best/best_index
+    (scratch, OH x OW) and then into out where they win. In row-major (depth, row, column)
+    order a later depth's elements all come after an earlier one's, so a depth's result taking
+    over where it is greater or NaN gives the same winner as one scan of the whole window."""
+    cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
+    cdef Py_ssize_t od, oh, ow, start, first, taps, tap, depth
+    cdef index_t slice_size = <index_t>(height * width)
+    cdef Axis depths = axes[0], rows = axes[1], cols = axes[2]
+    cdef floating value
+    cdef bint take
+    for od in range(out.shape[1]):
+        start = od * depths.stride - depths.pad
+        first = first_tap(start, depths.dilation)
+        taps = tap_count(start, depths)
+        for tap in range(taps):
+            depth = first + tap * depths.dilation
+            if tap == 0:
+                max_plane_fixed(x[plane, depth], out[plane, od], argmax[plane, od], rows.kernel,
+                                cols.kernel, rows.stride, cols.stride, rows.pad, cols.pad,
+                                <index_t>depth * slice_size)
+                continue
+            max_plane_fixed(x[plane, depth], best, best_index, rows.kernel, cols.kernel,
+                            rows.stride, cols.stride, rows.pad, cols.pad, <index_t>depth * slice_size)
+            for oh in range(out.shape[2]):
+                for ow in range(out.shape[3]):
+                    value = best[oh, ow]
+                    take = (value > out[plane, od, oh, ow]) | (value != value)
+                    if take:
+                        out[plane, od, oh, ow] = value
+                        argmax[plane, od, oh, ow] = best_index[oh, ow]
+
+
+cdef void max_plane_rows(const floating[:, :, ::1] x, floating[:, :, ::1] out,
+                         index_t[:, :, ::1] argmax, Axis depths, Axis rows, Axis cols) noexcept nogil:
+    """One (D, H, W) plane, any window (sizes known only at run time, dilation).
 
     Each output row is built in place, one input row and window column at a time: every
     output still sees its window in row-major order, and the innermost loop runs along the
     output row, so it vectorises (about 2x faster than max_window with run-time sizes).
     """
-    cdef Py_ssize_t height = x.shape[0], width = x.shape[1], out_width = out.shape[1]
-    cdef Py_ssize_t oh, ow, kw, top, row_first, row_stop, row, offset, first, stop
+    # the width axis's values as plain locals, kept in registers in the inner loop (see avg_plane)
+    cdef Py_ssize_t stride_w = cols.stride, pad_w = cols.pad, dilation_w = cols.dilation
+    cdef Py_ssize_t kernel_width = cols.kernel
+    cdef Py_ssize_t height = x.shape[1], width = x.shape[2], out_width = out.shape[2]
+    cdef Py_ssize_t od, oh, ow, kw, start, depth_first, depth_taps, row_first, row_taps
+    cdef Py_ssize_t tap_d, tap_h, depth, row, offset, first, stop, corner
     cdef index_t row_start, candidate
     cdef floating value, best
     cdef bint take
-    for oh in range(out.shape[0]):
-        top = oh * stride_h - pad_h
-        row_first = clamp_low(top)
-        row_stop = clamp_high(top + kernel_height, height)
-        # -inf loses to everything but -inf, so a window of -inf keeps its first element
-        for ow in range(out_width):
-            out[oh, ow] = -INFINITY
-            argmax[oh, ow] = <index_t>(row_first * width + clamp_low(ow * stride_w - pad_w))
-        for row in range(row_first, row_stop):
-            row_start = <index_t>(row * width)
-            for kw in range(kernel_width):
-                offset = kw - pad_w
-                valid_columns(kw, width, out_width, stride_w, pad_w, &first, &stop)
-                for ow in range(first, stop):
-                    value = x[row, ow * stride_w + offset]
-                    best = out[oh, ow]
-                    take = (value > best) | (value != value)
-                    candidate = row_start + <index_t>(ow * stride_w + offset)
-                    out[oh, ow] = value if take else best
-                    argmax[oh, ow] = candidate if take else argmax[oh, ow]
+    for od in range(out.shape[0]):
+        start = od * depths.stride - depths.pad
+        depth_first = first_tap(start, depths.dilation)
+        depth_taps = tap_count(start, depths)
+        for oh in range(out.shape[1]):
+            start = oh * rows.stride - rows.pad
+            row_first = first_tap(start, rows.dilation)
+            row_taps = tap_count(start, rows)
+            # -inf loses to everything but -inf, so a window of -inf keeps its first element
+            corner = (depth_first * height + row_first) * width
+            for ow in range(out_width):
+                out[od, oh, ow] = -INFINITY
+                argmax[od, oh, ow] = <index_t>(corner + first_tap(ow * stride_w - pad_w, dilation_w))
+            for tap_d in range(depth_taps):
+                depth = depth_first + tap_d * depths.dilation
+                for tap_h in range(row_taps):
+                    row = row_first + tap_h * rows.dilation
+                    row_start = <index_t>((depth * height + row) * width)
+                    for kw in range(kernel_width):
+                        offset = kw * dilation_w - pad_w
+                        valid_columns(kw * dilation_w, width, out_width, stride_w, pad_w,
+                                      &first, &stop)
+                        for ow in range(first, stop):
+                            value = x[depth, row, ow * stride_w + offset]
+                            best = out[od, oh, ow]
+                            take = (value > best) | (value != value)
+                            candidate = row_start + <index_t>(ow * stride_w + offset)
+                            out[od, oh, ow] = value if take else best
+                            argmax[od, oh, ow] = candidate if take else argmax[od, oh, ow]
 
 
-def max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out, index_t[:, :, ::1] argmax,
-                Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-                Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+def max_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+                index_t[:, :, :, ::1] argmax, tuple kernel, tuple stride, tuple padding,
+                tuple dilation, floating[:, :, ::1] best, index_t[:, :, ::1] best_index,
                 int num_threads):
-    """out and argmax (planes, OH, OW) from x (planes, H, W), one pass over each window.
+    """out and argmax (planes, OD, OH, OW) from x (planes, D, H, W), one pass over each window.
 
-    argmax: flat index into the H*W plane of each output's source element.
+    kernel, stride, padding, dilation: (depth, height, width) triples.
+    argmax: flat index into the D*H*W plane of each output's source element.
+    best, best_index: (num_threads, OH, OW) scratch, for unrolled (H, W) windows over several
+    input depths.
     """
-    cdef Py_ssize_t plane, planes = x.shape[0]
-    cdef bint fixed = is_fixed(kernel_height, kernel_width, stride_h, stride_w)
-    for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
-        if fixed:
-            max_plane_fixed(x[plane], out[plane], argmax[plane], kernel_height, kernel_width,
-                            stride_h, stride_w, pad_h, pad_w)
-        else:
-            max_plane_rows(x[plane], out[plane], argmax[plane], kernel_height, kernel_width,
-                           stride_h, stride_w, pad_h, pad_w)
+    cdef Axis axes[3]
+    fill_axes(axes, x.shape[1], x.shape[2], x.shape[3], kernel, stride, padding, dilation)
+    cdef Py_ssize_t plane, od, planes = x.shape[0], out_depth = out.shape[1]
+    cdef Py_ssize_t depth_step = axes[0].stride
+    cdef index_t slice_size = <index_t>(x.shape[2] * x.shape[3])
+    cdef bint fixed = is_fixed(axes), one_depth = axes[0].kernel == 1
+    cdef int tid = 0
+    with nogil, parallel(num_threads=num_threads):
+        tid = threadid()
+        for plane in prange(planes, schedule="static"):
+            if fixed and one_depth:
+                # a window reads one input depth (no depth padding, as kernel depth is 1)
+                for od in range(out_depth):
+                    max_plane_fixed(x[plane, od * depth_step], out[plane, od], argmax[plane, od],
+                                    axes[1].kernel, axes[2].kernel, axes[1].stride, axes[2].stride,
+                                    axes[1].pad, axes[2].pad, <index_t>(od * depth_step) * slice_size)
+            elif fixed:
+                max_plane_fixed_depths(x, out, argmax, plane, axes, best[tid], best_index[tid])
+            else:
+                max_plane_rows(x[plane], out[plane], argmax[plane], axes[0], axes[1], axes[2])
 
 
 def max_backward(const floating[:, ::1] dout, const index_t[:, ::1] argmax,
                  floating[:, ::1] dx, int num_threads):
-    """Overwrite dx (planes, H*W) with dout (planes, OH*OW) added at argmax (planes, OH*OW).
+    """Overwrite dx (planes, plane size) with dout (planes, outputs) added at argmax (planes, outputs).
 
-    Overlapping windows that share an argmax add up. One thread owns each plane.
+    Overlapping windows that share an argmax add up. One thread owns each plane. Serves every
+    max pooling: 1-D to 3-D and adaptive.
     """
     cdef Py_ssize_t plane, planes = dx.shape[0], plane_size = dx.shape[1]
     cdef Py_ssize_t position, outputs = dout.shape[1]
@@ -210,67 +341,385 @@ def max_backward(const floating[:, ::1] dout, const index_t[:, ::1] argmax,
             dx[plane, argmax[plane, position]] += dout[plane, position]
 
 
-cdef void avg_plane(const floating[:, ::1] x, floating[:, ::1] out,
-                    Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-                    Py_ssize_t stride_h, Py_ssize_t stride_w,
-                    Py_ssize_t pad_h, Py_ssize_t pad_w) noexcept nogil:
-    """Window sums in row-major window order, divided by KH*KW, for one plane."""
-    cdef Py_ssize_t height = x.shape[0], width = x.shape[1], out_width = out.shape[1]
-    cdef Py_ssize_t oh, ow, kw, top, row, offset, first, stop
-    cdef floating area = kernel_height * kernel_width
-    for oh in range(out.shape[0]):
+# ---- average pooling ------------------------------------------------------------------------
+
+cdef void fill_column_divisors(floating[::1] divisors, Axis cols, bint count_include_pad,
+                               Py_ssize_t divisor_override) noexcept nogil:
+    """divisors[ow]: the width axis's factor of each output column's divisor (divisor_override
+    itself when given; the depth and height factors are then 1)."""
+    cdef Py_ssize_t ow
+    for ow in range(divisors.shape[0]):
+        if divisor_override > 0:
+            divisors[ow] = <floating>divisor_override
+        else:
+            divisors[ow] = <floating>window_count(ow, cols, count_include_pad)
+
+
+cdef inline Py_ssize_t row_factor(Py_ssize_t od, Py_ssize_t oh, Axis depths, Axis rows,
+                                  bint count_include_pad, Py_ssize_t divisor_override) noexcept nogil:
+    """The depth and height factors of the divisor of output row (od, oh)."""
+    if divisor_override > 0:
+        return 1
+    return window_count(od, depths, count_include_pad) * window_count(oh, rows, count_include_pad)
+
+
+# The plane functions below take whole arrays and a plane index, not slices: slicing a
+# memoryview without the GIL costs two atomic reference-count updates, which for small planes
+# (pool-cifar: 0.5 us of work per plane) made average pooling 10-40% slower.
+
+cdef inline void add_gathered(floating* dst, const floating* src, Py_ssize_t count,
+                              Py_ssize_t stride) noexcept nogil:
+    """dst[i] += src[i * stride] for i < count; the common strides get loops of their own,
+    which the compiler vectorises (as _tiles' gather)."""
+    cdef Py_ssize_t i
+    if stride == 1:
+        for i in range(count):
+            dst[i] += src[i]
+    elif stride == 2:
+        for i in range(count):
+            dst[i] += src[2 * i]
+    elif stride == 4:
+        for i in range(count):
+            dst[i] += src[4 * i]
+    else:
+        for i in range(count):
+            dst[i] += src[i * stride]
+
+
+cdef void add_window_sums(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+                          Py_ssize_t plane, Py_ssize_t depth, Py_ssize_t od, Axis rows, Axis cols,
+                          bint first) noexcept nogil:
+    """Add the (H, W) window sums of input depth `depth` of a plane onto output depth `od`
+    (set them, if `first`), each window in row-major order."""
+    cdef Py_ssize_t stride_h = rows.stride, pad_h = rows.pad, kernel_height = rows.kernel
+    cdef Py_ssize_t stride_w = cols.stride, pad_w = cols.pad, kernel_width = cols.kernel
+    cdef Py_ssize_t height = x.shape[2], width = x.shape[3], out_width = out.shape[3]
+    cdef Py_ssize_t oh, ow, kw, top, row, offset, col_first, col_stop
+    cdef floating* out_row
+    cdef const floating* x_row
+    for oh in range(out.shape[2]):
         top = oh * stride_h - pad_h
-        for ow in range(out_width):
-            out[oh, ow] = 0
+        # pointers to one row, loops with literal strides: see add_window_shares
+        out_row = &out[plane, od, oh, 0]
+        if first:
+            for ow in range(out_width):
+                out_row[ow] = 0
         for row in range(clamp_low(top), clamp_high(top + kernel_height, height)):
+            x_row = &x[plane, depth, row, 0]
             for kw in range(kernel_width):
                 offset = kw - pad_w
-                valid_columns(kw, width, out_width, stride_w, pad_w, &first, &stop)
-                for ow in range(first, stop):
-                    out[oh, ow] += x[row, ow * stride_w + offset]
-        for ow in range(out_width):
-            out[oh, ow] = out[oh, ow] / area
+                valid_columns(kw, width, out_width, stride_w, pad_w, &col_first, &col_stop)
+                if col_first < col_stop:
+                    add_gathered(out_row + col_first, x_row + col_first * stride_w + offset,
+                                 col_stop - col_first, stride_w)
 
 
-cdef void avg_plane_backward(const floating[:, ::1] dout, floating[:, ::1] dx,
-                             Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-                             Py_ssize_t stride_h, Py_ssize_t stride_w,
-                             Py_ssize_t pad_h, Py_ssize_t pad_w) noexcept nogil:
-    """Overwrite dx with each dout element / (KH*KW) added over its window, for one plane."""
-    cdef Py_ssize_t height = dx.shape[0], width = dx.shape[1], out_width = dout.shape[1]
-    cdef Py_ssize_t oh, ow, kw, top, row, col, offset, first, stop
-    cdef floating area = kernel_height * kernel_width
-    for row in range(height):
-        for col in range(width):
-            dx[row, col] = 0
-    for oh in range(dout.shape[0]):
+cdef inline void divide_row(floating* row, const floating* divisors, floating factor,
+                            Py_ssize_t count) noexcept nogil:
+    """row[i] /= factor * divisors[i] for i < count (pointers: see add_window_shares)."""
+    cdef Py_ssize_t i
+    for i in range(count):
+        row[i] = row[i] / (factor * divisors[i])
+
+
+cdef inline void divide_into(floating* dst, const floating* src, const floating* divisors,
+                             floating factor, Py_ssize_t count) noexcept nogil:
+    """dst[i] = src[i] / (factor * divisors[i]) for i < count."""
+    cdef Py_ssize_t i
+    for i in range(count):
+        dst[i] = src[i] / (factor * divisors[i])
+
+
+cdef void avg_plane(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t plane,
+                    Axis depths, Axis rows, Axis cols, bint count_include_pad,
+                    Py_ssize_t divisor_override, const floating[:, ::1] scratch) noexcept nogil:
+    """Window sums in row-major window order, divided by the window's divisor, for one plane.
+    The last row of scratch holds the width factors of the divisors."""
+    cdef Py_ssize_t od, oh, ow, start, depth, depth_first, depth_stop
+    cdef Py_ssize_t out_width = out.shape[3], last = scratch.shape[0] - 1
+    cdef floating factor
+    for od in range(out.shape[1]):
+        start = od * depths.stride - depths.pad
+        depth_first, depth_stop = clamp_low(start), clamp_high(start + depths.kernel, depths.size)
+        for depth in range(depth_first, depth_stop):
+            add_window_sums(x, out, plane, depth, od, rows, cols, depth == depth_first)
+        for oh in range(out.shape[2]):
+            factor = <floating>row_factor(od, oh, depths, rows, count_include_pad, divisor_override)
+            divide_row(&out[plane, od, oh, 0], &scratch[last, 0], factor, out_width)
+
+
+cdef void add_window_shares(const floating* shares, floating[:, :, :, ::1] dx, Py_ssize_t plane,
+                            Py_ssize_t depth, Axis rows, Axis cols, Py_ssize_t out_height,
+                            Py_ssize_t out_width) noexcept nogil:
+    """Add each output's share, shares[oh * OW + ow], over its window's inputs in depth slice
+    `depth` of a plane of dx.
+
+    The inner loop is _tiles' scatter_add over one row (its start taken through the
+    memoryview, its range proved by valid_columns), with literal strides 1, 2 and 4: as a
+    loop over the 4-D memoryview with a run-time stride, inlined here, GCC kept it scalar
+    and reloaded its bounds from memory on every element, 1.4x slower than the 2-D kernel
+    this one replaced."""
+    cdef Py_ssize_t stride_h = rows.stride, pad_h = rows.pad, kernel_height = rows.kernel
+    cdef Py_ssize_t stride_w = cols.stride, pad_w = cols.pad, kernel_width = cols.kernel
+    cdef Py_ssize_t height = dx.shape[2], width = dx.shape[3]
+    cdef Py_ssize_t oh, ow, kw, top, row, offset, col_first, col_stop
+    cdef const floating* row_shares
+    cdef floating* dx_row
+    for oh in range(out_height):
         top = oh * stride_h - pad_h
+        row_shares = shares + oh * out_width
         for row in range(clamp_low(top), clamp_high(top + kernel_height, height)):
+            dx_row = &dx[plane, depth, row, 0]
             for kw in range(kernel_width):
                 offset = kw - pad_w
-                valid_columns(kw, width, out_width, stride_w, pad_w, &first, &stop)
-                # distinct ow touch distinct columns here, so this loop also vectorises
-                for ow in range(first, stop):
-                    dx[row, ow * stride_w + offset] += dout[oh, ow] / area
+                valid_columns(kw, width, out_width, stride_w, pad_w, &col_first, &col_stop)
+                if col_first < col_stop:
+                    scatter_add(dx_row + col_first * stride_w + offset, row_shares + col_first,
+                                col_stop - col_first, stride_w)
 
 
-def avg_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
-                Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-                Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-                int num_threads):
-    """out (planes, OH, OW): each window's sum over x (planes, H, W) divided by KH*KW."""
+cdef void avg_plane_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
+                             Py_ssize_t plane, Axis depths, Axis rows, Axis cols,
+                             bint count_include_pad, Py_ssize_t divisor_override,
+                             const floating[::1] column_divisors, floating[:, ::1] scaled,
+                             Py_ssize_t tid) noexcept nogil:
+    """Overwrite dx with each dout element / its divisor added over its window, for one plane.
+
+    scaled[tid]: scratch for one output depth slice (OH*OW).
+    """
+    cdef Py_ssize_t out_height = dout.shape[2], out_width = dout.shape[3]
+    cdef Py_ssize_t od, oh, ow, start, depth, depth_first, depth_stop, row, col
+    cdef floating factor
+    for depth in range(dx.shape[1]):
+        for row in range(dx.shape[2]):
+            for col in range(dx.shape[3]):
+                dx[plane, depth, row, col] = 0
+    for od in range(dout.shape[1]):
+        start = od * depths.stride - depths.pad
+        depth_first, depth_stop = clamp_low(start), clamp_high(start + depths.kernel, depths.size)
+        for oh in range(out_height):
+            factor = <floating>row_factor(od, oh, depths, rows, count_include_pad, divisor_override)
+            divide_into(&scaled[tid, oh * out_width], &dout[plane, od, oh, 0], &column_divisors[0],
+                        factor, out_width)
+        for depth in range(depth_first, depth_stop):
+            add_window_shares(&scaled[tid, 0], dx, plane, depth, rows, cols, out_height,
+                              out_width)
+
+
+def avg_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
+                tuple kernel, tuple stride, tuple padding, bint count_include_pad,
+                Py_ssize_t divisor_override, floating[:, ::1] scratch, int num_threads):
+    """out (planes, OD, OH, OW): each window's sum over x (planes, D, H, W) divided by
+    divisor_override if > 0, else by the window's element count (window_count, per axis).
+    scratch: (1, OW), for the width factors of the divisors."""
+    cdef Axis axes[3]
+    fill_axes(axes, x.shape[1], x.shape[2], x.shape[3], kernel, stride, padding, (1, 1, 1))
     cdef Py_ssize_t plane, planes = x.shape[0]
+    fill_column_divisors(scratch[scratch.shape[0] - 1], axes[2], count_include_pad, divisor_override)
     for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
-        avg_plane(x[plane], out[plane], kernel_height, kernel_width, stride_h, stride_w,
-                  pad_h, pad_w)
+        avg_plane(x, out, plane, axes[0], axes[1], axes[2], count_include_pad, divisor_override,
+                  scratch)
 
 
-def avg_backward(const floating[:, :, ::1] dout, floating[:, :, ::1] dx,
-                 Py_ssize_t kernel_height, Py_ssize_t kernel_width,
-                 Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
+def avg_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
+                 tuple kernel, tuple stride, tuple padding, bint count_include_pad,
+                 Py_ssize_t divisor_override, floating[:, ::1] scratch, floating[::1] divisors,
                  int num_threads):
-    """Overwrite dx (planes, H, W): each dout (planes, OH, OW) element / (KH*KW) added over its window."""
+    """Overwrite dx (planes, D, H, W): each dout (planes, OD, OH, OW) element divided as in
+    avg_forward and added over its window. scratch: (num_threads, OH*OW); divisors: (OW,),
+    for the width factors of the divisors."""
+    cdef Axis axes[3]
+    fill_axes(axes, dx.shape[1], dx.shape[2], dx.shape[3], kernel, stride, padding, (1, 1, 1))
     cdef Py_ssize_t plane, planes = dx.shape[0]
+    cdef int tid = 0
+    fill_column_divisors(divisors, axes[2], count_include_pad, divisor_override)
+    with nogil, parallel(num_threads=num_threads):
+        tid = threadid()
+        for plane in prange(planes, schedule="static"):
+            avg_plane_backward(dout, dx, plane, axes[0], axes[1], axes[2], count_include_pad,
+                               divisor_override, divisors, scratch, tid)
+
+
+# ---- whole-plane means (global average pooling) --------------------------------------------
+
+cdef inline double plane_sum(const floating[:, ::1] x, Py_ssize_t plane) noexcept nogil:
+    """Sum of x[plane, :], in blocks of 256: eight interleaved partial sums (independent adds
+    that the compiler turns into vector adds; one running sum is bound by the add latency,
+    below memory speed), in x's dtype within a block (float32: 32 values per lane), whose
+    lanes then go into a double total. Eight lanes, not sixteen: ResNet's 7x7 head planes
+    (49 values) read 30 GB/s instead of 24 (one thread, L3-resident), large planes the same."""
+    cdef floating partial[8]
+    cdef double total = 0, block_total
+    cdef Py_ssize_t start, stop, blocked, i, lane, length = x.shape[1]
+    cdef const floating* values
+    if length == 0:
+        return 0
+    values = &x[plane, 0]  # pointers in the loops: see add_window_shares
+    for start in range(0, length, 256):
+        stop = clamp_high(start + 256, length)
+        blocked = start + (stop - start) // 8 * 8
+        for lane in range(8):
+            partial[lane] = 0
+        for i in range(start, blocked, 8):
+            for lane in range(8):
+                partial[lane] += values[i + lane]
+        block_total = 0
+        for lane in range(4):
+            block_total += <double>partial[lane] + <double>partial[lane + 4]
+        for i in range(blocked, stop):
+            block_total += values[i]
+        total += block_total
+    return total
+
+
+def plane_means(const floating[:, ::1] x, floating[::1] out, int num_threads):
+    """out[p] = mean of x[p, :] for x (planes, length), summed in double."""
+    cdef Py_ssize_t plane, planes = x.shape[0]
+    cdef double length = x.shape[1]
     for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
-        avg_plane_backward(dout[plane], dx[plane], kernel_height, kernel_width,
-                           stride_h, stride_w, pad_h, pad_w)
+        out[plane] = <floating>(plane_sum(x, plane) / length)
+
+
+def spread_means(const floating[::1] dout, floating[:, ::1] dx, int num_threads):
+    """dx[p, :] = dout[p] / length for dx (planes, length): the gradient of plane_means."""
+    cdef Py_ssize_t plane, i, planes = dx.shape[0], length = dx.shape[1]
+    cdef floating value
+    for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
+        value = dout[plane] / <floating>length
+        for i in range(length):
+            dx[plane, i] = value
+
+
+# ---- adaptive pooling (2-D) -----------------------------------------------------------------
+# The window bounds come precomputed from the front (fastconv._geometry.adaptive_range, one
+# entry per output row and column): computed here per output, their divisions cost more than
+# the 3x3 windows of AlexNet's 13 -> 6 pool themselves.
+
+def adaptive_avg_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
+                         const Py_ssize_t[::1] tops, const Py_ssize_t[::1] bottoms,
+                         const Py_ssize_t[::1] lefts, const Py_ssize_t[::1] rights, int num_threads):
+    """out (planes, OH, OW): the mean of each adaptive window of x (planes, H, W), rows
+    [tops[oh], bottoms[oh]) and columns [lefts[ow], rights[ow])."""
+    cdef Py_ssize_t plane, oh, ow, row, col, top, bottom, left, right
+    cdef Py_ssize_t planes = x.shape[0], out_height = out.shape[1], out_width = out.shape[2]
+    cdef const floating* x_row
+    cdef floating total
+    for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
+        for oh in range(out_height):
+            top, bottom = tops[oh], bottoms[oh]
+            for ow in range(out_width):
+                left, right = lefts[ow], rights[ow]
+                total = 0
+                for row in range(top, bottom):
+                    x_row = &x[plane, row, 0]  # pointers in the loop: see add_window_shares
+                    for col in range(left, right):
+                        total = total + x_row[col]
+                out[plane, oh, ow] = total / <floating>((bottom - top) * (right - left))
+
+
+def adaptive_avg_backward(const floating[:, :, ::1] dout, floating[:, :, ::1] dx,
+                          const Py_ssize_t[::1] tops, const Py_ssize_t[::1] bottoms,
+                          const Py_ssize_t[::1] lefts, const Py_ssize_t[::1] rights, int num_threads):
+    """Overwrite dx (planes, H, W): each dout (planes, OH, OW) element / its window's size added
+    over its window (windows may overlap)."""
+    cdef Py_ssize_t plane, oh, ow, row, col, top, bottom, left, right
+    cdef Py_ssize_t planes = dx.shape[0], height = dx.shape[1], width = dx.shape[2]
+    cdef Py_ssize_t out_height = dout.shape[1], out_width = dout.shape[2]
+    cdef floating* dx_row
+    cdef floating share
+    for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
+        for row in range(height):
+            for col in range(width):
+                dx[plane, row, col] = 0
+        for oh in range(out_height):
+            top, bottom = tops[oh], bottoms[oh]
+            for ow in range(out_width):
+                left, right = lefts[ow], rights[ow]
+                share = dout[plane, oh, ow] / <floating>((bottom - top) * (right - left))
+                for row in range(top, bottom):
+                    dx_row = &dx[plane, row, 0]
+                    for col in range(left, right):
+                        dx_row[col] += share
+
+
+def adaptive_max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
+                         index_t[:, :, ::1] argmax,
+                         const Py_ssize_t[::1] tops, const Py_ssize_t[::1] bottoms,
+                         const Py_ssize_t[::1] lefts, const Py_ssize_t[::1] rights, int num_threads):
+    """out and argmax (planes, OH, OW): the max of each adaptive window of x (planes, H, W) and
+    its flat index into the H*W plane (first maximum, last NaN)."""
+    cdef Py_ssize_t plane, oh, ow, row, col, top, bottom, left, right
+    cdef Py_ssize_t planes = x.shape[0], width = x.shape[2]
+    cdef Py_ssize_t out_height = out.shape[1], out_width = out.shape[2]
+    cdef const floating* x_row
+    cdef floating best, value
+    cdef index_t best_index
+    cdef bint take
+    for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
+        for oh in range(out_height):
+            top, bottom = tops[oh], bottoms[oh]
+            for ow in range(out_width):
+                left, right = lefts[ow], rights[ow]
+                best = -INFINITY
+                best_index = <index_t>(top * width + left)
+                for row in range(top, bottom):
+                    x_row = &x[plane, row, 0]
+                    for col in range(left, right):
+                        value = x_row[col]
+                        take = (value > best) | (value != value)
+                        best = value if take else best
+                        best_index = <index_t>(row * width + col) if take else best_index
+                out[plane, oh, ow] = best
+                argmax[plane, oh, ow] = best_index
+
+
+# ---- max-unpooling --------------------------------------------------------------------------
+
+def unpool_forward(const floating[:, ::1] x, const int64_t[:, ::1] indices, floating[:, ::1] out,
+                   int num_threads):
+    """Overwrite out (planes, M) with zeros and x (planes, L) written at indices (planes, L),
+    each in [0, M). A position named twice keeps the last x in plane order."""
+    cdef Py_ssize_t plane, i, planes = x.shape[0], length = x.shape[1], out_size = out.shape[1]
+    for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
+        if length > 0:
+            scatter_plane(&x[plane, 0], &indices[plane, 0], &out[plane, 0], length, out_size)
+
+
+cdef inline void scatter_plane(const floating* x, const int64_t* indices, floating* out,
+                               Py_ssize_t length, Py_ssize_t out_size) noexcept nogil:
+    """One plane of unpool_forward. Pointers, not memoryviews: with the memoryviews' strides
+    in memory that a float store may alias (-fno-strict-aliasing), every element reloaded
+    them (see add_window_shares); the front checked every index against out_size."""
+    cdef Py_ssize_t i
+    for i in range(out_size):
+        out[i] = 0
+    for i in range(length):
+        out[indices[i]] = x[i]
+
+
+cdef inline void gather_plane(const floating* dout, const int64_t* indices, floating* dx,
+                              uint8_t* claimed, Py_ssize_t length, Py_ssize_t out_size) noexcept nogil:
+    """One plane of unpool_backward (pointers: see scatter_plane). Scanned from the end, so the
+    first x element to claim a position is the one the forward kept (the last); claimed: one
+    byte per output position (12 KB for 112x112, in L1: an 8-byte owner index per position, in
+    L2, had made this 3.4x slower than a plain gather)."""
+    cdef Py_ssize_t i, position
+    memset(claimed, 0, out_size)
+    for i in range(length - 1, -1, -1):
+        position = indices[i]
+        dx[i] = 0 if claimed[position] else dout[position]
+        claimed[position] = 1
+
+
+def unpool_backward(const floating[:, ::1] dout, const int64_t[:, ::1] indices, floating[:, ::1] dx,
+                    uint8_t[:, ::1] claimed, int num_threads):
+    """dx (planes, L): dout (planes, M) read back at indices (planes, L), the gradient of
+    unpool_forward: an x element a later one overwrote gets 0. claimed: (num_threads, M) scratch."""
+    cdef Py_ssize_t plane, planes = dx.shape[0], length = dx.shape[1], out_size = dout.shape[1]
+    cdef int tid = 0
+    with nogil, parallel(num_threads=num_threads):
+        tid = threadid()
+        for plane in prange(planes, schedule="static"):
+            if length > 0:
+                gather_plane(&dout[plane, 0], &indices[plane, 0], &dx[plane, 0], &claimed[tid, 0],
+                             length, out_size)

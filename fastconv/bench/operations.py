@@ -6,6 +6,8 @@ from scratch: a forward+backward call runs its own forward.
 """
 import numpy as np
 
+from .suite import POOL_OPTION_FAMILIES
+
 PASSES = ("forward", "forward+backward")
 SHORT_PASS = {"forward": "fwd", "forward+backward": "fwd+bwd"}
 IMPLEMENTATIONS = ("reference", "fastconv", "torch")
@@ -30,6 +32,8 @@ def make_inputs(case, dtype, seed=0):
     a convolution, w and b."""
     rng = np.random.default_rng(seed)
     dtype = np.dtype(dtype)
+    if case.family in POOL_OPTION_FAMILIES:
+        return _pool_option_inputs(case, rng, dtype)
     inputs = {"x": rng.standard_normal(case.x_shape, dtype=dtype)}
     if case.kind == "conv":
         inputs["w"] = rng.standard_normal(case.w_shape, dtype=dtype)
@@ -43,6 +47,8 @@ def numpy_call(api, case, pass_name, inputs, **options):
 
     api : the ``fastconv`` module (options: backend="cython") or ``fastconv.reference``.
     """
+    if case.family in POOL_OPTION_FAMILIES:
+        return _pool_option_numpy_call(api, case, pass_name, inputs, **options)
     x, dout = inputs["x"], inputs["dout"]
     if case.kind == "conv":
         w, b = inputs["w"], inputs["b"]
@@ -76,6 +82,8 @@ def torch_call(torch, case, pass_name, inputs):
     faster once a conv backward has run in its process (7.3 -> 2.1 ms on cnn-cifar), so this
     is the harder baseline.
     """
+    if case.family in POOL_OPTION_FAMILIES:
+        return _pool_option_torch_call(torch, case, pass_name, inputs)
     functional = torch.nn.functional
     x = torch.from_numpy(inputs["x"]).requires_grad_(True)
     dout = torch.from_numpy(inputs["dout"])
@@ -116,3 +124,83 @@ def implementations(case, pass_name, inputs, torch=None):
     if torch is not None:
         calls["torch"] = torch_call(torch, case, pass_name, inputs)
     return calls
+
+
+# ---- pooling options (issue 23) ---------------------------------------------------------------
+
+def _pool_option_inputs(case, rng, dtype):
+    """x, dout and, for unpooling, x replaced by the maxima of a random input of the unpooled
+    size and their int64 indices (as a SegNet encoder hands them to its decoder)."""
+    inputs = {"x": rng.standard_normal(case.x_shape, dtype=dtype)}
+    if case.op == "unpool":
+        import fastconv
+
+        source = rng.standard_normal(case.out_shape, dtype=dtype)
+        inputs["x"], inputs["indices"], _ = fastconv.max_pool2d_forward(
+            source, case.kernel_size, case.stride, case.padding, return_indices=True)
+        assert inputs["x"].shape == case.x_shape
+    inputs["dout"] = rng.standard_normal(case.out_shape, dtype=dtype)
+    return inputs
+
+
+def _pool_option_numpy_call(api, case, pass_name, inputs, **options):
+    x, dout = inputs["x"], inputs["dout"]
+    keywords = case.keywords
+    if case.op in ("max", "avg"):
+        name = f"{case.op}_pool{case.ndim}d"
+
+        def forward():
+            return getattr(api, f"{name}_forward")(x, case.kernel_size, case.stride, case.padding,
+                                                    **keywords, **options)
+    elif case.op.startswith("adaptive"):
+        name = f"{case.op}_pool2d"
+
+        def forward():
+            return getattr(api, f"{name}_forward")(x, keywords["output_size"], **options)
+    else:
+        name, indices = "max_unpool2d", inputs["indices"]
+
+        def forward():
+            return api.max_unpool2d_forward(x, indices, case.kernel_size, case.stride, case.padding,
+                                            **options)
+    if pass_name == "forward":
+        return forward
+    backward = getattr(api, f"{name}_backward")
+
+    def forward_backward():
+        _, cache = forward()
+        return backward(dout, cache)
+
+    return forward_backward
+
+
+def _pool_option_torch_call(torch, case, pass_name, inputs):
+    functional = torch.nn.functional
+    x = torch.from_numpy(inputs["x"]).requires_grad_(True)
+    dout = torch.from_numpy(inputs["dout"])
+    keywords = case.keywords
+    if case.op in ("max", "avg"):
+        pool = getattr(functional, f"{case.op}_pool{case.ndim}d")
+        stride = case.kernel_size if case.stride is None else case.stride
+
+        def forward():
+            return pool(x, case.kernel_size, stride, case.padding, **keywords)
+    elif case.op.startswith("adaptive"):
+        pool = getattr(functional, f"{case.op}_pool2d")
+
+        def forward():
+            return pool(x, keywords["output_size"])
+    else:
+        indices = torch.from_numpy(inputs["indices"])
+
+        def forward():
+            return functional.max_unpool2d(x, indices, case.kernel_size, case.stride, case.padding)
+    if pass_name == "forward":
+        return forward
+
+    def forward_backward():
+        x.grad = None  # no accumulation into a previous call's gradients
+        forward().backward(dout)
+        return (x.grad,)
+
+    return forward_backward

@@ -91,6 +91,89 @@ POOL_CASES = (
     PoolCase("pool-55-k3s2", (32, 64, 55, 55), kernel_size=3, stride=2),
 )
 
+# ---- pooling options (issue 23): one family per option, selectable with --only -------------
+
+@dataclass(frozen=True)
+class PoolOptionCase:
+    """One pooling layer of a real network using an option plain max-pooling lacks.
+
+    op : "max" or "avg" (1-D to 3-D, by x's rank), "adaptive_avg", "adaptive_max" (2-D) or
+        "unpool" (2-D; x is the pooled input, its indices come from max-pooling an input of
+        the unpooled size).
+    options : (name, value) pairs passed as keywords: dilation, ceil_mode, count_include_pad,
+        divisor_override, or output_size for the adaptive pools.
+    """
+
+    name: str
+    family: str
+    op: str
+    x_shape: tuple
+    kernel_size: object = None
+    stride: object = None
+    padding: object = 0
+    options: tuple = ()
+    full_only: bool = False
+
+    @property
+    def ndim(self):
+        return len(self.x_shape) - 2
+
+    @property
+    def keywords(self):
+        return dict(self.options)
+
+    @property
+    def out_shape(self):
+        from .._geometry import adaptive_geometry, pool_geometry, unpool_geometry
+
+        if self.op.startswith("adaptive"):
+            return adaptive_geometry(self.x_shape, self.keywords["output_size"]).output_shape
+        if self.op == "unpool":
+            return unpool_geometry(self.x_shape, self.kernel_size, self.stride, self.padding).output_shape
+        options = {k: v for k, v in self.options if k in ("dilation", "ceil_mode")}
+        return pool_geometry(self.x_shape, self.kernel_size, self.stride, self.padding, **options).output_shape
+
+    def forward_gflop(self):
+        return None  # comparisons and adds, not multiply-adds: no GFLOP figure
+
+    def describe(self):
+        text = f"{self.op} {_tuple(self.x_shape)}"
+        if self.kernel_size is not None:
+            text += f" k{self.kernel_size} s{self.stride or self.kernel_size} p{self.padding}"
+        for key, value in self.options:
+            text += f" {key}={value}"
+        return text
+
+
+POOL_OPTION_CASES = (
+    # GoogLeNet / Inception (and Caffe-converted nets): ceil_mode max-pools
+    PoolOptionCase("googlenet-mp2", "maxpool-ceil", "max", (8, 192, 56, 56), 3, 2, 0, (("ceil_mode", True),)),
+    PoolOptionCase("googlenet-mp3", "maxpool-ceil", "max", (16, 480, 28, 28), 3, 2, 0, (("ceil_mode", True),)),
+    PoolOptionCase("pool-55-dil2", "maxpool-dilated", "max", (16, 64, 55, 55), 3, 2, 1, (("dilation", 2),)),
+    # CS231n-style and Inception average pools that leave padding out of the mean
+    PoolOptionCase("inception-avg", "avgpool", "avg", (16, 192, 35, 35), 3, 1, 1,
+                   (("count_include_pad", False),)),
+    PoolOptionCase("avg-k3s2-ceil", "avgpool", "avg", (16, 256, 28, 28), 3, 2, 1,
+                   (("ceil_mode", True), ("count_include_pad", False))),
+    # ResNet heads: global average pooling; AlexNet's adaptive 6x6
+    PoolOptionCase("resnet18-head", "adaptive", "adaptive_avg", (32, 512, 7, 7), options=(("output_size", 1),)),
+    PoolOptionCase("resnet50-head", "adaptive", "adaptive_avg", (32, 2048, 7, 7), options=(("output_size", 1),)),
+    PoolOptionCase("alexnet-adaptive", "adaptive", "adaptive_avg", (32, 256, 13, 13),
+                   options=(("output_size", 6),)),
+    PoolOptionCase("adaptive-max-7", "adaptive", "adaptive_max", (16, 512, 14, 14), options=(("output_size", 7),)),
+    # SegNet decoders: max-unpooling with the encoder's indices
+    PoolOptionCase("segnet-unpool-56", "unpool", "unpool", (8, 64, 56, 56), 2, 2),
+    PoolOptionCase("segnet-unpool-14", "unpool", "unpool", (8, 512, 14, 14), 2, 2),
+    # audio (1-D) and volumetric (3-D) nets
+    PoolOptionCase("audio-max", "pool1d", "max", (32, 64, 4000), 3, 2, 1),
+    PoolOptionCase("audio-avg", "pool1d", "avg", (32, 64, 4000), 4, 4, 0, (("ceil_mode", True),)),
+    PoolOptionCase("c3d-pool1", "pool3d", "max", (2, 64, 16, 56, 56), (1, 2, 2), (1, 2, 2)),
+    PoolOptionCase("c3d-pool2", "pool3d", "max", (2, 128, 16, 28, 28), 2, 2),
+    PoolOptionCase("avg3d-k3s2", "pool3d", "avg", (2, 64, 8, 28, 28), 3, 2, 1),
+)
+POOL_OPTION_FAMILIES = ("maxpool-ceil", "maxpool-dilated", "avgpool", "adaptive", "unpool", "pool1d", "pool3d")
+
+
 # Small shapes for the test of the bench itself (hidden --tiny option); never reported.
 TINY_CASES = (
     ConvCase("tiny-conv", (2, 3, 9, 8), (4, 3, 3, 2), stride=2, padding=1),
@@ -98,11 +181,11 @@ TINY_CASES = (
     PoolCase("tiny-pool", (2, 3, 8, 7), kernel_size=3, stride=2),
 )
 
-FAMILIES = ("conv", "maxpool")
+FAMILIES = ("conv", "maxpool") + POOL_OPTION_FAMILIES
 
 
 def all_cases(*, tiny=False):
-    return TINY_CASES if tiny else CONV_CASES + POOL_CASES
+    return TINY_CASES if tiny else CONV_CASES + POOL_CASES + POOL_OPTION_CASES
 
 
 def _groups(tiny):

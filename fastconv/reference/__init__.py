@@ -10,7 +10,12 @@ from .conv import (conv1d_backward, conv1d_forward, conv2d_backward, conv2d_forw
 from .im2col import col2im, im2col
 from .norm import (batch_norm_backward, batch_norm_forward, group_norm_backward, group_norm_forward,
                    layer_norm_backward, layer_norm_forward)
-from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
+from .pool import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward,
+                   adaptive_max_pool2d_backward, adaptive_max_pool2d_forward, avg_pool1d_backward,
+                   avg_pool1d_forward, avg_pool2d_backward, avg_pool2d_forward, avg_pool3d_backward,
+                   avg_pool3d_forward, max_pool1d_backward, max_pool1d_forward, max_pool2d_backward,
+                   max_pool2d_forward, max_pool3d_backward, max_pool3d_forward,
+                   max_unpool2d_backward, max_unpool2d_forward)
 
 __all__ = [
     "im2col", "col2im",
@@ -22,4 +27,10 @@ __all__ = [
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward",
     "group_norm_forward", "group_norm_backward",
+    # pooling options (issue 23)
+    "max_pool1d_forward", "max_pool1d_backward", "max_pool3d_forward", "max_pool3d_backward",
+    "avg_pool1d_forward", "avg_pool1d_backward", "avg_pool3d_forward", "avg_pool3d_backward",
+    "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
+    "adaptive_max_pool2d_forward", "adaptive_max_pool2d_backward",
+    "max_unpool2d_forward", "max_unpool2d_backward",
 ]
