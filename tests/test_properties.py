@@ -732,3 +732,77 @@ def test_unpool_of_max_pool_equals_reference_and_restores_the_maxima(problem, da
     np.testing.assert_array_equal(np.take_along_axis(flat, positions, axis=1), pooled.reshape(positions.shape))
     # every dout position is read back by at most one x element
     assert np.count_nonzero(dx) <= np.count_nonzero(dout)
+
+
+# ---- spatial tiling (fastconv._tiling, what fastconv.dask builds its graphs from) ------------
+
+@st.composite
+def chunkings(draw, size):
+    """Chunk lengths summing to `size`, uneven, possibly with empty chunks."""
+    cuts = sorted(draw(st.lists(st.integers(0, size), max_size=6)) + [0, size])
+    return tuple(stop - start for start, stop in zip(cuts, cuts[1:]))
+
+
+@st.composite
+def tiled_conv_problems(draw):
+    size = (draw(st.integers(1, 24)), draw(st.integers(1, 24)))
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = draw(st.one_of(st.sampled_from(["same", "valid"]),
+                             st.tuples(*[st.integers(0, 6)] * 4)))
+    try:
+        geometry = conv_geometry((2, 2) + size, (3, 2) + kernel, stride, padding, dilation=dilation)
+    except ValueError:
+        assume(False)
+    chunks = (draw(chunkings(size[0])), draw(chunkings(size[1])))
+    return geometry, padding, chunks
+
+
+@given(problem=tiled_conv_problems(), seed=st.integers(0, 2**32 - 1))
+def test_tiles_planned_per_chunk_make_up_the_whole_convolution(problem, seed):
+    """Each output chunk, computed from its input chunk plus the planned halo (as dask's
+    overlap delivers it) with the tile's own padding, equals that part of the whole
+    convolution: integer-valued inputs make every sum exact, so equal means identical."""
+    from fastconv import _tiling
+
+    geometry, padding, chunks = problem
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, geometry.input_shape).astype(np.float64)
+    w = rng.integers(-2, 3, geometry.weight_shape).astype(np.float64)
+    b = rng.integers(-2, 3, geometry.filters).astype(np.float64)
+    whole = fastconv.conv2d_forward(x, w, b, geometry.stride, padding, dilation=geometry.dilation,
+                                    backend="reference")[0]
+    plans = [_tiling.plan_axis(window, axis_chunks)
+             for window, axis_chunks in zip(_tiling.conv_axes(geometry), chunks)]
+    blocks = []
+    for plan in plans:
+        assert sum(plan.chunks) == plan.window.size and sum(plan.out_chunks) == plan.window.out
+        if len(plan.chunks) > 1:  # what dask's overlap needs: no chunk shorter than the halo
+            assert min(plan.chunks) >= max(plan.halo)
+        assert max(plan.halo) <= _tiling.largest_halo(plan.window)
+        axis_blocks, out_start = [], 0
+        for index, (start, length, out_length) in enumerate(zip(plan.starts, plan.chunks, plan.out_chunks)):
+            begin = start - (plan.halo[0] if index > 0 else 0)
+            end = start + length + (plan.halo[1] if index < len(plan.chunks) - 1 else 0)
+            axis_blocks.append((begin, end, out_start, out_start + out_length))
+            out_start += out_length
+        blocks.append(axis_blocks)
+    tiled = np.full(whole.shape, np.nan)
+    for j, (top, bottom, out_top, out_bottom) in enumerate(blocks[0]):
+        for k, (left, right, out_left, out_right) in enumerate(blocks[1]):
+            if out_top == out_bottom or out_left == out_right:
+                continue
+            block = x[:, :, top:bottom, left:right]
+            rows = _tiling.tile_rows(plans[0], j, out_top, out_bottom, block.shape[2])
+            cols = _tiling.tile_rows(plans[1], k, out_left, out_right, block.shape[3])
+            if rows is None or cols is None:  # windows of padding only: the bias
+                tile_out = np.broadcast_to(b[:, None, None], (2, 3, out_bottom - out_top,
+                                                              out_right - out_left))
+            else:
+                tile = block[:, :, rows[0]:rows[1], cols[0]:cols[1]]
+                tile_out = fastconv.conv2d_forward(tile, w, b, geometry.stride,
+                                                   rows[2:] + cols[2:], dilation=geometry.dilation,
+                                                   backend="reference")[0]
+            tiled[:, :, out_top:out_bottom, out_left:out_right] = tile_out
+    np.testing.assert_array_equal(tiled, whole)
