@@ -8,7 +8,8 @@ maps a layer back. A converter raises _Unsupported naming an option fastconv lac
 """
 import numpy as np
 
-from .layers import AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, LeakyReLU, Linear, MaxPool2d, ReLU, Sequential
+from . import layers
+from .layers import Dropout, Flatten, GroupNorm, LayerNorm, LeakyReLU, Linear, ReLU, Sequential
 from .layers.base import Layer
 
 
@@ -24,10 +25,6 @@ def _import_torch():
             "fastconv.interop needs PyTorch, which is not installed (python -m pip install torch)"
         ) from error
     return torch
-
-
-def _pair(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 def _require(module, **expected):
@@ -52,58 +49,114 @@ def _tensor(torch, array):
 
 # --- torch -> fastconv: one converter per torch.nn class name --------------------------------
 
-def _conv2d_from_torch(module, dtype):
-    if _pair(module.dilation) != (1, 1):
-        raise _Unsupported(f"dilation={module.dilation} (fastconv's Conv2d has no dilation yet)")
-    _require(module, groups=1, padding_mode="zeros")
-    padding = module.padding
-    if padding == "valid":
-        padding = (0, 0)
-    elif padding == "same":
-        # stride 1 (torch requires it for 'same'): an odd kernel pads (k - 1) / 2 on each side
-        if any(size % 2 == 0 for size in module.kernel_size):
-            raise _Unsupported(f"padding='same' with the even kernel {module.kernel_size} (pads unequally)")
-        padding = tuple((size - 1) // 2 for size in module.kernel_size)
-    layer = Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride, padding,
-                   bias=module.bias is not None, dtype=dtype, rng=0)
-    _copy(layer.params["weight"], module.weight)
-    if module.bias is not None:
-        _copy(layer.params["bias"], module.bias)
+def _tuple(value, ndim):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * ndim
+
+
+def _with_parameters(layer, module, names=("weight", "bias")):
+    for name in names:
+        tensor = getattr(module, name, None)
+        if tensor is not None:
+            _copy(layer.params[name], tensor)
     return layer
+
+
+def _conv_from_torch(kind):
+    """Conv1d/2d/3d and ConvTranspose1d/2d/3d: every option fastconv has (stride, padding
+    incl. 'same'/'valid', dilation, groups, padding_mode; output_padding)."""
+    ndim = int(kind[-2])
+    transposed = kind.startswith("ConvTranspose")
+
+    def convert(module, dtype):
+        padding = module.padding
+        if not isinstance(padding, str):
+            padding = _tuple(padding, ndim)
+        options = dict(dilation=_tuple(module.dilation, ndim), groups=module.groups)
+        if transposed:
+            _require(module, padding_mode="zeros")
+            options["output_padding"] = _tuple(module.output_padding, ndim)
+        else:
+            options["padding_mode"] = module.padding_mode
+        layer = getattr(layers, kind)(module.in_channels, module.out_channels,
+                                      _tuple(module.kernel_size, ndim), _tuple(module.stride, ndim),
+                                      padding, bias=module.bias is not None, dtype=dtype, rng=0,
+                                      **options)
+        return _with_parameters(layer, module)
+
+    return convert
 
 
 def _linear_from_torch(module, dtype):
     layer = Linear(module.in_features, module.out_features, bias=module.bias is not None, dtype=dtype, rng=0)
-    _copy(layer.params["weight"], module.weight)
-    if module.bias is not None:
-        _copy(layer.params["bias"], module.bias)
-    return layer
+    return _with_parameters(layer, module)
 
 
-def _batchnorm2d_from_torch(module, dtype):
-    _require(module, affine=True, track_running_stats=True)
-    if module.momentum is None:
-        raise _Unsupported("momentum=None (a cumulative average; fastconv's running statistics are exponential)")
-    layer = BatchNorm2d(module.num_features, eps=module.eps, momentum=module.momentum, dtype=dtype)
-    _copy(layer.params["weight"], module.weight)
-    _copy(layer.params["bias"], module.bias)
-    _copy(layer.running_mean, module.running_mean)
-    _copy(layer.running_var, module.running_var)
-    return layer
+def _batchnorm_from_torch(kind):
+    def convert(module, dtype):
+        _require(module, affine=True, track_running_stats=True)
+        if module.momentum is None:
+            raise _Unsupported("momentum=None (a cumulative average; fastconv's running statistics "
+                               "are exponential)")
+        layer = getattr(layers, kind)(module.num_features, eps=module.eps, momentum=module.momentum,
+                                      dtype=dtype)
+        _with_parameters(layer, module)
+        _copy(layer.running_mean, module.running_mean)
+        _copy(layer.running_var, module.running_var)
+        return layer
+
+    return convert
 
 
-def _max_pool2d_from_torch(module, dtype):
-    if _pair(module.dilation) != (1, 1):
-        raise _Unsupported(f"dilation={module.dilation}")
-    _require(module, ceil_mode=False, return_indices=False)
-    return MaxPool2d(module.kernel_size, module.stride, module.padding)
+def _layer_norm_from_torch(module, dtype):
+    if not module.elementwise_affine or getattr(module, "bias", None) is None:
+        raise _Unsupported("elementwise_affine=False or bias=False (fastconv's LayerNorm has both)")
+    return _with_parameters(LayerNorm(tuple(module.normalized_shape), eps=module.eps, dtype=dtype),
+                            module)
 
 
-def _avg_pool2d_from_torch(module, dtype):
-    _require(module, ceil_mode=False, divisor_override=None)
-    if not module.count_include_pad and _pair(module.padding) != (0, 0):
-        raise _Unsupported("count_include_pad=False with padding (fastconv divides by the whole window)")
-    return AvgPool2d(module.kernel_size, module.stride, module.padding)
+def _group_norm_from_torch(module, dtype):
+    _require(module, affine=True)
+    return _with_parameters(GroupNorm(module.num_groups, module.num_channels, eps=module.eps,
+                                      dtype=dtype), module)
+
+
+def _max_pool_from_torch(kind):
+    ndim = int(kind[-2])
+
+    def convert(module, dtype):
+        _require(module, return_indices=False)  # a Sequential passes one array on
+        return getattr(layers, kind)(_tuple(module.kernel_size, ndim),
+                                     _tuple(module.stride or module.kernel_size, ndim),
+                                     _tuple(module.padding, ndim),
+                                     dilation=_tuple(module.dilation, ndim),
+                                     ceil_mode=bool(module.ceil_mode))
+
+    return convert
+
+
+def _avg_pool_from_torch(kind):
+    ndim = int(kind[-2])
+
+    def convert(module, dtype):
+        return getattr(layers, kind)(_tuple(module.kernel_size, ndim),
+                                     _tuple(module.stride or module.kernel_size, ndim),
+                                     _tuple(module.padding, ndim), ceil_mode=bool(module.ceil_mode),
+                                     count_include_pad=bool(module.count_include_pad),
+                                     divisor_override=getattr(module, "divisor_override", None))
+
+    return convert
+
+
+def _adaptive_from_torch(kind):
+    def convert(module, dtype):
+        if getattr(module, "return_indices", False):
+            raise _Unsupported("return_indices=True")
+        size = module.output_size
+        if isinstance(size, (tuple, list)) and None in size:
+            raise _Unsupported(f"output_size={size} (None keeps an input size; give both)")
+        return getattr(layers, kind)(size)
+
+    return convert
 
 
 def _flatten_from_torch(module, dtype):
@@ -112,11 +165,17 @@ def _flatten_from_torch(module, dtype):
 
 
 _FROM_TORCH = {
-    "Conv2d": _conv2d_from_torch,
+    **{kind: _conv_from_torch(kind) for kind in ("Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",
+                                                 "ConvTranspose2d", "ConvTranspose3d")},
     "Linear": _linear_from_torch,
-    "BatchNorm2d": _batchnorm2d_from_torch,
-    "MaxPool2d": _max_pool2d_from_torch,
-    "AvgPool2d": _avg_pool2d_from_torch,
+    "BatchNorm1d": _batchnorm_from_torch("BatchNorm1d"),
+    "BatchNorm2d": _batchnorm_from_torch("BatchNorm2d"),
+    "LayerNorm": _layer_norm_from_torch,
+    "GroupNorm": _group_norm_from_torch,
+    **{kind: _max_pool_from_torch(kind) for kind in ("MaxPool1d", "MaxPool2d", "MaxPool3d")},
+    **{kind: _avg_pool_from_torch(kind) for kind in ("AvgPool1d", "AvgPool2d", "AvgPool3d")},
+    "AdaptiveAvgPool2d": _adaptive_from_torch("AdaptiveAvgPool2d"),
+    "AdaptiveMaxPool2d": _adaptive_from_torch("AdaptiveMaxPool2d"),
     "ReLU": lambda module, dtype: ReLU(),
     "LeakyReLU": lambda module, dtype: LeakyReLU(module.negative_slope),
     "Flatten": _flatten_from_torch,
@@ -219,9 +278,22 @@ def _load_parameters(torch, module, arrays):
     return module
 
 
-def _conv2d_to_torch(torch, layer):
-    module = torch.nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
-                             layer.padding, bias="bias" in layer.params, dtype=_torch_dtype_of(torch, layer))
+def _conv_to_torch(torch, layer):
+    options = dict(dilation=layer.dilation, groups=layer.groups)
+    if layer.transposed:
+        options["output_padding"] = layer.output_padding
+        padding = layer.padding
+    else:
+        options["padding_mode"] = layer.padding_mode
+        padding = layer.padding
+        if isinstance(padding, tuple) and len(padding) == 2 * layer.ndim:
+            if padding[0::2] != padding[1::2]:
+                raise _Unsupported(f"per-side padding {padding} with unequal sides (PyTorch's "
+                                   "Conv pads both sides alike)")
+            padding = padding[0::2]
+    module = getattr(torch.nn, type(layer).__name__)(
+        layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, padding,
+        bias="bias" in layer.params, dtype=_torch_dtype_of(torch, layer), **options)
     return _load_parameters(torch, module, layer.params)
 
 
@@ -231,20 +303,55 @@ def _linear_to_torch(torch, layer):
     return _load_parameters(torch, module, layer.params)
 
 
-def _batchnorm2d_to_torch(torch, layer):
-    module = torch.nn.BatchNorm2d(layer.num_features, eps=layer.eps, momentum=layer.momentum,
-                                  dtype=_torch_dtype_of(torch, layer))
+def _batchnorm_to_torch(torch, layer):
+    module = getattr(torch.nn, type(layer).__name__)(layer.num_features, eps=layer.eps,
+                                                     momentum=layer.momentum,
+                                                     dtype=_torch_dtype_of(torch, layer))
     return _load_parameters(torch, module, dict(layer.params, running_mean=layer.running_mean,
                                                 running_var=layer.running_var))
 
 
+def _layer_norm_to_torch(torch, layer):
+    module = torch.nn.LayerNorm(layer.params["weight"].shape, eps=layer.eps,
+                                dtype=_torch_dtype_of(torch, layer))
+    return _load_parameters(torch, module, layer.params)
+
+
+def _group_norm_to_torch(torch, layer):
+    module = torch.nn.GroupNorm(layer.num_groups, layer.num_channels, eps=layer.eps,
+                                dtype=_torch_dtype_of(torch, layer))
+    return _load_parameters(torch, module, layer.params)
+
+
+def _max_pool_to_torch(torch, layer):
+    return getattr(torch.nn, type(layer).__name__)(
+        layer.kernel_size, layer.stride, layer.padding, dilation=layer.dilation,
+        ceil_mode=layer.ceil_mode, return_indices=layer.return_indices)
+
+
+def _avg_pool_to_torch(torch, layer):
+    options = dict(ceil_mode=layer.ceil_mode, count_include_pad=layer.count_include_pad)
+    if layer.divisor_override is not None:
+        if type(layer) is layers.AvgPool1d:
+            raise _Unsupported("divisor_override (PyTorch's AvgPool1d has none)")
+        options["divisor_override"] = layer.divisor_override
+    return getattr(torch.nn, type(layer).__name__)(layer.kernel_size, layer.stride, layer.padding,
+                                                   **options)
+
+
 _TO_TORCH = {
-    Conv2d: _conv2d_to_torch,
+    **{getattr(layers, kind): _conv_to_torch for kind in (
+        "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")},
     Linear: _linear_to_torch,
-    BatchNorm2d: _batchnorm2d_to_torch,
-    MaxPool2d: lambda torch, layer: torch.nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding),
-    AvgPool2d: lambda torch, layer: torch.nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding,
-                                                       count_include_pad=True),
+    layers.BatchNorm1d: _batchnorm_to_torch,
+    layers.BatchNorm2d: _batchnorm_to_torch,
+    LayerNorm: _layer_norm_to_torch,
+    GroupNorm: _group_norm_to_torch,
+    **{getattr(layers, kind): _max_pool_to_torch for kind in ("MaxPool1d", "MaxPool2d", "MaxPool3d")},
+    **{getattr(layers, kind): _avg_pool_to_torch for kind in ("AvgPool1d", "AvgPool2d", "AvgPool3d")},
+    layers.AdaptiveAvgPool2d: lambda torch, layer: torch.nn.AdaptiveAvgPool2d(layer.output_size),
+    layers.AdaptiveMaxPool2d: lambda torch, layer: torch.nn.AdaptiveMaxPool2d(layer.output_size),
+    layers.GlobalAvgPool2d: lambda torch, layer: torch.nn.AdaptiveAvgPool2d(1),
     ReLU: lambda torch, layer: torch.nn.ReLU(),
     LeakyReLU: lambda torch, layer: torch.nn.LeakyReLU(layer.alpha),
     Flatten: lambda torch, layer: torch.nn.Flatten(),
@@ -266,7 +373,10 @@ def _to_torch_layer(torch, layer, path):
                 f"to_torch: {where} is not supported; supported layers: Sequential, "
                 + ", ".join(sorted(kind.__name__ for kind in _TO_TORCH))
             )
-        module = converter(torch, layer)
+        try:
+            module = converter(torch, layer)
+        except _Unsupported as error:
+            raise ValueError(f"to_torch: {where}: {error}") from None
         if not layer.trainable:
             module.requires_grad_(False)
     module.training = layer.training  # not .train(): that would also reset the children's modes

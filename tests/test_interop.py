@@ -41,7 +41,50 @@ def _vgg_bn(nn):
             nn.MaxPool2d(2),
         )
 
-    return nn.Sequential(block(3, 8), block(8, 16), nn.AvgPool2d(4), nn.Flatten(), nn.Linear(16, 10))
+    return nn.Sequential(block(3, 8), block(8, 16), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+
+def _depthwise_separable(nn):
+    """MobileNet-style: conv-BN-ReLU, then [depthwise 3x3 - BN - ReLU - pointwise 1x1 - BN - ReLU]
+    x2 (one strided), a global-average-pool head."""
+
+    def separable(channels, filters, stride):
+        return nn.Sequential(
+            nn.Conv2d(channels, channels, 3, stride=stride, padding=1, groups=channels, bias=False),
+            nn.BatchNorm2d(channels), nn.ReLU(),
+            nn.Conv2d(channels, filters, 1, bias=False), nn.BatchNorm2d(filters), nn.ReLU())
+
+    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8),
+                         nn.ReLU(), separable(8, 16, 1), separable(16, 24, 2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 10))
+
+
+def _every_kind(nn):
+    """Every other module type from_torch takes, one after another on a 16x16 input."""
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=2, dilation=2, padding_mode="reflect"), nn.GroupNorm(3, 6),
+        nn.LeakyReLU(0.1), nn.Conv2d(6, 6, 3, padding="same", groups=2, padding_mode="circular"),
+        nn.ConvTranspose2d(6, 4, 3, stride=2, padding=1, output_padding=1, groups=2),
+        nn.MaxPool2d(3, stride=2, padding=1, dilation=2, ceil_mode=True),
+        nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
+        nn.AdaptiveMaxPool2d((4, 3)), nn.LayerNorm((4, 4, 3)), nn.Flatten(), nn.Linear(48, 16),
+        nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 5))
+
+
+def _every_kind_1d(nn):
+    return nn.Sequential(nn.Conv1d(3, 4, 5, stride=2, padding="valid", dilation=2),
+                         nn.ConvTranspose1d(4, 4, 3, stride=2), nn.MaxPool1d(2, ceil_mode=True),
+                         nn.AvgPool1d(3, padding=1, count_include_pad=False), nn.BatchNorm1d(4),
+                         nn.Flatten())
+
+
+def _every_kind_3d(nn):
+    return nn.Sequential(nn.Conv3d(3, 4, 3, padding=1, padding_mode="replicate"),
+                         nn.ConvTranspose3d(4, 4, 2, stride=2), nn.MaxPool3d(2, padding=1),
+                         nn.AvgPool3d(2, divisor_override=3), nn.Flatten())
+
+
+INPUTS = {_every_kind_1d: (4, 3, 40), _every_kind_3d: (2, 3, 5, 6, 4)}
 
 
 def _randomise_batchnorm(torch, net):
@@ -49,7 +92,7 @@ def _randomise_batchnorm(torch, net):
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
+            if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
                 for tensor in (module.weight, module.bias, module.running_mean):
                     tensor.copy_(torch.randn(tensor.shape, generator=generator))
                 module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
@@ -73,23 +116,33 @@ def _torch_forward(torch, net, x):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("make", [_cs231n_cnn, _vgg_bn], ids=["cs231n-cnn", "vgg-bn-gap"])
+@pytest.mark.parametrize("make", [_cs231n_cnn, _vgg_bn, _depthwise_separable, _every_kind,
+                                  _every_kind_1d, _every_kind_3d],
+                         ids=["cs231n-cnn", "vgg-bn-gap", "depthwise-separable", "every-kind",
+                              "every-kind-1d", "every-kind-3d"])
 def test_from_torch_matches_the_module_in_eval_mode(torch, make, dtype):
     net = _build(torch, make, dtype).eval()
     model = from_torch(net)
     assert isinstance(model, Sequential) and not model.training
-    x = np.random.default_rng(2).standard_normal((4, 3, 16, 16)).astype(dtype)
+    x = np.random.default_rng(2).standard_normal(INPUTS.get(make, (4, 3, 16, 16))).astype(dtype)
     _assert_close(model.forward(x), _torch_forward(torch, net, x), dtype)
+    # and back: to_torch gives a module computing the same, with equal weights
+    back = to_torch(model)
+    _assert_close(_torch_forward(torch, back, x).astype(dtype), _torch_forward(torch, net, x), dtype)
+    for ours, theirs in zip(back.state_dict().values(), net.state_dict().values()):
+        if ours.is_floating_point():
+            np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
 def test_the_converted_layers_and_weights(torch):
     net = _build(torch, _vgg_bn, np.float64)
     model = from_torch(net)
-    assert [type(layer) for layer in model] == [Sequential, Sequential, AvgPool2d, Flatten, Linear]
+    assert [type(layer).__name__ for layer in model] == ["Sequential", "Sequential",
+                                                         "AdaptiveAvgPool2d", "Flatten", "Linear"]
     block = model[1]
     assert [type(layer) for layer in block] == [Conv2d, BatchNorm2d, ReLU, Conv2d, BatchNorm2d, ReLU, MaxPool2d]
-    assert block[3].padding == (1, 1)  # padding="same" with a 3x3 kernel
-    assert model[2].kernel_size == (4, 4) and model[2].stride == (4, 4)
+    assert block[3].padding == "same"
+    assert model[2].output_size == (1, 1)
     np.testing.assert_array_equal(block[1].running_var, net[1][1].running_var.numpy())
     np.testing.assert_array_equal(block[0].params["weight"], net[1][0].weight.detach().numpy())
     assert block[0].params["weight"].dtype == np.float64
@@ -183,7 +236,7 @@ def test_one_module_and_named_children(torch):
     assert isinstance(model, Sequential) and [type(layer) for layer in model] == [Conv2d]
     net = nn.Sequential(OrderedDict(features=nn.Sequential(OrderedDict(conv=nn.Conv2d(1, 2, 3), act=nn.GELU()))))
     with pytest.raises(ValueError, match=r"from_torch: module 'features.act' \(GELU\) is not supported; "
-                                         r"supported modules: nn.Sequential, nn.AvgPool2d, nn.BatchNorm2d"):
+                                         r"supported modules: nn.Sequential, nn.AdaptiveAvgPool2d, .*nn.Conv3d"):
         from_torch(net)
 
 
@@ -210,18 +263,15 @@ def test_unsupported_modules_are_named_with_their_position(torch):
 
 
 @pytest.mark.parametrize("make, pattern", [
-    (lambda nn: nn.Conv2d(2, 2, 3, dilation=2), r"dilation=\(2, 2\)"),
-    (lambda nn: nn.Conv2d(2, 2, 3, groups=2), "groups=2"),
-    (lambda nn: nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"), "padding_mode='reflect'"),
-    (lambda nn: nn.Conv2d(2, 2, 2, padding="same"), r"padding='same' with the even kernel \(2, 2\)"),
-    (lambda nn: nn.MaxPool2d(2, ceil_mode=True), "ceil_mode=True"),
-    (lambda nn: nn.MaxPool2d(3, dilation=2), "dilation=2"),
     (lambda nn: nn.MaxPool2d(2, return_indices=True), "return_indices=True"),
-    (lambda nn: nn.AvgPool2d(3, padding=1, count_include_pad=False), "count_include_pad=False with padding"),
-    (lambda nn: nn.AvgPool2d(2, divisor_override=3), "divisor_override=3"),
+    (lambda nn: nn.AdaptiveMaxPool2d(2, return_indices=True), "return_indices=True"),
+    (lambda nn: nn.AdaptiveAvgPool2d((None, 3)), r"output_size=\(None, 3\)"),
     (lambda nn: nn.BatchNorm2d(2, affine=False), "affine=False"),
     (lambda nn: nn.BatchNorm2d(2, track_running_stats=False), "track_running_stats=False"),
     (lambda nn: nn.BatchNorm2d(2, momentum=None), "momentum=None"),
+    (lambda nn: nn.BatchNorm1d(2, affine=False), "affine=False"),
+    (lambda nn: nn.GroupNorm(2, 4, affine=False), "affine=False"),
+    (lambda nn: nn.LayerNorm(4, elementwise_affine=False), "elementwise_affine=False"),
     (lambda nn: nn.Flatten(2), "start_dim=2"),
     (lambda nn: nn.LeakyReLU(-0.1), "no fastconv equivalent: alpha must be a number >= 0"),
     (lambda nn: nn.Dropout(1.0), "no fastconv equivalent: p .* must lie in"),
@@ -234,9 +284,9 @@ def test_unsupported_options_are_named(torch, make, pattern):
 def test_supported_variants_of_the_options(torch):
     nn = torch.nn
     net = nn.Sequential(nn.Conv2d(1, 2, 3, padding="valid", bias=False), nn.AvgPool2d(2, count_include_pad=False),
-                        nn.Conv2d(2, 2, (3, 5), padding="same"), nn.MaxPool2d(2, stride=1, padding=1))
+                        nn.Conv2d(2, 2, (2, 4), padding="same"), nn.MaxPool2d(2, stride=1, padding=1))
     model = from_torch(net.double())
-    assert model[0].padding == (0, 0) and "bias" not in model[0].params and model[2].padding == (1, 2)
+    assert model[0].padding == "valid" and "bias" not in model[0].params and model[2].padding == "same"
     x = np.random.default_rng(7).standard_normal((2, 1, 10, 12))
     _assert_close(model.forward(x), _torch_forward(torch, net, x), np.float64)
 
@@ -256,11 +306,18 @@ def test_bad_arguments(torch):
             return x
 
     with pytest.raises(ValueError, match=r"to_torch: layer '1.0' \(Custom\) is not supported; supported layers: "
-                                         r"Sequential, AvgPool2d, BatchNorm2d"):
+                                         r"Sequential, AdaptiveAvgPool2d, .*Conv3d"):
         to_torch(Sequential([ReLU(), Sequential([Custom()])]))
     with pytest.raises(TypeError, match="to_torch: model must be a fastconv.layers.Layer, got Sequential"):
         to_torch(nn.Sequential(nn.ReLU()))
     assert isinstance(to_torch(ReLU()), nn.Sequential)
+    # fastconv options PyTorch's modules lack are named
+    from fastconv import layers
+
+    with pytest.raises(ValueError, match=r"to_torch: layer '0' \(Conv2d\): per-side padding \(1, 0, 1, 1\)"):
+        to_torch(Sequential([layers.Conv2d(2, 2, 3, padding=(1, 0, 1, 1))]))
+    with pytest.raises(ValueError, match=r"divisor_override \(PyTorch's AvgPool1d has none\)"):
+        to_torch(Sequential([layers.AvgPool1d(2, divisor_override=3)]))
 
 
 def test_importing_fastconv_never_imports_torch(run_python):

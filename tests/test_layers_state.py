@@ -154,7 +154,7 @@ def test_loaded_batchnorm_statistics_drive_evaluation():
 @pytest.mark.parametrize("make", [
     lambda: Conv2d(2, 3, 3, dtype=F64, rng=0),
     lambda: Linear(8, 3, dtype=F64, rng=0),
-    lambda: BatchNorm2d(2, dtype=F64),
+    lambda: BatchNorm2d(2, dtype=F64).eval(),  # frozen, it runs on its running statistics
 ])
 def test_a_frozen_layer_gets_no_parameter_gradients_but_the_same_dx(make):
     layer = make()
@@ -162,6 +162,7 @@ def test_a_frozen_layer_gets_no_parameter_gradients_but_the_same_dx(make):
     out = layer.forward(x)
     dout = _randn(out.shape, 2, F64)
     dx = layer.backward(dout)
+    layer.train()
     assert layer.grads
     layer.trainable = False
     assert layer.grads == {}  # freezing drops the gradients of an earlier backward
@@ -326,3 +327,26 @@ def test_adam_counts_steps_per_parameter():
     optimizer.step({"a": np.ones(1), "b": np.full(1, 2.0)})
     assert params["b"][0] == pytest.approx(-0.1, rel=1e-6)
     assert optimizer.state["a"]["steps"] == 4 and optimizer.state["b"]["steps"] == 1
+
+
+def test_a_frozen_batch_norm_uses_and_keeps_its_running_statistics_in_training():
+    """A frozen body must not drift while the layers above it are fine-tuned: a frozen
+    BatchNorm2d normalises with its running statistics, in training mode too, and leaves them
+    unchanged; unfrozen, it uses and updates batch statistics again."""
+    from fastconv.layers import BatchNorm2d
+
+    layer = BatchNorm2d(3, dtype=np.float64)
+    layer.running_mean[...] = [0.5, -1.0, 2.0]
+    layer.running_var[...] = [1.5, 0.25, 4.0]
+    saved = layer.running_mean.copy(), layer.running_var.copy()
+    x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)) * 3 + 1
+    layer.train()
+    layer.trainable = False
+    frozen = layer.forward(x)
+    np.testing.assert_array_equal(layer.running_mean, saved[0])
+    np.testing.assert_array_equal(layer.running_var, saved[1])
+    expected = (x - saved[0].reshape(1, 3, 1, 1)) / np.sqrt(saved[1].reshape(1, 3, 1, 1) + layer.eps)
+    np.testing.assert_allclose(frozen, expected, rtol=1e-12, atol=1e-12)
+    layer.trainable = True
+    layer.forward(x)
+    assert not np.array_equal(layer.running_mean, saved[0])

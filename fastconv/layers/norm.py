@@ -75,14 +75,18 @@ class _BatchNorm(_Normalization):
             raise ValueError(
                 f"{type(self).__name__}({self.num_features}) expects x of shape {self._layout}, got {x.shape}"
             )
-        if self.training and x.size // self.num_features < 2:
+        # A frozen (trainable = False) batch norm normalises with its running statistics and
+        # leaves them as they are, in training too: a frozen body does not drift while the
+        # layers above it are fine-tuned (PyTorch would keep updating them; Keras does not).
+        batch_statistics = self.training and getattr(self, "trainable", True)
+        if batch_statistics and x.size // self.num_features < 2:
             raise ValueError(
                 f"{type(self).__name__} in training needs more than one value per channel to estimate a "
                 f"variance, got x of shape {x.shape}; use a larger batch or call eval()"
             )
         out, self._cache = norm.batch_norm_forward(
             x, self.params["weight"], self.params["bias"], self.running_mean, self.running_var,
-            training=self.training, momentum=self.momentum, eps=self.eps,
+            training=batch_statistics, momentum=self.momentum, eps=self.eps,
         )
         return out
 
@@ -102,7 +106,8 @@ class BatchNorm2d(_BatchNorm):
     dividing by N*H*W), and the running estimates are updated in place:
     running = (1 - momentum) * running + momentum * batch_statistic, where the running
     variance takes the unbiased batch variance (dividing by N*H*W - 1).
-    In evaluation, the running mean and variance are used, so the layer is a fixed
+    In evaluation, and whenever the layer is frozen (``trainable = False``), the running
+    mean and variance are used and left unchanged, so the layer is a fixed
     per-channel affine map. backward works in both modes. Compiled (fastconv.norm):
     statistics in float64 from one pass over x, the backward fused into two passes.
 
