@@ -18,7 +18,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["_im2col", "_conv", "_pool", "_winograd"]
+KERNELS = ["_im2col", "_conv", "_pool", "_winograd", "_elementwise", "_optim", "_linear"]
 
 
 def _flag(name):

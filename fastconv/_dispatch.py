@@ -16,6 +16,7 @@ if _set_spin:
     os.environ["GOMP_SPINCOUNT"] = "10000"
 try:
     from ._kernels import _conv, _im2col, _pool, _winograd  # noqa: F401
+    from ._kernels import _elementwise, _linear, _optim  # noqa: F401
 
     _IMPORT_ERROR = None
 except ImportError as error:  # the package was not compiled (e.g. a source checkout)

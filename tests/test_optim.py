@@ -143,7 +143,8 @@ def test_learning_rate_can_be_changed_between_steps():
 def test_grads_must_match_params():
     params = {"weight": np.zeros((2, 3)), "bias": np.zeros(2)}
     optimizer = SGD(params, lr=0.1)
-    with pytest.raises(ValueError, match=r"missing: \['bias'\], unexpected: \['b'\]"):
+    with pytest.raises(ValueError, match=r"names that are not parameters of this optimiser: \['b'\]; "
+                       r"the parameters are \['bias', 'weight'\]"):
         optimizer.step({"weight": np.zeros((2, 3)), "b": np.zeros(2)})
     with pytest.raises(ValueError, match=r"grads\['weight'\] has shape \(3, 2\) but params\['weight'\] has shape \(2, 3\)"):
         optimizer.step({"weight": np.zeros((3, 2)), "bias": np.zeros(2)})
