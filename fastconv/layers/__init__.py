@@ -5,6 +5,7 @@ from .conv import Conv2d
 from .core import Dropout, Flatten, LeakyReLU, Linear, ReLU
 from .norm import BatchNorm2d
 from .pool import AvgPool2d, MaxPool2d
+from .residual import Residual
 
 __all__ = [
     "Layer",
@@ -18,4 +19,5 @@ __all__ = [
     "Dropout",
     "BatchNorm2d",
     "Sequential",
+    "Residual",
 ]

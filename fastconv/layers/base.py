@@ -5,7 +5,8 @@ class Layer:
     """Base class of every object layer.
 
     Subclasses implement ``forward(x) -> out`` (storing what backward needs) and
-    ``backward(dout) -> dx`` (filling ``self.grads``). ``params`` and ``grads`` are dicts
+    ``backward(dout, *, need_dx=True) -> dx`` (filling ``self.grads``; with need_dx=False
+    the layer may skip its input gradient and return None). ``params`` and ``grads`` are dicts
     of arrays with the same keys; layers without parameters keep them empty.
     ``training`` switches layers whose behaviour differs between training and evaluation.
     """
@@ -19,7 +20,7 @@ class Layer:
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, dout):
+    def backward(self, dout, *, need_dx=True):
         raise NotImplementedError
 
     def __call__(self, x):

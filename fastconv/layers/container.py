@@ -45,9 +45,11 @@ class Sequential(Layer):
             x = layer.forward(x)
         return x
 
-    def backward(self, dout):
-        for layer in reversed(self.layers):
-            dout = layer.backward(dout)
+    def backward(self, dout, *, need_dx=True):
+        """Run the layers' backwards in reverse; need_dx goes to the first layer only (every
+        other layer's input gradient is the upstream gradient of the layer before it)."""
+        for index in range(len(self.layers) - 1, -1, -1):
+            dout = self.layers[index].backward(dout, need_dx=need_dx or index > 0)
         return dout
 
     def train(self):

@@ -65,17 +65,18 @@ class Conv2d(Layer):
         )
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, *, need_dx=True):
         """dout (N, out_channels, OH, OW), the forward output's shape and dtype -> dx (N, in_channels, H, W).
 
-        Fills ``grads["weight"]`` and ``grads["bias"]`` (when the layer has a bias).
+        Fills ``grads["weight"]`` and ``grads["bias"]`` (when the layer has a bias). With
+        need_dx=False returns None instead of dx.
         """
         cache = self._saved()
         dx, dweight, dbias = conv2d_backward(dout, cache)
         self.grads["weight"] = dweight
         if "bias" in self.params:
             self.grads["bias"] = dbias
-        return dx
+        return dx if need_dx else None
 
     def __repr__(self):
         return (

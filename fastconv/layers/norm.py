@@ -83,11 +83,13 @@ class BatchNorm2d(Layer):
         self._cache = (normalised, inv_std, self.training)
         return normalised * self._per_channel(self.params["weight"]) + self._per_channel(self.params["bias"])
 
-    def backward(self, dout):
+    def backward(self, dout, *, need_dx=True):
         normalised, inv_std, batch_statistics = self._saved()
         check_layer_dout(self, dout, normalised.shape, self.dtype)
         self.grads["weight"] = (dout * normalised).sum(axis=_CHANNEL_AXES)
         self.grads["bias"] = dout.sum(axis=_CHANNEL_AXES)
+        if not need_dx:
+            return None
         dnormalised = dout * self._per_channel(self.params["weight"])
         if not batch_statistics:
             return dnormalised * self._per_channel(inv_std)

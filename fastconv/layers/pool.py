@@ -24,8 +24,9 @@ class _Pool2d(Layer):
         )
         return out
 
-    def backward(self, dout):
-        return self._backward_op(dout, self._saved())
+    def backward(self, dout, *, need_dx=True):
+        dx = self._backward_op(dout, self._saved())
+        return dx if need_dx else None
 
     def __repr__(self):
         return (
