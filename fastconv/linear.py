@@ -89,7 +89,7 @@ def linear_backward(dout, cache, *, need_dx=True):
         if dx is not None:
             dx[...] = 0
         if db is not None:
-            db[...] = 0
+            db[...] = dout.sum(axis=0)
     else:
         with single_threaded_blas():
             _dispatch._linear.backward(dout, x, w, dx, dw, db,

@@ -21,7 +21,7 @@ SHORT_PASS = {TRAIN: "train", INFERENCE: "infer"}
 
 
 # --- the nets as layer specs ------------------------------------------------------------
-# ("conv", in, out, kernel, stride, padding, bias), ("bn", channels), ("relu",),
+# ("conv", in, out, kernel, stride, padding, bias), ("bn", channels), ("relu", inplace),
 # ("maxpool", kernel, stride, padding), ("avgpool", kernel), ("flatten",),
 # ("linear", in, out), ("residual", body specs, shortcut specs or None)
 
@@ -30,9 +30,9 @@ def three_layer_convnet(input_shape=(3, 32, 32), filters=32, filter_size=7, hidd
     channels, height, width = input_shape
     pooled = filters * (height // 2) * (width // 2)
     return [
-        ("conv", channels, filters, filter_size, 1, (filter_size - 1) // 2, True), ("relu",),
+        ("conv", channels, filters, filter_size, 1, (filter_size - 1) // 2, True), ("relu", True),
         ("maxpool", 2, 2, 0), ("flatten",),
-        ("linear", pooled, hidden), ("relu",), ("linear", hidden, classes),
+        ("linear", pooled, hidden), ("relu", True), ("linear", hidden, classes),
     ]
 
 
@@ -42,7 +42,7 @@ def small_vgg(input_shape=(3, 32, 32), widths=(64, 128), classes=10):
     layers = []
     for out in widths:
         for _ in range(2):
-            layers += [("conv", channels, out, 3, 1, 1, False), ("bn", out), ("relu",)]
+            layers += [("conv", channels, out, 3, 1, 1, False), ("bn", out), ("relu", True)]
             channels = out
         layers.append(("maxpool", 2, 2, 0))
         height, width = height // 2, width // 2
@@ -50,12 +50,12 @@ def small_vgg(input_shape=(3, 32, 32), widths=(64, 128), classes=10):
 
 
 def _basic_block(channels, out, stride):
-    body = [("conv", channels, out, 3, stride, 1, False), ("bn", out), ("relu",),
+    body = [("conv", channels, out, 3, stride, 1, False), ("bn", out), ("relu", True),
             ("conv", out, out, 3, 1, 1, False), ("bn", out)]
     shortcut = None
     if stride != 1 or channels != out:
         shortcut = [("conv", channels, out, 1, stride, 0, False), ("bn", out)]
-    return [("residual", body, shortcut), ("relu",)]
+    return [("residual", body, shortcut), ("relu", True)]
 
 
 def resnet18(input_shape=(3, 224, 224), widths=(64, 128, 256, 512), classes=1000):
@@ -63,7 +63,7 @@ def resnet18(input_shape=(3, 224, 224), widths=(64, 128, 256, 512), classes=1000
     block of stages 2-4 at stride 2 with a 1x1 stride-2 projection), global average pool
     (an AvgPool2d over the whole final map), linear."""
     channels, height, width = input_shape
-    layers = [("conv", channels, widths[0], 7, 2, 3, False), ("bn", widths[0]), ("relu",),
+    layers = [("conv", channels, widths[0], 7, 2, 3, False), ("bn", widths[0]), ("relu", True),
               ("maxpool", 3, 2, 1)]
     size = (height + 6 - 7) // 2 + 1
     size = (size + 2 - 3) // 2 + 1
@@ -184,6 +184,48 @@ def all_cases(*, tiny=False):
     return TINY_NET_CASES if tiny else NET_CASES
 
 
+def select(only=None, *, quick=False, tiny=False):
+    """Split an --only list between this family and the shape suite.
+
+    Returns (net cases to run, in suite order; what is left of `only` for suite.select, or
+    None when `only` is None: every suite case). The family name "nets" selects every net.
+    Raises ValueError for a name that is neither a net, a suite case nor a family.
+    """
+    from . import suite
+
+    cases = all_cases(tiny=tiny)
+    if only is None:
+        return [case for case in cases if not (quick and case.full_only)], None
+    wanted = [name.strip() for name in only.split(",") if name.strip()]
+    net_names = {case.name for case in cases} | {FAMILY}
+    suite_names = {case.name for case in suite.all_cases(tiny=tiny)} | set(suite.FAMILIES)
+    unknown = [name for name in wanted if name not in net_names | suite_names]
+    if unknown or not wanted:
+        raise ValueError(
+            f"unknown name(s) {', '.join(unknown) or repr(only)} for --only; valid names are: "
+            f"{', '.join(suite.FAMILIES)}, {FAMILY}, "
+            f"{', '.join(case.name for case in suite.all_cases(tiny=tiny))}, "
+            f"{', '.join(case.name for case in cases)}"
+        )
+    selected = [case for case in cases
+                if case.name in wanted or (FAMILY in wanted and not (quick and case.full_only))]
+    return selected, ",".join(name for name in wanted if name in suite_names)
+
+
+def notes(rows):
+    """Footer lines on the net rows (none when there are none)."""
+    if not any(row["family"] == FAMILY for row in rows):
+        return []
+    return [
+        "nets: 'net train' = one training step (forward, softmax loss, backward, optimiser step; "
+        "fastconv by Trainer.train_step, torch by zero_grad/cross_entropy/backward/step), "
+        "'net infer' = one forward in evaluation mode (fastconv predict_scores, torch under "
+        "inference_mode); the same layers and initial weights on the same inputs; torch nets "
+        "run one forward+backward before timing; GFLOP = the convs' and linear layers' "
+        "multiply-adds x2 (x3 for a training step); the reference is not timed on networks",
+    ]
+
+
 def find(name, *, tiny=False):
     for case in all_cases(tiny=tiny):
         if case.name == name:
@@ -208,7 +250,7 @@ def build_fastconv(spec, dtype, rng):
             elif kind == "bn":
                 built.append(layers.BatchNorm2d(entry[1], dtype=dtype))
             elif kind == "relu":
-                built.append(layers.ReLU())
+                built.append(layers.ReLU(inplace=entry[1]))
             elif kind == "maxpool":
                 built.append(layers.MaxPool2d(entry[1], entry[2], entry[3]))
             elif kind == "avgpool":
@@ -228,9 +270,11 @@ def build_fastconv(spec, dtype, rng):
 
 
 def build_torch(torch, spec, model):
-    """The torch.nn twin of the fastconv net `model` built from `spec`: the same layers with
-    copies of its current parameters (and running statistics), in its dtype."""
+    """The torch.nn twin of the fastconv net `model` built from `spec`: the same layers, in its
+    dtype, holding copies of its current parameters (and running statistics)."""
     nn = torch.nn
+    first = next(iter(model.params.values()))
+    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[first.dtype]
 
     def copy(tensor, array):
         with torch.no_grad():
@@ -250,18 +294,18 @@ def build_torch(torch, spec, model):
             kind = entry[0]
             if kind == "conv":
                 _, channels, out, kernel, stride, padding, bias = entry
-                module = nn.Conv2d(channels, out, kernel, stride, padding, bias=bias)
+                module = nn.Conv2d(channels, out, kernel, stride, padding, bias=bias, dtype=dtype)
                 copy(module.weight, layer.params["weight"])
                 if bias:
                     copy(module.bias, layer.params["bias"])
             elif kind == "bn":
-                module = nn.BatchNorm2d(entry[1], eps=layer.eps, momentum=layer.momentum)
+                module = nn.BatchNorm2d(entry[1], eps=layer.eps, momentum=layer.momentum, dtype=dtype)
                 copy(module.weight, layer.params["weight"])
                 copy(module.bias, layer.params["bias"])
                 copy(module.running_mean, layer.running_mean)
                 copy(module.running_var, layer.running_var)
             elif kind == "relu":
-                module = nn.ReLU()
+                module = nn.ReLU(inplace=entry[1])
             elif kind == "maxpool":
                 module = nn.MaxPool2d(entry[1], entry[2], entry[3])
             elif kind == "avgpool":
@@ -269,7 +313,7 @@ def build_torch(torch, spec, model):
             elif kind == "flatten":
                 module = nn.Flatten()
             elif kind == "linear":
-                module = nn.Linear(entry[1], entry[2])
+                module = nn.Linear(entry[1], entry[2], dtype=dtype)
                 copy(module.weight, layer.params["weight"])
                 copy(module.bias, layer.params["bias"])
             elif kind == "residual":
@@ -280,9 +324,7 @@ def build_torch(torch, spec, model):
             modules.append(module)
         return nn.Sequential(*modules)
 
-    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
-    first = next(iter(model.params.values()))
-    return build(spec, model).to(dtype[first.dtype])
+    return build(spec, model)
 
 
 def make_inputs(case, dtype, seed=0):
