@@ -146,7 +146,7 @@ def check_pool_cache(cache, kind):
 def check_float_array(value, name):
     """Return `value` if it is a float32/float64 ndarray (any shape), else TypeError."""
     if not isinstance(value, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(value).__name__}")
+        raise TypeError(f"{name} must be a numpy.ndarray of float32 or float64 values, got {type(value).__name__}")
     if value.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {value.dtype} (shape {value.shape})")
     return value
@@ -209,6 +209,17 @@ def linear_inputs(x, w, b):
             f"b has shape {b.shape}"
         )
 
+
+
+def check_linear_cache(cache):
+    """A LinearCache must still hold one forward's x (N, D) and weight (F, D) of one dtype:
+    the compiled backward multiplies them without checking again."""
+    x, weight = cache.x, cache.weight
+    if not (isinstance(x, np.ndarray) and isinstance(weight, np.ndarray) and x.ndim == weight.ndim == 2
+            and x.shape[1] == weight.shape[1] and x.dtype == weight.dtype and x.dtype in FLOAT_DTYPES):
+        raise ValueError("cache does not hold the x (N, in_features) and w (out_features, in_features) "
+                         "of one linear_forward call: it was changed since")
+    return cache
 
 
 def check_linear_dout(dout, cache):

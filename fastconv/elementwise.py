@@ -72,6 +72,11 @@ def _relu_kernel(slope, leaky):
 
 def _masked_backward(dout, cache, run):
     """dx in the forward's memory order from run(dout_flat, dx_flat, threads)."""
+    mask = cache.mask
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8 or mask.ndim != 1 \
+            or mask.size != (dout.size + 7) // 8 or cache.order not in ("C", "F"):
+        raise ValueError(f"cache does not hold a bit mask for {cache.shape} elements: it was not made "
+                         f"by the compiled {cache.kind}_forward, or was changed since")
     order = cache.order
     dout = np.asarray(dout, order=order)
     dx = np.empty(cache.shape, cache.dtype, order=order)

@@ -12,7 +12,7 @@ from . import _dispatch
 from ._cache import LinearCache
 from ._config import get_num_threads, single_threaded_blas
 from ._geometry import BLAS_INT_MAX
-from ._validate import check_cache, check_linear_dout, contiguous, linear_inputs
+from ._validate import check_cache, check_linear_cache, check_linear_dout, contiguous, linear_inputs
 from .reference import linear as reference
 
 # Below about this much work per call, waking a second thread costs more than it saves.
@@ -76,10 +76,11 @@ def linear_backward(dout, cache, *, need_dx=True):
     db : (out_features,), or None when the forward had no bias.
     """
     check_cache(cache, LinearCache, "linear_forward")
+    check_linear_cache(cache)
     check_linear_dout(dout, cache)
     if cache.backend == "reference":
         return reference.linear_backward(dout, cache, need_dx=need_dx)
-    x, w = cache.x, cache.weight
+    x, w = contiguous(cache.x), contiguous(cache.weight)
     dout = contiguous(dout)
     dx = np.empty_like(x) if need_dx else None
     dw = np.empty_like(w)

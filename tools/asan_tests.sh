@@ -25,6 +25,7 @@ if [ "$#" -eq 0 ]; then
     set -- -q tests/test_properties.py tests/test_edge_sizes.py tests/test_bad_inputs.py \
         tests/test_no_data_loss.py tests/test_memory_threads.py \
         tests/test_im2col.py tests/test_conv.py tests/test_pool.py \
+        tests/test_elementwise.py tests/test_linear.py tests/test_optim.py tests/test_losses.py \
         -k "not rss and not leak and not 32_bit"
 fi
 echo "== running the tests under AddressSanitizer"

@@ -1,6 +1,6 @@
 """Reference linear (fully connected) layer: NumPy matrix products, the twin of _kernels/_linear.pyx."""
 from .._cache import LinearCache
-from .._validate import check_cache, check_linear_dout, contiguous, linear_inputs
+from .._validate import check_cache, check_linear_cache, check_linear_dout, contiguous, linear_inputs
 
 
 def linear_forward(x, w, b=None):
@@ -18,6 +18,7 @@ def linear_backward(dout, cache, *, need_dx=True):
     """(dx or None, dw, db or None) of linear_forward: dx = dout @ w, dw = dout.T @ x,
     db = dout summed over the batch."""
     check_cache(cache, LinearCache, "linear_forward")
+    check_linear_cache(cache)
     check_linear_dout(dout, cache)
     dw = dout.T @ cache.x
     db = dout.sum(axis=0) if cache.has_bias else None
