@@ -212,3 +212,20 @@ def test_cli_isolate_and_profile(tmp_path, capsys):
     assert all(row["timing"] == "own processes" for row in rows)
     with pytest.raises(SystemExit):
         main(["--processes", "0"])
+
+
+def test_mixed_step_computes_the_same_gradients_either_way():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "mixed_step.py"
+    spec = importlib.util.spec_from_file_location("mixed_step", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    numpy_grads = module.make_step(3, linear="numpy")()
+    fastconv_grads = module.make_step(3, linear="fastconv")()
+    assert len(numpy_grads) == len(fastconv_grads) == 4
+    # the fastconv affine gradients are (out_features, in_features): numpy's transposed
+    for index, (ours, theirs) in enumerate(zip(fastconv_grads, numpy_grads)):
+        theirs = theirs.T if index < 2 else theirs
+        np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=2e-5)
