@@ -19,10 +19,27 @@ from .reference import linear as reference
 _MIN_PARALLEL_FLOPS = 10_000_000
 
 
+# OpenBLAS runs a product of fewer multiply-adds than this on the calling thread alone (its
+# GEMM_MULTITHREAD_THRESHOLD of 4 x SMP_THRESHOLD_MIN of 65536): no pool to hold back.
+_BLAS_THREADED_MIN = 64**3
+
+
 def _threads(batch, features, outputs):
     if 2 * batch * features * outputs < _MIN_PARALLEL_FLOPS:
         return 1
     return get_num_threads()
+
+
+def _run(kernel, batch, features, outputs, *args):
+    """kernel(*args, threads) with BLAS held to one thread, unless the product is small enough
+    that BLAS runs it on one thread anyway (holding it costs some 20 us of threadpoolctl calls,
+    as much as a small product)."""
+    threads = _threads(batch, features, outputs)
+    if threads == 1 and batch * features * outputs < _BLAS_THREADED_MIN:
+        kernel(*args, threads)
+        return
+    with single_threaded_blas():
+        kernel(*args, threads)
 
 
 def _check_blas_limits(x, w):
@@ -59,8 +76,7 @@ def linear_forward(x, w, b=None, *, backend="auto"):
     if x.shape[1] == 0 or out.size == 0:  # nothing to multiply: the output is the bias
         out[...] = 0 if b is None else b
     else:
-        with single_threaded_blas():
-            _dispatch._linear.forward(x, w, b, out, _threads(x.shape[0], x.shape[1], w.shape[0]))
+        _run(_dispatch._linear.forward, x.shape[0], x.shape[1], w.shape[0], x, w, b, out)
     return out, LinearCache(x, w, b is not None, backend)
 
 
@@ -92,7 +108,5 @@ def linear_backward(dout, cache, *, need_dx=True):
         if db is not None:
             db[...] = dout.sum(axis=0)
     else:
-        with single_threaded_blas():
-            _dispatch._linear.backward(dout, x, w, dx, dw, db,
-                                       _threads(x.shape[0], x.shape[1], w.shape[0]))
+        _run(_dispatch._linear.backward, x.shape[0], x.shape[1], w.shape[0], dout, x, w, dx, dw, db)
     return dx, dw, db

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 
-from ._config import single_threaded_blas
 from .layers.base import Layer
 from .layers.core import random_source
 from .losses import l2_penalty, softmax_loss, svm_loss
@@ -126,11 +125,10 @@ class _EvaluationMode:
 def predict_scores(model, x, batch_size=256):
     """Class scores of `model` on `x`, (N, num_classes), in evaluation mode and in batches.
 
-    The model's training/evaluation mode is restored afterwards. BLAS is held to one thread
-    meanwhile, as in Trainer.train_step.
+    The model's training/evaluation mode is restored afterwards.
     """
     batch_size = _positive_int(batch_size, "batch_size")
-    with _EvaluationMode(model), single_threaded_blas():
+    with _EvaluationMode(model):
         return np.concatenate(
             [model.forward(x[start:start + batch_size]) for start in range(0, x.shape[0], batch_size)]
         )
@@ -218,23 +216,18 @@ class Trainer:
         """One optimiser step on the batch (x, y); returns the loss (with the L2 penalty).
 
         The model's backward is asked for no input gradient (``need_dx=False``: nobody uses
-        the gradient of the data). The step runs with BLAS held to one thread
-        (fastconv's kernels run their own threads, see docs/training.md): a layer of your
-        own calling NumPy's matmul gets a single-threaded product here, and no BLAS pool is
-        left spinning on the cores the next kernel needs.
+        the gradient of the data).
         """
-        with single_threaded_blas():
-            self.model.train()
-            scores = self.model.forward(x)
-            loss, dscores = self.loss_function(scores, y)
-            self.model.backward(dscores, need_dx=False)
-            grads = self.model.grads
-            if self.l2 > 0:
-                penalty, penalty_grads = l2_penalty(self.model.params, self.l2)
-                loss += penalty
-                grads = {name: grad + penalty_grads[name] if name in penalty_grads else grad
-                         for name, grad in grads.items()}
-            self.optimizer.step(grads)
+        self.model.train()
+        scores = self.model.forward(x)
+        loss, dscores = self.loss_function(scores, y)
+        self.model.backward(dscores, need_dx=False)
+        grads = self.model.grads
+        if self.l2 > 0:
+            penalty, penalty_grads = l2_penalty(self.model.params, self.l2)
+            loss += penalty
+            grads = {name: grad + penalty_grads[name] if name in penalty_grads else grad for name, grad in grads.items()}
+        self.optimizer.step(grads)
         return loss
 
     def _train_accuracy(self, x, y):

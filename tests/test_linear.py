@@ -104,21 +104,26 @@ def test_threads_give_the_reference_result(threads):
         assert_close(got, want)
 
 
-def test_blas_is_held_to_one_thread_during_the_call_and_restored_after(monkeypatch):
+@pytest.mark.parametrize("shape, held", [((40, 80, 90), True), ((4, 5, 3), False)])
+def test_blas_is_held_to_one_thread_during_the_call_and_restored_after(monkeypatch, shape, held):
+    # held for a product BLAS would run on several threads; a small one (fewer than 64**3
+    # multiply-adds, which OpenBLAS runs on the calling thread) is not worth the switch
     from fastconv import _dispatch
 
     seen = []
-    real = _dispatch._linear.forward
+    for name in ("forward", "backward"):
+        real = getattr(_dispatch._linear, name)
 
-    def spy(*args):
-        seen.append([info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"])
-        return real(*args)
+        def spy(*args, real=real):
+            seen.append([info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"])
+            return real(*args)
 
-    monkeypatch.setattr(_dispatch._linear, "forward", spy)
+        monkeypatch.setattr(_dispatch._linear, name, spy)
     counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
-    x, w, b, _ = _inputs((4, 5, 3), np.float32)
-    fastconv.linear_forward(x, w, b)
-    assert seen == [[1] * len(counts)]
+    x, w, b, dout = _inputs(shape, np.float32)
+    _, cache = fastconv.linear_forward(x, w, b)
+    fastconv.linear_backward(dout, cache)
+    assert seen == [[1] * len(counts) if held else counts] * 2
     assert [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"] == counts
 
 

@@ -525,7 +525,6 @@ def profile_fastconv(case, dtype, steps=10, seed=0):
     backward None for inference) in forward order, then rows for the loss and the optimiser
     step of a training step, and "total" (the median pass).
     """
-    from .._config import single_threaded_blas
     from ..layers import Residual
     from ..losses import softmax_loss
 
@@ -538,16 +537,15 @@ def profile_fastconv(case, dtype, steps=10, seed=0):
     def one_pass():
         # what Trainer.train_step and predict_scores do, timed piece by piece
         start = time.perf_counter()
-        with single_threaded_blas():
-            scores = model.forward(x)
-            if case.pass_name == TRAIN:
-                loss_start = time.perf_counter()
-                _, dscores = softmax_loss(scores, y)
-                phases["loss"].append(time.perf_counter() - loss_start)
-                model.backward(dscores, need_dx=False)
-                step_start = time.perf_counter()
-                optimizer.step(model.grads)
-                phases["optimizer step"].append(time.perf_counter() - step_start)
+        scores = model.forward(x)
+        if case.pass_name == TRAIN:
+            loss_start = time.perf_counter()
+            _, dscores = softmax_loss(scores, y)
+            phases["loss"].append(time.perf_counter() - loss_start)
+            model.backward(dscores, need_dx=False)
+            step_start = time.perf_counter()
+            optimizer.step(model.grads)
+            phases["optimizer step"].append(time.perf_counter() - step_start)
         phases["total"].append(time.perf_counter() - start)
 
     try:
