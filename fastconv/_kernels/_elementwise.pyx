@@ -222,7 +222,7 @@ def relu_forward(const floating[::1] x, floating[::1] out, uint8_t[::1] mask, fl
     cdef Py_ssize_t size = x.shape[0], task, start
     if size == 0:
         return
-    for task in prange(chunks_of(size), nogil=True, schedule="static", num_threads=num_threads):
+    for task in prange(chunks_of(size), nogil=True, schedule="dynamic", num_threads=num_threads):
         start = task * CHUNK
         relu_chunk(&x[0], &out[0], &mask[0], start, min(start + CHUNK, size), slope, leaky)
 
@@ -252,7 +252,7 @@ def relu_backward(const floating[::1] dout, const uint8_t[::1] mask, floating[::
     cdef Py_ssize_t size = dout.shape[0], task, start
     if size == 0:
         return
-    for task in prange(chunks_of(size), nogil=True, schedule="static", num_threads=num_threads):
+    for task in prange(chunks_of(size), nogil=True, schedule="dynamic", num_threads=num_threads):
         start = task * CHUNK
         masked_chunk(&dout[0], &mask[0], &dx[0], start, min(start + CHUNK, size), 1, slope, leaky)
 
@@ -281,7 +281,7 @@ def dropout_forward(const floating[::1] x, const double[::1] uniform, double p, 
     cdef Py_ssize_t size = x.shape[0], task, start
     if size == 0:
         return
-    for task in prange(chunks_of(size), nogil=True, schedule="static", num_threads=num_threads):
+    for task in prange(chunks_of(size), nogil=True, schedule="dynamic", num_threads=num_threads):
         start = task * CHUNK
         dropout_chunk(&x[0], &uniform[0], p, scale, &out[0], &mask[0], start,
                       min(start + CHUNK, size))
@@ -293,7 +293,7 @@ def dropout_backward(const floating[::1] dout, const uint8_t[::1] mask, floating
     cdef Py_ssize_t size = dout.shape[0], task, start
     if size == 0:
         return
-    for task in prange(chunks_of(size), nogil=True, schedule="static", num_threads=num_threads):
+    for task in prange(chunks_of(size), nogil=True, schedule="dynamic", num_threads=num_threads):
         start = task * CHUNK
         masked_chunk(&dout[0], &mask[0], &dx[0], start, min(start + CHUNK, size), scale, 0, True)
 
