@@ -14,8 +14,11 @@ from ._config import get_num_threads
 from ._validate import check_alpha, check_dropout, check_float_array, check_mask_dout
 from .reference import elementwise as reference
 
-# Below this many elements a pass takes some microseconds: one thread, no waking others.
-_PARALLEL_MIN_ELEMENTS = 2**17
+# A pass is memory-bound: a second thread adds little bandwidth, and waking it costs about
+# 0.5 ms whenever the other core is busy (another process, or BLAS threads still spinning):
+# on the shared benchmark machine two threads ran ReLU slower than one at every size up to
+# 2**22 elements (0.7 ms on one thread) and no faster at 2**24. Below this, one thread.
+_PARALLEL_MIN_ELEMENTS = 2**22
 # Elements per kernel task (CHUNK in _elementwise.pyx).
 _CHUNK = 2**15
 

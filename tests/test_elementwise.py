@@ -150,11 +150,12 @@ def test_inplace_on_a_read_only_array_is_an_error():
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_results_do_not_depend_on_the_thread_count(threads):
     before = fastconv.get_num_threads()
-    x = _values((5, 2**16 + 3), np.float32)
+    x = _values((2, 2**21 + 2**15 + 3), np.float32)  # past the parallel threshold, a partial chunk
     dout = _values(x.shape, np.float32, seed=1)
     uniform = np.random.default_rng(5).random(x.shape)
     try:
         fastconv.set_num_threads(threads)
+        used = elementwise._threads(x.size)
         out, cache = fastconv.relu_forward(x)
         dx = fastconv.relu_backward(dout, cache)
         dropped, dropout_cache = fastconv.dropout_forward(x, 0.5, uniform)
@@ -164,6 +165,7 @@ def test_results_do_not_depend_on_the_thread_count(threads):
     _same(out, expected)
     _same(dx, reference.relu_backward(dout, expected_cache))
     _same(dropped, reference.dropout_forward(x, 0.5, uniform)[0])
+    assert used == threads
 
 
 @pytest.mark.parametrize("backend", ["cython", "reference"])
@@ -231,4 +233,4 @@ def test_the_layers_run_these_ops():
     layer = Dropout(0.5, rng=np.random.default_rng(7))
     expected, _ = fastconv.dropout_forward(x, 0.5, np.random.default_rng(7).random(x.shape))
     assert np.array_equal(layer.forward(x), expected)
-    assert elementwise._threads(10) == 1
+    assert elementwise._threads(10) == 1 and elementwise._threads(2**22 - 1) == 1

@@ -348,3 +348,25 @@ def test_the_task_table_covers_every_element_once():
         covered[row][start:stop] += 1
     assert all((cover == 1).all() for cover in covered)
     assert _dispatch._optim is not None
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_a_step_past_the_parallel_threshold_runs_threaded_and_equals_reference(threads, monkeypatch):
+    import fastconv
+
+    size = optim_module._PARALLEL_MIN_ELEMENTS + 5
+    params = {"w": np.random.default_rng(0).standard_normal(size).astype(np.float32), "b": np.zeros(3, np.float32)}
+    twin = _copy(params)
+    grads = {"w": np.random.default_rng(1).standard_normal(size).astype(np.float32), "b": np.ones(3, np.float32)}
+    used = []
+    real = _dispatch._optim.adam
+    monkeypatch.setattr(_dispatch._optim, "adam", lambda *args: used.append(args[-1]) or real(*args))
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(threads)
+        Adam(params, lr=0.01).step(grads)
+    finally:
+        fastconv.set_num_threads(before)
+    Adam(twin, lr=0.01, backend="reference").step(grads)
+    assert used == [threads]
+    assert all(np.array_equal(params[name], twin[name]) for name in params)
