@@ -490,10 +490,7 @@ def leaf_layers(model, prefix=""):
 
 
 class _Timed:
-    """Wraps one layer's forward and backward (as instance attributes) to record call times.
-
-    A Residual's own share (the addition and its gradient) is its time minus its children's.
-    """
+    """Wraps one layer's forward and backward (as instance attributes) to record call times."""
 
     def __init__(self, layer):
         self.layer = layer
@@ -532,6 +529,10 @@ def profile_fastconv(case, dtype, steps=10, seed=0):
     model, optimizer = fastconv_net(case, dtype, seed)
     leaves = list(leaf_layers(model))
     timers = [_Timed(layer) for _, layer in leaves]
+    # a Residual's own share (the addition and its gradient) is its time minus its branches'
+    branches = {id(layer): [_Timed(branch) for branch in (layer.body, layer.shortcut) if branch is not None]
+                for _, layer in leaves if isinstance(layer, Residual)}
+    every_timer = timers + [timer for inner in branches.values() for timer in inner]
     phases = {"loss": [], "optimizer step": [], "total": []}
 
     def one_pass():
@@ -550,7 +551,7 @@ def profile_fastconv(case, dtype, steps=10, seed=0):
 
     try:
         one_pass()
-        for timer in timers:
+        for timer in every_timer:
             timer.forward.clear()
             timer.backward.clear()
         for values in phases.values():
@@ -558,22 +559,14 @@ def profile_fastconv(case, dtype, steps=10, seed=0):
         for _ in range(steps):
             one_pass()
     finally:
-        for timer in timers:
+        for timer in reversed(every_timer):
             timer.remove()
-    children = {}
-    for (path, layer), timer in zip(leaves, timers):
-        if isinstance(layer, Residual):
-            # the block's time minus its children's, call by call
-            inner = [t for (p, _), t in zip(leaves, timers) if p.startswith(path[:-len("add")])
-                     and t is not timer]
-            children[path] = inner
     rows = []
     for (path, layer), timer in zip(leaves, timers):
         forward, backward = list(timer.forward), list(timer.backward)
-        if path in children:
-            for inner in children[path]:
-                forward = [a - b for a, b in zip(forward, inner.forward)]
-                backward = [a - b for a, b in zip(backward, inner.backward)]
+        for inner in branches.get(id(layer), ()):  # call by call
+            forward = [a - b for a, b in zip(forward, inner.forward)]
+            backward = [a - b for a, b in zip(backward, inner.backward)]
         rows.append({
             "layer": path,
             "type": "add" if isinstance(layer, Residual) else type(layer).__name__,
