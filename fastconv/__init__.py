@@ -30,6 +30,9 @@ from .pool import (adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward,
                    avg_pool3d_forward, max_pool1d_backward, max_pool1d_forward, max_pool2d_backward,
                    max_pool2d_forward, max_pool3d_backward, max_pool3d_forward,
                    max_unpool2d_backward, max_unpool2d_forward)
+from .elementwise import (dropout_backward, dropout_forward, leaky_relu_backward, leaky_relu_forward,
+                          relu_backward, relu_forward)
+from .linear import linear_backward, linear_forward
 
 __version__ = "0.1.0"
 
@@ -73,6 +76,14 @@ __all__ = [
     "adaptive_max_pool2d_backward",
     "max_unpool2d_forward",
     "max_unpool2d_backward",
+    "relu_forward",
+    "relu_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "dropout_forward",
+    "dropout_backward",
+    "linear_forward",
+    "linear_backward",
     "available_backends",
     "get_backend",
     "set_backend",

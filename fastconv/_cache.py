@@ -136,3 +136,51 @@ class NormCache(_ReadOnlyCache):
             f"NormCache(kind={self.kind!r}, x={self.x.shape}, dtype={self.x.dtype}{groups}, "
             f"batch_statistics={self.batch_statistics}, backend={self.backend!r})"
         )
+
+
+class MaskCache(_ReadOnlyCache):
+    """What the backward of an elementwise op (relu, leaky_relu, dropout) needs from its
+    forward. Treat as opaque; read-only.
+
+    kind: "relu", "leaky_relu" or "dropout". mask: which elements passed (x > 0, or kept),
+    a boolean array of the input's shape (reference backend) or, compiled, one bit per
+    element packed little-endian into uint8 (np.packbits(..., bitorder="little")) over the
+    elements in `order` ("C" or "F": the memory order the forward read x in). shape, dtype:
+    the forward output's. parameter: alpha (leaky_relu), the survivors' scale (dropout), or
+    None.
+    """
+
+    __slots__ = ("kind", "mask", "order", "shape", "dtype", "parameter", "backend")
+
+    def __init__(self, kind, mask, order, shape, dtype, parameter, backend):
+        mask.flags.writeable = False
+        super().__init__(kind, mask, order, shape, dtype, parameter, backend)
+
+    @property
+    def out_shape(self):
+        return self.shape
+
+    def __repr__(self):
+        return (f"MaskCache(kind={self.kind!r}, shape={self.shape}, dtype={self.dtype}, "
+                f"backend={self.backend!r})")
+
+
+class LinearCache(_ReadOnlyCache):
+    """What linear_backward needs from linear_forward. Treat as opaque; read-only.
+
+    x, weight: the forward's inputs as C-contiguous arrays (the caller's own arrays when they
+    already were; never written); has_bias: whether the forward added a bias.
+    """
+
+    __slots__ = ("x", "weight", "has_bias", "backend")
+
+    def __init__(self, x, weight, has_bias, backend):
+        super().__init__(x, weight, has_bias, backend)
+
+    @property
+    def out_shape(self):
+        return (self.x.shape[0], self.weight.shape[0])
+
+    def __repr__(self):
+        return (f"LinearCache(x={self.x.shape}, weight={self.weight.shape}, bias={self.has_bias}, "
+                f"backend={self.backend!r})")

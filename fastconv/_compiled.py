@@ -18,8 +18,11 @@ if _set_spin:
 try:
     from ._kernels import _conv as conv
     from ._kernels import _depthwise as depthwise
+    from ._kernels import _elementwise as elementwise
     from ._kernels import _im2col as im2col
+    from ._kernels import _linear as linear
     from ._kernels import _norm as _norm_baseline
+    from ._kernels import _optim as optim
     from ._kernels import _pool as pool
     from ._kernels import _winograd as _winograd_baseline
 

@@ -1,39 +1,38 @@
-"""Classification losses on class scores, averaged over the batch, with their gradients."""
+"""Classification losses on class scores, averaged over the batch, with their gradients.
+
+softmax_loss and svm_loss validate here and compute in one compiled pass per row
+(_kernels/_elementwise.pyx); fastconv.reference.losses holds the NumPy formulas they follow.
+"""
 import numbers
 
 import numpy as np
 
-from ._validate import check_array
+from . import _backend, _compiled
+from ._settings import get_num_threads
+from ._validate import check_margin, scores_and_labels
+from .reference import losses as reference
+
+# Below this many scores a loss takes microseconds: one thread.
+_PARALLEL_MIN_SCORES = 2**16
 
 
-def _scores_and_labels(scores, y):
-    check_array(scores, "scores", 2, "(N, num_classes)")
-    num_samples, num_classes = scores.shape
-    if num_samples == 0 or num_classes == 0:
-        raise ValueError(f"scores must have at least one sample and one class, got shape {scores.shape}")
-    if not isinstance(y, np.ndarray):
-        raise TypeError(f"y must be a numpy.ndarray of integer labels, shape ({num_samples},), got {type(y).__name__}")
-    if y.dtype.kind not in "iu":
-        raise TypeError(f"y must hold integer class labels, got dtype {y.dtype} (shape {y.shape})")
-    if y.shape != (num_samples,):
-        raise ValueError(
-            f"y must have shape (N,) = ({num_samples},) to match scores {scores.shape}, got {y.shape}"
-        )
-    if y.min() < 0 or y.max() >= num_classes:
-        raise ValueError(
-            f"labels in y must lie in [0, {num_classes}) for scores {scores.shape}, "
-            f"got values from {y.min()} to {y.max()}"
-        )
-    return num_samples, num_classes
+def _run_compiled(kernel, scores, y, *arguments):
+    scores = np.ascontiguousarray(scores)
+    labels = np.ascontiguousarray(y, dtype=np.intp)
+    dscores = np.empty_like(scores)
+    threads = 1 if scores.size < _PARALLEL_MIN_SCORES else min(get_num_threads(), scores.shape[0])
+    loss = kernel(scores, labels, *arguments, dscores, threads)
+    return float(loss), dscores
 
 
-def softmax_loss(scores, y):
+def softmax_loss(scores, y, *, backend="auto"):
     """Mean cross-entropy of the softmax of `scores` against labels `y`.
 
     Parameters
     ----------
-    scores : ndarray of shape (N, num_classes), float32 or float64
+    scores : ndarray of shape (N, num_classes), float32 or float64, any layout (never written)
     y : integer ndarray of shape (N,), values in [0, num_classes)
+    backend : "auto", "cython" or "reference" (fastconv.reference.losses)
 
     Returns
     -------
@@ -41,27 +40,23 @@ def softmax_loss(scores, y):
     dscores : ndarray of scores' shape and dtype, d loss / d scores
 
     Scores are shifted by their row maximum first, so large scores cannot overflow exp.
+    A NaN in a row makes that row's loss and gradient NaN.
     """
-    num_samples, _ = _scores_and_labels(scores, y)
-    rows = np.arange(num_samples)
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    log_probs = shifted - log_norm
-    loss = -log_probs[rows, y].mean()
-    dscores = np.exp(log_probs)
-    dscores[rows, y] -= 1
-    dscores /= num_samples
-    return float(loss), dscores
+    scores_and_labels(scores, y)
+    if _backend.resolve(backend) == "reference":
+        return reference.softmax_loss(scores, y)
+    return _run_compiled(_compiled.elementwise.softmax_loss, scores, y)
 
 
-def svm_loss(scores, y, margin=1.0):
+def svm_loss(scores, y, margin=1.0, *, backend="auto"):
     """Mean multiclass hinge loss: sum over j != y[i] of max(0, scores[i, j] - scores[i, y[i]] + margin).
 
     Parameters
     ----------
-    scores : ndarray of shape (N, num_classes), float32 or float64
+    scores : ndarray of shape (N, num_classes), float32 or float64, any layout (never written)
     y : integer ndarray of shape (N,), values in [0, num_classes)
     margin : float >= 0
+    backend : "auto", "cython" or "reference" (fastconv.reference.losses)
 
     Returns
     -------
@@ -69,18 +64,11 @@ def svm_loss(scores, y, margin=1.0):
     dscores : ndarray of scores' shape and dtype. At a kink (a margin exactly 0) the
         subgradient 0 is used.
     """
-    num_samples, _ = _scores_and_labels(scores, y)
-    if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not margin >= 0:
-        raise ValueError(f"margin must be a number >= 0, got {margin!r}")
-    rows = np.arange(num_samples)
-    correct = scores[rows, y][:, None]
-    margins = np.maximum(scores - correct + scores.dtype.type(margin), 0)
-    margins[rows, y] = 0
-    loss = margins.sum() / num_samples
-    violated = (margins > 0).astype(scores.dtype)
-    violated[rows, y] = -violated.sum(axis=1)
-    violated /= num_samples
-    return float(loss), violated
+    scores_and_labels(scores, y)
+    margin = check_margin(margin)
+    if _backend.resolve(backend) == "reference":
+        return reference.svm_loss(scores, y, margin)
+    return _run_compiled(_compiled.elementwise.svm_loss, scores, y, scores.dtype.type(margin))
 
 
 def l2_penalty(params, strength, keys=None):

@@ -213,11 +213,15 @@ class Trainer:
         self.history = {name: [] for name in ("batch_loss", "epoch_loss", "train_acc", "val_acc", "epoch_seconds", "lr")}
 
     def train_step(self, x, y):
-        """One optimiser step on the batch (x, y); returns the loss (with the L2 penalty)."""
+        """One optimiser step on the batch (x, y); returns the loss (with the L2 penalty).
+
+        The model's backward is asked for no input gradient (``need_dx=False``: nobody uses
+        the gradient of the data).
+        """
         self.model.train()
         scores = self.model.forward(x)
         loss, dscores = self.loss_function(scores, y)
-        self.model.backward(dscores)
+        self.model.backward(dscores, need_dx=False)
         grads = self.model.grads
         if self.l2 > 0:
             penalty, penalty_grads = l2_penalty(self.model.params, self.l2)

@@ -163,7 +163,13 @@ def test_unknown_backend_rejected_by_every_op(name, function):
         args = (x, np.ones(x.shape[1:]), np.zeros(x.shape[1:]))
     elif name == "max_unpool2d_forward":
         args = (x, np.zeros(x.shape, np.int64), 2)
-    else:  # im2col and the window ops (pooling): x and a kernel size
+    elif name == "relu_forward":
+        args = (x,)
+    elif name == "dropout_forward":
+        args = (x, 0.5, np.zeros(x.shape))
+    elif name == "linear_forward":
+        args = (x.reshape(x.shape[0], -1), np.zeros((2, x[0].size)))
+    else:  # im2col, leaky_relu_forward (alpha 2) and the window ops (pooling): x and a number
         args = (x, 2)
     with pytest.raises(ValueError, match="valid names are: auto, cython, reference"):
         function(*args, backend="gpu")

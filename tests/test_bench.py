@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv.bench import operations, runner, suite
+from fastconv.bench import nets, operations, runner, suite
 from fastconv.bench.__main__ import main
 
 ROW_KEYS = {
@@ -216,10 +216,11 @@ def test_cli_writes_table_json_and_plot(tmp_path, capsys):
     assert fastconv.get_num_threads() == threads_before
     captured = capsys.readouterr()
     out = captured.out
-    for case in suite.TINY_CASES:
+    for case in suite.TINY_CASES + nets.TINY_NET_CASES:
         assert case.name in out
     assert "geometric mean" in out and "tracemalloc" in out
-    steps = f"{2 * len(suite.TINY_CASES)}/{2 * len(suite.TINY_CASES)}"
+    total = 2 * len(suite.TINY_CASES) + len(nets.TINY_NET_CASES)
+    steps = f"{total}/{total}"
     assert steps in captured.err and steps not in out  # the progress bar is on stderr
 
     document = json.loads(json_path.read_text())
@@ -227,6 +228,10 @@ def test_cli_writes_table_json_and_plot(tmp_path, capsys):
     assert document["machine"]["cpu"] and document["machine"]["numpy"] == np.__version__
     assert document["settings"]["dtype"] == "float32" and document["gemm_gflop_per_s"] > 0
     rows = document["results"]
+    # the nets family runs after the shape suite (tests/test_bench_nets.py checks its rows)
+    net_rows = [row for row in rows if row["family"] == "nets"]
+    assert [row["case"] for row in net_rows] == [case.name for case in nets.TINY_NET_CASES]
+    rows = rows[:len(rows) - len(net_rows)]
     assert [(row["case"], row["pass"]) for row in rows] == [
         (case.name, pass_name) for case in suite.TINY_CASES for pass_name in operations.PASSES
     ]
@@ -245,9 +250,10 @@ def test_cli_writes_table_json_and_plot(tmp_path, capsys):
         else:
             assert row["gflop"] is row["gflop_per_s"] is row["percent_of_gemm"] is None
     samples = document["gemm_gflop_per_s_samples"]
-    assert len(samples) == 1 + len(suite.TINY_CASES) and document["gemm_gflop_per_s"] == max(samples)
+    assert len(samples) == 1 + len(suite.TINY_CASES) + len(nets.TINY_NET_CASES)
+    assert document["gemm_gflop_per_s"] == max(samples)
     assert {mean["operation"] for mean in document["geometric_means"]} == {
-        "conv fwd", "conv fwd+bwd", "maxpool fwd", "maxpool fwd+bwd", "all"
+        "conv fwd", "conv fwd+bwd", "maxpool fwd", "maxpool fwd+bwd", "net train", "net infer", "all"
     }
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -295,7 +301,8 @@ def test_module_entry_point_runs():
     )
     assert completed.returncode == 0, completed.stderr
     listed = completed.stdout.splitlines()
-    assert len(listed) == len(suite.all_cases())
+    assert len(listed) == len(suite.all_cases()) + len(nets.all_cases())
+    assert listed[-1].startswith("nets") and "resnet18-net-b16" in listed[-1]
     assert "vgg-3x3-b256" in listed[len(suite.CONV_CASES) - 1] and "full run only" in listed[len(suite.CONV_CASES) - 1]
 
 

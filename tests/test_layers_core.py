@@ -424,3 +424,107 @@ def test_sequential_bad_construction():
         Sequential([ReLU(), np.tanh])
     with pytest.raises(RuntimeError, match="Linear.backward called before forward"):
         _mlp().backward(np.zeros((2, 3)))
+
+
+# --- need_dx, in place, the compiled paths ----------------------------------------------
+
+from fastconv.layers import AvgPool2d, Conv2d, MaxPool2d  # noqa: E402
+
+
+def _every_layer(dtype):
+    return _all_layers(dtype) + [Conv2d(3, 2, 3, padding=1, dtype=dtype, rng=0), MaxPool2d(2), AvgPool2d(2)]
+
+
+@pytest.mark.parametrize("index", range(9))
+def test_need_dx_false_returns_none_and_keeps_the_parameter_gradients(index):
+    layer = _every_layer(F64)[index]
+    x = _input_for(layer, F64) if index < 6 else _randn((2, 3, 4, 4))
+    dout = _randn(layer.forward(x).shape, 3)
+    dx = layer.backward(dout)
+    full = {name: grad.copy() for name, grad in layer.grads.items()}
+    assert dx is not None and dx.shape == x.shape
+    layer.forward(x)
+    assert layer.backward(dout, need_dx=False) is None
+    assert full.keys() == layer.grads.keys()
+    for name, grad in layer.grads.items():
+        assert np.array_equal(grad, full[name])
+
+
+def test_sequential_passes_need_dx_to_its_first_layer_only():
+    seen = []
+
+    class Spy(ReLU):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def backward(self, dout, *, need_dx=True):
+            seen.append((self.name, need_dx))
+            return super().backward(dout, need_dx=need_dx)
+
+    class SpyLinear(Linear):
+        def backward(self, dout, *, need_dx=True):
+            seen.append(("first", need_dx))
+            return super().backward(dout, need_dx=need_dx)
+
+    model = Sequential([SpyLinear(3, 3, dtype=np.float64), Spy("middle"), Spy("last")])
+    model.forward(_randn((2, 3)))
+    assert model.backward(_randn((2, 3)), need_dx=False) is None
+    assert seen == [("last", True), ("middle", True), ("first", False)]
+    seen.clear()
+    assert model.backward(_randn((2, 3))).shape == (2, 3)
+    assert seen[-1] == ("first", True)
+    # below the lowest layer with parameters nothing needs a gradient: nothing runs there
+    seen.clear()
+    parameter_free = Sequential([Spy("first"), Spy("last")])
+    parameter_free.forward(_randn((2, 3)))
+    assert parameter_free.backward(_randn((2, 3)), need_dx=False) is None and seen == []
+
+
+@pytest.mark.parametrize("layer_type", [ReLU, LeakyReLU])
+def test_inplace_activation_writes_its_input_and_gives_the_same_gradient(layer_type):
+    x = _randn((3, 4, 5), 1)
+    plain, inplace = layer_type(), layer_type(inplace=True)
+    expected = plain.forward(x)
+    buffer = x.copy()
+    out = inplace.forward(buffer)
+    assert out is buffer and np.array_equal(buffer, expected)
+    dout = _randn(x.shape, 2)
+    assert np.array_equal(inplace.backward(dout), plain.backward(dout))
+    assert "inplace=True" in repr(inplace)
+    with pytest.raises(TypeError, match="inplace must be True or False"):
+        layer_type(inplace="yes")
+
+
+@pytest.mark.parametrize("backend", ["cython", "reference"])
+def test_activation_and_linear_backends_agree(backend):
+    x = _randn((4, 6), 3)
+    dout = _randn((4, 5), 4)
+    for make in (lambda b: ReLU(backend=b), lambda b: LeakyReLU(0.2, backend=b)):
+        assert np.array_equal(make(backend).forward(x), make("cython").forward(x))
+    layers = [Linear(6, 5, dtype=F64, rng=0, backend=b) for b in (backend, "cython")]
+    outs = [layer.forward(x) for layer in layers]
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-12)
+    dxs = [layer.backward(dout) for layer in layers]
+    np.testing.assert_allclose(dxs[0], dxs[1], rtol=1e-12)
+    np.testing.assert_allclose(layers[0].grads["weight"], layers[1].grads["weight"], rtol=1e-12)
+
+
+def test_dropout_masks_come_from_the_layers_generator_as_rng_random():
+    x = _randn((5, 7), 1, np.float32)
+    for make_rng in (lambda: np.random.default_rng(3), lambda: np.random.RandomState(3)):
+        layer = Dropout(0.4, rng=make_rng())
+        twin = make_rng()
+        for _ in range(3):  # a Generator's numbers go into a buffer kept between calls
+            out = layer.forward(x)
+            keep = twin.random(x.shape) >= 0.4
+            expected = x * (keep.astype(np.float32) * np.float32(1 / 0.6))
+            assert np.array_equal(out, expected)
+            dout = _randn(x.shape, 2, np.float32)
+            assert np.array_equal(layer.backward(dout), dout * (keep.astype(np.float32) * np.float32(1 / 0.6)))
+    np.random.seed(5)
+    first = Dropout(0.5).forward(x)
+    np.random.seed(5)
+    assert np.array_equal(Dropout(0.5).forward(x), first)
+    layer = Dropout(0.5, rng=0).eval()
+    assert layer.forward(x) is x and layer.backward(x, need_dx=False) is None

@@ -163,3 +163,67 @@ def test_l2_penalty_bad_inputs():
         l2_penalty([np.zeros(2)], 1.0)
     with pytest.raises(KeyError, match="nope"):
         l2_penalty({"weight": np.zeros(2)}, 1.0, keys=["nope"])
+
+
+# --- the compiled kernels against the NumPy formulas (fastconv.reference.losses) -----------
+
+from fastconv.reference import losses as reference_losses  # noqa: E402
+
+from _helpers import LAYOUTS, assert_close, with_layout  # noqa: E402
+
+LOSS_PAIRS = [
+    (softmax_loss, reference_losses.softmax_loss),
+    (svm_loss, reference_losses.svm_loss),
+    (lambda s, y, **kw: svm_loss(s, y, 0.0, **kw), lambda s, y: reference_losses.svm_loss(s, y, 0.0)),
+]
+
+
+@pytest.mark.parametrize("pair", range(len(LOSS_PAIRS)))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 10), (7, 3), (50, 10), (3, 1000), (2**13, 9)])
+def test_compiled_loss_matches_the_numpy_formula(pair, dtype, shape):
+    compiled, numpy = LOSS_PAIRS[pair]
+    rng = np.random.default_rng(0)
+    scores = (rng.standard_normal(shape) * 3).astype(dtype)
+    y = rng.integers(0, shape[1], shape[0])
+    loss, dscores = compiled(scores, y)
+    expected_loss, expected = numpy(scores, y)
+    assert loss == pytest.approx(expected_loss, rel=1e-5 if dtype == np.float32 else 1e-12, abs=1e-6)
+    assert_close(dscores, expected)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("label_dtype", [np.int64, np.int32, np.uint8])
+def test_any_layout_and_label_dtype(layout, label_dtype):
+    rng = np.random.default_rng(1)
+    scores = rng.standard_normal((6, 4))
+    y = rng.integers(0, 4, 6)
+    for compiled, numpy in LOSS_PAIRS:
+        expected = compiled(scores, y)
+        got = compiled(with_layout(scores, layout), with_layout(y.astype(label_dtype), layout))
+        assert got[0] == expected[0] and np.array_equal(got[1], expected[1])
+
+
+def test_a_nan_row_is_nan_in_both_kernels_and_the_others_are_not():
+    scores = np.array([[1.0, np.nan, 0.0], [0.5, 1.0, -1.0]])
+    y = np.array([0, 2])
+    loss, dscores = softmax_loss(scores, y)
+    expected_loss, expected = reference_losses.softmax_loss(scores, y)
+    assert np.isnan(loss) and np.isnan(expected_loss)
+    assert np.array_equal(dscores, expected, equal_nan=True) and np.isfinite(dscores[1]).all()
+    loss, dscores = svm_loss(scores, y)
+    expected_loss, expected = reference_losses.svm_loss(scores, y)
+    assert np.isnan(loss) and np.isnan(expected_loss)
+    assert np.array_equal(dscores, expected)
+
+
+@pytest.mark.parametrize("loss_function", [softmax_loss, svm_loss])
+def test_reference_backend_and_bad_backend(loss_function):
+    scores = np.random.default_rng(2).standard_normal((4, 3))
+    y = np.array([0, 1, 2, 0])
+    compiled = loss_function(scores, y)
+    numpy = loss_function(scores, y, backend="reference")
+    assert compiled[0] == pytest.approx(numpy[0], rel=1e-12)
+    assert_close(compiled[1], numpy[1])
+    with pytest.raises(ValueError, match="unknown backend"):
+        loss_function(scores, y, backend="fast")

@@ -143,7 +143,8 @@ def test_learning_rate_can_be_changed_between_steps():
 def test_grads_must_match_params():
     params = {"weight": np.zeros((2, 3)), "bias": np.zeros(2)}
     optimizer = SGD(params, lr=0.1)
-    with pytest.raises(ValueError, match=r"unexpected: \['b'\]"):
+    with pytest.raises(ValueError, match=r"names that are not parameters of this optimiser: \['b'\]; "
+                       r"the parameters are \['bias', 'weight'\]"):
         optimizer.step({"weight": np.zeros((2, 3)), "b": np.zeros(2)})
     with pytest.raises(ValueError, match=r"grads\['weight'\] has shape \(3, 2\) but params\['weight'\] has shape \(2, 3\)"):
         optimizer.step({"weight": np.zeros((3, 2)), "bias": np.zeros(2)})
@@ -178,3 +179,194 @@ def test_bad_construction():
     readonly.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         Adam({"w": readonly})
+
+
+# --- the compiled loop against the NumPy formulas (fastconv.reference.optim) ---------------
+
+from fastconv import _compiled  # noqa: E402
+from fastconv import optim as optim_module  # noqa: E402
+from fastconv.reference import optim as reference_optim  # noqa: E402
+
+from _helpers import with_layout  # noqa: E402
+
+ALL_RULES = {
+    "sgd": lambda p, **kw: SGD(p, lr=0.1, **kw),
+    "momentum": lambda p, **kw: SGD(p, lr=0.1, momentum=0.9, **kw),
+    "nesterov": lambda p, **kw: SGD(p, lr=0.05, momentum=0.8, nesterov=True, **kw),
+    "adagrad": lambda p, **kw: AdaGrad(p, lr=0.1, **kw),
+    "rmsprop": lambda p, **kw: RMSProp(p, lr=0.01, decay=0.9, **kw),
+    "adam": lambda p, **kw: Adam(p, lr=0.01, **kw),
+}
+
+# several tasks for one parameter (2**14 elements each), one-element, odd and empty ones
+PARAM_SHAPES = {"big": (3, 2**14 + 7), "one": (1,), "odd": (5, 7, 3), "bias": (11,), "empty": (0, 4)}
+
+
+def _params(dtype, layout="C", seed=0):
+    rng = np.random.default_rng(seed)
+    return {name: with_layout(rng.standard_normal(shape).astype(dtype), layout)
+            for name, shape in PARAM_SHAPES.items()}
+
+
+def _grads(dtype, seed, layout="C"):
+    rng = np.random.default_rng(seed)
+    return {name: with_layout(rng.standard_normal(shape).astype(dtype), layout)
+            for name, shape in PARAM_SHAPES.items()}
+
+
+def _copy(params):
+    return {name: value.copy(order="K") for name, value in params.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rule", ALL_RULES)
+def test_compiled_updates_are_bit_identical_to_the_numpy_formulas(rule, dtype):
+    compiled_params = _params(dtype)
+    reference_params = _copy(compiled_params)
+    compiled = ALL_RULES[rule](compiled_params)
+    numpy = ALL_RULES[rule](reference_params, backend="reference")
+    for step in range(4):
+        grads = _grads(dtype, seed=10 + step, layout="F" if step == 1 else "C")
+        compiled.step(grads)
+        numpy.step(grads)
+    for name in PARAM_SHAPES:
+        assert np.array_equal(compiled_params[name], reference_params[name]), name
+        for key, value in numpy.state[name].items():
+            assert np.array_equal(compiled.state[name][key], value), (name, key)
+
+
+def test_the_reference_backend_runs_the_reference_functions(monkeypatch):
+    calls = []
+    monkeypatch.setattr(reference_optim, "adam_update", lambda *args: calls.append(args[0].shape))
+    params = {"w": np.zeros((2, 3))}
+    Adam(params, backend="reference").step({"w": np.ones((2, 3))})
+    assert calls == [(2, 3)]
+
+
+def test_compiled_backend_does_not_call_the_reference(monkeypatch):
+    monkeypatch.setattr(reference_optim, "adam_update", None)  # would raise if called
+    params = {"w": np.zeros((2, 3)), "b": np.zeros(3)}
+    Adam(params).step({"w": np.ones((2, 3)), "b": np.ones(3)})
+    assert params["w"][0, 0] < 0
+
+
+@pytest.mark.parametrize("layout", ["F", "strided"])
+@pytest.mark.parametrize("rule", ALL_RULES)
+def test_other_parameter_layouts_give_the_same_updates(rule, layout):
+    # Fortran-ordered parameters run compiled (read flat in their order), strided ones by the
+    # NumPy formulas; both in place, both equal to the C-ordered run
+    base = _params(np.float64)
+    other = {name: with_layout(value, layout) for name, value in base.items()}
+    objects = dict(other)
+    first, second = ALL_RULES[rule](base), ALL_RULES[rule](other)
+    for step in range(3):
+        grads = _grads(np.float64, seed=step)
+        first.step(grads)
+        second.step({name: with_layout(grad, layout) for name, grad in grads.items()})
+    for name in PARAM_SHAPES:
+        assert other[name] is objects[name]
+        assert np.array_equal(other[name], base[name]), name
+
+
+def test_a_replaced_state_array_of_another_layout_still_updates_correctly():
+    params = {"w": np.zeros((4, 5))}
+    twin = {"w": np.zeros((4, 5))}
+    optimizer, reference_run = SGD(params, lr=0.1, momentum=0.9), SGD(twin, lr=0.1, momentum=0.9,
+                                                                       backend="reference")
+    grad = {"w": np.arange(20.0).reshape(4, 5)}
+    optimizer.step(grad)
+    reference_run.step(grad)
+    optimizer.state["w"]["velocity"] = np.asfortranarray(optimizer.state["w"]["velocity"])
+    optimizer.step(grad)
+    reference_run.step(grad)
+    assert np.array_equal(params["w"], twin["w"])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_results_do_not_depend_on_the_thread_count(threads):
+    import fastconv
+
+    before = fastconv.get_num_threads()
+    params = _params(np.float32)
+    twin = _copy(params)
+    try:
+        fastconv.set_num_threads(threads)
+        optimizer = Adam(params, lr=0.01)
+        for step in range(3):
+            optimizer.step(_grads(np.float32, seed=step))
+    finally:
+        fastconv.set_num_threads(before)
+    reference_run = Adam(twin, lr=0.01, backend="reference")
+    for step in range(3):
+        reference_run.step(_grads(np.float32, seed=step))
+    for name in PARAM_SHAPES:
+        assert np.array_equal(params[name], twin[name])
+
+
+# --- the freeze contract: grads may leave out parameters -----------------------------------
+
+@pytest.mark.parametrize("backend", ["cython", "reference"])
+@pytest.mark.parametrize("rule", ALL_RULES)
+def test_parameters_left_out_of_grads_and_their_state_stay_untouched(rule, backend):
+    params = {"frozen": np.ones((3, 4)), "live": np.ones(5)}
+    optimizer = ALL_RULES[rule](params, backend=backend)
+    optimizer.step({"frozen": np.full((3, 4), 0.5), "live": np.full(5, 0.5)})
+    frozen_before = params["frozen"].copy()
+    state_before = {key: (value.copy() if isinstance(value, np.ndarray) else value)
+                    for key, value in optimizer.state["frozen"].items()}
+    live_before = params["live"].copy()
+    optimizer.step({"live": np.full(5, 0.5)})
+    assert np.array_equal(params["frozen"], frozen_before)
+    for key, value in optimizer.state["frozen"].items():
+        assert np.array_equal(value, state_before[key]), key
+    assert not np.array_equal(params["live"], live_before)
+    assert optimizer.steps == 2
+    optimizer.step({})  # everything frozen: nothing moves
+    assert np.array_equal(params["frozen"], frozen_before)
+
+
+@pytest.mark.parametrize("backend", ["cython", "reference"])
+def test_adam_counts_steps_per_parameter(backend):
+    params = {"a": np.zeros(3), "b": np.zeros(3)}
+    optimizer = Adam(params, lr=0.1, backend=backend)
+    grad = np.array([1.0, -2.0, 0.5])
+    optimizer.step({"a": grad})
+    optimizer.step({"a": grad, "b": grad})
+    assert optimizer.state["a"]["step"] == 2 and optimizer.state["b"]["step"] == 1
+    # b's first update is bias-corrected for its own first step: lr * sign(grad), as a's was
+    fresh = {"c": np.zeros(3)}
+    Adam(fresh, lr=0.1, backend=backend).step({"c": grad})
+    assert np.array_equal(params["b"], fresh["c"])
+
+
+def test_the_task_table_covers_every_element_once():
+    sizes = (optim_module._TASK_ELEMENTS * 2 + 3, 1, 0, 5)
+    tasks = optim_module._tasks(sizes)
+    covered = [np.zeros(size, int) for size in sizes]
+    for row, start, stop in tasks:
+        assert 0 < stop - start <= optim_module._TASK_ELEMENTS
+        covered[row][start:stop] += 1
+    assert all((cover == 1).all() for cover in covered)
+    assert _compiled.optim is not None
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_a_step_past_the_parallel_threshold_runs_threaded_and_equals_reference(threads, monkeypatch):
+    import fastconv
+
+    size = optim_module._PARALLEL_MIN_ELEMENTS + 5
+    params = {"w": np.random.default_rng(0).standard_normal(size).astype(np.float32), "b": np.zeros(3, np.float32)}
+    twin = _copy(params)
+    grads = {"w": np.random.default_rng(1).standard_normal(size).astype(np.float32), "b": np.ones(3, np.float32)}
+    used = []
+    real = _compiled.optim.adam
+    monkeypatch.setattr(_compiled.optim, "adam", lambda *args: used.append(args[-1]) or real(*args))
+    before = fastconv.get_num_threads()
+    try:
+        fastconv.set_num_threads(threads)
+        Adam(params, lr=0.01).step(grads)
+    finally:
+        fastconv.set_num_threads(before)
+    Adam(twin, lr=0.01, backend="reference").step(grads)
+    assert used == [threads]
+    assert all(np.array_equal(params[name], twin[name]) for name in params)

@@ -806,3 +806,122 @@ def test_tiles_planned_per_chunk_make_up_the_whole_convolution(problem, seed):
                                                    backend="reference")[0]
             tiled[:, :, out_top:out_bottom, out_left:out_right] = tile_out
     np.testing.assert_array_equal(tiled, whole)
+
+
+# ---- elementwise, linear, losses, optimisers (issue 21) -------------------------------
+
+@st.composite
+def any_shape(draw, max_dims=4, max_side=9):
+    return tuple(draw(st.integers(0, max_side)) for _ in range(draw(st.integers(1, max_dims))))
+
+
+def _with_specials(draw, values):
+    """Some elements replaced by 0, -0, NaN or +-inf (the activations' edge cases)."""
+    if values.size and draw(st.booleans()):
+        flat = values.reshape(-1).copy()
+        picks = draw(st.lists(st.integers(0, flat.size - 1), max_size=4))
+        flat[picks] = draw(st.sampled_from([0.0, -0.0, np.nan, np.inf, -np.inf]))
+        values = flat.reshape(values.shape)
+    return values
+
+
+def _identical(got, want, what):
+    assert got.shape == want.shape and got.dtype == want.dtype, what
+    assert np.array_equal(got, want, equal_nan=True), what
+    assert np.array_equal(np.signbit(got), np.signbit(want)), what
+
+
+@pytest.mark.filterwarnings("ignore:invalid value")
+@given(data=st.data(), shape=any_shape(), dtype=st.sampled_from(DTYPES), threads=st.sampled_from([1, 2, 3]),
+       kind=st.sampled_from(["relu", "leaky_relu", "dropout"]))
+def test_elementwise_ops_equal_reference_exactly(data, shape, dtype, threads, kind):
+    x = data.draw(laid_out(_with_specials(data.draw, _values(data.draw, shape, dtype))))
+    dout = data.draw(laid_out(_with_specials(data.draw, _values(data.draw, shape, dtype))))
+    alpha = data.draw(st.sampled_from([0.0, 0.01, 0.5]))
+    p = data.draw(st.sampled_from([0.0, 0.25, 0.9]))
+    uniform = data.draw(laid_out(np.random.default_rng(data.draw(st.integers(0, 99))).random(shape)))
+    compiled = {"relu": lambda a: fastconv.relu_forward(a, backend="cython"),
+                "leaky_relu": lambda a: fastconv.leaky_relu_forward(a, alpha, backend="cython"),
+                "dropout": lambda a: fastconv.dropout_forward(a, p, uniform, backend="cython")}[kind]
+    twin = {"relu": reference.relu_forward, "leaky_relu": lambda a: reference.leaky_relu_forward(a, alpha),
+            "dropout": lambda a: reference.dropout_forward(a, p, np.array(uniform))}[kind]
+    before = np.array(x)
+    with settings_for_call(threads, None):
+        out, cache = compiled(x)
+        dx = getattr(fastconv, f"{kind}_backward")(dout, cache)
+    expected, expected_cache = twin(np.array(x))
+    _identical(out, expected, "out")
+    _identical(dx, getattr(reference, f"{kind}_backward")(np.array(dout), expected_cache), "dx")
+    assert np.array_equal(np.array(x), before, equal_nan=True)  # x was not written
+
+
+@given(data=st.data(), sizes=st.tuples(st.integers(0, 12), st.integers(0, 40), st.integers(1, 12)),
+       dtype=st.sampled_from(DTYPES), threads=st.sampled_from([1, 2, 3]), with_bias=st.booleans(),
+       need_dx=st.booleans())
+def test_linear_equals_reference(data, sizes, dtype, threads, with_bias, need_dx):
+    batch, features, outputs = sizes
+    x = data.draw(laid_out(_values(data.draw, (batch, features), dtype)))
+    w = data.draw(laid_out(_values(data.draw, (outputs, features), dtype)))
+    b = data.draw(laid_out(_values(data.draw, (outputs,), dtype))) if with_bias else None
+    dout = data.draw(laid_out(_values(data.draw, (batch, outputs), dtype)))
+    with settings_for_call(threads, None):
+        out, cache = fastconv.linear_forward(x, w, b, backend="cython")
+        dx, dw, db = fastconv.linear_backward(dout, cache, need_dx=need_dx)
+    expected, expected_cache = reference.linear_forward(np.array(x), np.array(w), None if b is None else np.array(b))
+    want_dx, want_dw, want_db = reference.linear_backward(np.array(dout), expected_cache)
+    # magnitudes: the same products over absolute values, terms = the summed dimension
+    magnitude = _abs64(x) @ _abs64(w).T + (0 if b is None else _abs64(b))
+    assert_matches(out, expected, magnitude, features + 1, "out")
+    assert_matches(dw, want_dw, _abs64(dout).T @ _abs64(x), batch, "dw")
+    if need_dx:
+        assert_matches(dx, want_dx, _abs64(dout) @ _abs64(w), outputs, "dx")
+    else:
+        assert dx is None
+    if with_bias:
+        assert_matches(db, want_db, _abs64(dout).sum(axis=0), batch, "db")
+
+
+@given(data=st.data(), sizes=st.tuples(st.integers(1, 20), st.integers(1, 12)), dtype=st.sampled_from(DTYPES),
+       loss=st.sampled_from(["softmax_loss", "svm_loss"]))
+def test_losses_equal_reference(data, sizes, dtype, loss):
+    from fastconv import losses
+    from fastconv.reference import losses as reference_losses
+
+    scores = data.draw(laid_out(_values(data.draw, sizes, dtype) * data.draw(st.sampled_from([1.0, 30.0]))))
+    y = np.random.default_rng(data.draw(st.integers(0, 99))).integers(0, sizes[1], sizes[0])
+    value, dscores = getattr(losses, loss)(scores, y)
+    expected_value, expected = getattr(reference_losses, loss)(np.array(scores), y)
+    assert dscores.dtype == dtype
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    assert abs(value - expected_value) <= tolerance * max(1.0, abs(expected_value))
+    np.testing.assert_allclose(dscores, expected, rtol=0, atol=tolerance)
+
+
+@given(data=st.data(), dtype=st.sampled_from(DTYPES), threads=st.sampled_from([1, 2, 3]),
+       rule=st.sampled_from(["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]),
+       shapes=st.lists(any_shape(max_dims=3, max_side=40), min_size=1, max_size=4))
+def test_optimiser_updates_equal_reference_exactly(data, dtype, threads, rule, shapes):
+    from fastconv.optim import SGD, AdaGrad, Adam, RMSProp
+
+    make = {"sgd": lambda p, b: SGD(p, 0.1, backend=b),
+            "momentum": lambda p, b: SGD(p, 0.1, momentum=0.9, backend=b),
+            "nesterov": lambda p, b: SGD(p, 0.1, momentum=0.9, nesterov=True, backend=b),
+            "adagrad": lambda p, b: AdaGrad(p, 0.1, backend=b),
+            "rmsprop": lambda p, b: RMSProp(p, 0.01, backend=b),
+            "adam": lambda p, b: Adam(p, 0.01, backend=b)}[rule]
+    params = {}
+    for index, shape in enumerate(shapes):
+        values = _values(data.draw, shape, dtype)
+        drawn = data.draw(laid_out(values))
+        # a parameter is updated in place: a writeable array of the drawn layout
+        params[f"p{index}"] = drawn if drawn.flags.writeable else np.array(drawn, order="K")
+    twin = {name: np.array(value) for name, value in params.items()}
+    compiled, numpy = make(params, "cython"), make(twin, "reference")
+    with settings_for_call(threads, None):
+        for _ in range(data.draw(st.integers(1, 3))):
+            names = data.draw(st.lists(st.sampled_from(sorted(params)), unique=True))  # some frozen
+            grads = {name: data.draw(laid_out(_values(data.draw, params[name].shape, dtype))) for name in names}
+            compiled.step(grads)
+            numpy.step({name: np.array(grad) for name, grad in grads.items()})
+    for name in params:
+        _identical(np.array(params[name]), twin[name], name)

@@ -47,6 +47,9 @@ EXAMPLES = {
     "AdaptiveMaxPool2d": lambda dtype: layers.AdaptiveMaxPool2d(2),
     "GlobalAvgPool2d": lambda dtype: layers.GlobalAvgPool2d(),
     "MaxUnpool2d": lambda dtype: layers.MaxUnpool2d(2, padding=(0, 1)),
+    "Residual": lambda dtype: layers.Residual(
+        Sequential([Conv2d(3, 4, 3, padding=1, dtype=dtype, rng=8), layers.BatchNorm2d(4, dtype=dtype)]),
+        Conv2d(3, 4, 1, bias=False, dtype=dtype, rng=9)),
     "BatchNorm1d": lambda dtype: layers.BatchNorm1d(5, eps=1e-4, momentum=0.3, dtype=dtype),
     "LayerNorm": lambda dtype: layers.LayerNorm((3, 5, 6), eps=1e-4, dtype=dtype),
     "GroupNorm": lambda dtype: layers.GroupNorm(3, 6, eps=1e-4, dtype=dtype),

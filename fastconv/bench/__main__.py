@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from . import report, runner, suite
+from . import isolate, nets, report, runner, suite
 
 INSTALL_HINT = "python -m pip install 'fastconv[bench]'"
 
@@ -20,7 +20,7 @@ def _parser():
                         help="threads for fastconv, BLAS and torch alike (default: usable cores, "
                         f"here {runner.usable_cores()})")
     parser.add_argument("--only", metavar="NAME",
-                        help="comma-separated case names and/or families (conv, maxpool); "
+                        help="comma-separated case names and/or families (conv, maxpool, nets); "
                         "see --list")
     parser.add_argument("--json", metavar="PATH", help="write every row and the machine info here")
     parser.add_argument("--plot", metavar="PATH", help="write a PNG bar chart of the speedups "
@@ -29,6 +29,15 @@ def _parser():
                         help="per conv layer: algorithm='auto' beside every algorithm that "
                         "supports it, fastconv alone, and auto's ratio to the best")
     parser.add_argument("--list", action="store_true", help="list the shape suite and exit")
+    parser.add_argument("--isolate", action="store_true",
+                        help="time every library in worker processes of its own, alternating "
+                        "between libraries (figures: medians of per-process medians)")
+    parser.add_argument("--processes", type=int, default=None, metavar="N",
+                        help="with --isolate: worker processes per library and case (default "
+                        f"{isolate.PROCESSES['quick']} quick, {isolate.PROCESSES['full']} full)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the timings, print where each net's time goes: per-layer "
+                        "forward and backward times of fastconv (and torch's profiler table)")
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     # small shapes and minimal repeats, for the bench's own tests
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
@@ -43,17 +52,32 @@ def _import_optional(name):
         return None, str(error)
 
 
+def _print_profiles(net_cases, dtype, threads, torch, tiny):
+    """--profile: where each net's time goes, fastconv per layer and torch per operator."""
+    steps = 2 if tiny else 10
+    with runner.thread_limits(threads, torch):
+        for case in net_cases:
+            print()
+            print(nets.profile_table(case, nets.profile_fastconv(case, dtype, steps=steps)))
+            if torch is not None:
+                print()
+                print(nets.profile_torch(torch, case, dtype, steps=steps))
+
+
 def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.processes is not None and args.processes < 1:
+        parser.error(f"--processes must be >= 1, got {args.processes}")
     try:
-        cases = suite.select(args.only, quick=args.quick, tiny=args.tiny)
+        net_cases, suite_only = nets.select(args.only, quick=args.quick, tiny=args.tiny)
+        cases = [] if suite_only == "" else suite.select(suite_only, quick=args.quick, tiny=args.tiny)
     except ValueError as error:
         parser.error(str(error))
     if args.list:
-        for case in suite.all_cases(tiny=args.tiny):
+        for case in list(suite.all_cases(tiny=args.tiny)) + list(nets.all_cases(tiny=args.tiny)):
             extra = "  (full run only)" if case.full_only else ""
             print(f"{case.family:8} {case.name:14} {case.describe()}{extra}")
         return 0
@@ -88,7 +112,7 @@ def main(argv=None):
     threads = args.threads or runner.usable_cores()
     if args.oracle:
         return _oracle(args, cases, settings_name, settings, threads, torch)
-    progress = runner.Progress(total=len(cases) * 2)
+    progress = runner.Progress(total=len(cases) * 2 + len(net_cases))
     with runner.thread_limits(threads, torch):
         machine = report.machine_info(threads, torch)
         for warning in machine["blas_warnings"]:  # at the start too, before minutes of timing
@@ -103,8 +127,20 @@ def main(argv=None):
         progress.show("GEMM rate")
         sample_gemm()
         try:
-            rows = runner.run_suite(cases, dtype=args.dtype, settings=settings, torch=torch,
-                                    progress=progress, seed=args.seed, after_case=sample_gemm)
+            if args.isolate:
+                rows = isolate.run_cases(
+                    cases, net_cases, dtype=args.dtype, settings=settings,
+                    settings_name=settings_name, threads=threads, seed=args.seed, tiny=args.tiny,
+                    with_torch=torch is not None, processes=args.processes, progress=progress,
+                    after_case=sample_gemm)
+            else:
+                rows = runner.run_suite(cases, dtype=args.dtype, settings=settings, torch=torch,
+                                        progress=progress, seed=args.seed, after_case=sample_gemm)
+                for case in net_cases:
+                    progress.show(f"{nets.operation_name(case)} {case.name}")
+                    rows.append(nets.measure_case(case, args.dtype, settings, torch, args.seed))
+                    progress.advance()
+                    sample_gemm()
         finally:
             progress.close()
     gemm_gflops = max(gemm_samples)
@@ -114,11 +150,17 @@ def main(argv=None):
     means = report.geometric_means(rows)
     footer = report.notes(rows, machine=machine, settings_name=settings_name, settings=settings,
                           gemm_gflops=gemm_gflops, dtype=args.dtype, torch_note=torch_note)
+    extra_notes = nets.notes(rows)
+    if args.isolate:
+        extra_notes += isolate.notes(args.processes or isolate.PROCESSES[settings_name])
+    footer = "\n".join([footer] + extra_notes)
     print(report.table(rows, with_torch))
     print()
     print(report.geomean_table(means, with_torch))
     print()
     print(footer)
+    if args.profile:
+        _print_profiles(net_cases, args.dtype, threads, torch, args.tiny)
 
     if args.json:
         report.write_json(args.json, {

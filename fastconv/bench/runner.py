@@ -257,6 +257,12 @@ def measure_case(case, pass_name, inputs, settings, torch=None, reference_skip=N
     skip = {} if reference_skip is None else {"reference": reference_skip}
     timings = time_alternating(calls, settings, skip)
     peak, held = traced_memory(calls["fastconv"])
+    return case_row(case, pass_name, str(inputs["x"].dtype), timings, peak, held)
+
+
+def case_row(case, pass_name, dtype, timings, peak, held):
+    """The result row of one operation from its {implementation: Timing} and fastconv's
+    traced (peak, held) bytes."""
     reference_ms = _median_ms(timings["reference"])
     fastconv_ms = _median_ms(timings["fastconv"])
     torch_ms = _median_ms(timings.get("torch"))
@@ -269,7 +275,7 @@ def measure_case(case, pass_name, inputs, settings, torch=None, reference_skip=N
         "case": case.name,
         "shape": case.describe(),
         "x_shape": list(case.x_shape),
-        "dtype": str(inputs["x"].dtype),
+        "dtype": dtype,
         "gflop": work,
         "reference_ms": reference_ms,
         "reference_status": timings["reference"].skipped or "ok",

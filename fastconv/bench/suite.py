@@ -202,6 +202,17 @@ def _groups(tiny):
     return groups
 
 
+def known_names(*, tiny=False):
+    """Every name select() takes: case names, families and group names."""
+    cases = list(all_cases(tiny=tiny))
+    if not tiny:
+        from . import networks
+
+        cases += networks.all_cases()
+    return ({case.name for case in cases} | {case.family for case in cases} | set(FAMILIES)
+            | set(_groups(tiny)))
+
+
 def select(only=None, *, quick=False, tiny=False):
     """The cases to run, in suite order.
 

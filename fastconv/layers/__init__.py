@@ -7,6 +7,7 @@ from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .pool import AvgPool2d, MaxPool2d
 from .pool import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool3d, GlobalAvgPool2d,  # issue 23
                    MaxPool1d, MaxPool3d, MaxUnpool2d)
+from .residual import Residual
 
 __all__ = [
     "Layer",
@@ -36,4 +37,5 @@ __all__ = [
     "LayerNorm",
     "GroupNorm",
     "Sequential",
+    "Residual",
 ]

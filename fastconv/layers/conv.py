@@ -109,7 +109,7 @@ class _ConvNd(Layer):
         self.grads["weight"] = dweight
         if "bias" in self.params:
             self.grads["bias"] = dbias
-        return dx
+        return dx if need_dx else None
 
     def __repr__(self):
         extras = ""

@@ -3,7 +3,11 @@ import numbers
 
 import numpy as np
 
+from .. import _backend
 from .._validate import FLOAT_DTYPES
+from ..elementwise import (dropout_backward, dropout_forward, leaky_relu_backward, leaky_relu_forward,
+                           relu_backward, relu_forward)
+from ..linear import linear_backward, linear_forward
 from .base import Layer
 
 
@@ -95,16 +99,21 @@ class Linear(Layer):
         RandomState, for the initial weights.
     weight_scale : None for He initialisation (normal, std sqrt(2 / in_features), suited
         to ReLU networks), or a float std (e.g. 1e-3 for near-zero initial scores).
+    backend : "auto", "cython" or "reference", passed to linear_forward (the compiled path
+        runs BLAS on fastconv's threads, as the convolutions do).
 
     params : "weight" (out_features, in_features), "bias" (out_features,) when bias=True.
     forward : x (N, in_features) -> out (N, out_features).
+    backward : dout (N, out_features) -> dx (N, in_features), or None with need_dx=False.
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, *, rng=None, weight_scale=None):
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, *, rng=None, weight_scale=None,
+                 backend="auto"):
         super().__init__()
         self.in_features = _check_positive_int(in_features, "in_features")
         self.out_features = _check_positive_int(out_features, "out_features")
         self.dtype = as_param_dtype(dtype)
+        self.backend = _backend.check_name(backend, "the backend argument")
         if weight_scale is None:
             weight_scale = np.sqrt(2.0 / self.in_features)
         elif isinstance(weight_scale, bool) or not isinstance(weight_scale, numbers.Real) or weight_scale < 0:
@@ -121,19 +130,17 @@ class Linear(Layer):
                 f"Linear expects x of shape (N, {self.in_features}), got {x.shape}"
                 + ("; put a Flatten layer before it" if x.ndim > 2 else "")
             )
-        out = x @ self.params["weight"].T
-        if "bias" in self.params:
-            out += self.params["bias"]
-        self._cache = (x, out.shape)
+        out, self._cache = linear_forward(x, self.params["weight"], self.params.get("bias"),
+                                          backend=self.backend)
         return out
 
-    def backward(self, dout):
-        x, out_shape = self._saved()
-        check_layer_dout(self, dout, out_shape, self.dtype)
-        self.grads["weight"] = dout.T @ x
+    def backward(self, dout, *, need_dx=True):
+        cache = self._saved()
+        check_layer_dout(self, dout, cache.out_shape, self.dtype)
+        dx, self.grads["weight"], dbias = linear_backward(dout, cache, need_dx=need_dx)
         if "bias" in self.params:
-            self.grads["bias"] = dout.sum(axis=0)
-        return dout @ self.params["weight"]
+            self.grads["bias"] = dbias
+        return dx
 
     def __repr__(self):
         return (
@@ -142,53 +149,75 @@ class Linear(Layer):
         )
 
 
+def _check_inplace_flag(inplace):
+    if not isinstance(inplace, (bool, np.bool_)):
+        raise TypeError(f"inplace must be True or False, got {inplace!r}")
+    return bool(inplace)
+
+
 class ReLU(Layer):
     """max(x, 0) elementwise; any shape, float32 or float64 (the output keeps x's dtype).
 
     At exactly 0 the gradient is taken as 0. NaN stays NaN (as in PyTorch).
+
+    inplace : False (default) returns a new array; True writes the result into x and
+        returns x (as torch.nn.ReLU(inplace=True)): only where nothing else reads x
+        afterwards, e.g. after a Conv2d, BatchNorm2d, Linear or Residual in a Sequential,
+        not on a model's input nor first in a Residual body with an identity shortcut.
+    backend : "auto", "cython" or "reference", passed to relu_forward.
+
+    The backward needs only a bit per element (kept from the forward), and returns a new
+    array; need_dx=False returns None.
     """
+
+    def __init__(self, inplace=False, *, backend="auto"):
+        super().__init__()
+        self.inplace = _check_inplace_flag(inplace)
+        self.backend = _backend.check_name(backend, "the backend argument")
 
     def forward(self, x):
         check_layer_input(self, x)
-        positive = x > 0
-        self._cache = (positive, x.dtype)
-        # np.maximum, not np.where(x > 0, ...): a NaN must stay NaN, or a diverging net hides
-        return np.maximum(x, x.dtype.type(0))
+        out, self._cache = relu_forward(x, inplace=self.inplace, backend=self.backend)
+        return out
 
-    def backward(self, dout):
-        positive, dtype = self._saved()
-        check_layer_dout(self, dout, positive.shape, dtype)
-        return np.where(positive, dout, dtype.type(0))
+    def backward(self, dout, *, need_dx=True):
+        cache = self._saved()
+        check_layer_dout(self, dout, cache.shape, cache.dtype)
+        return relu_backward(dout, cache) if need_dx else None
 
     def __repr__(self):
-        return "ReLU()"
+        return "ReLU(inplace=True)" if self.inplace else "ReLU()"
 
 
 class LeakyReLU(Layer):
     """x where x > 0, alpha * x elsewhere; any shape, keeps x's dtype.
 
     alpha : float >= 0, the slope for negative inputs (0.01 by default).
+    inplace : write the result into x and return x (see ReLU).
+    backend : "auto", "cython" or "reference", passed to leaky_relu_forward.
     """
 
-    def __init__(self, alpha=0.01):
+    def __init__(self, alpha=0.01, inplace=False, *, backend="auto"):
         super().__init__()
         if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha >= 0:
             raise ValueError(f"alpha must be a number >= 0, got {alpha!r}")
         self.alpha = float(alpha)
+        self.inplace = _check_inplace_flag(inplace)
+        self.backend = _backend.check_name(backend, "the backend argument")
 
     def forward(self, x):
         check_layer_input(self, x)
-        positive = x > 0
-        self._cache = (positive, x.dtype)
-        return np.where(positive, x, x * x.dtype.type(self.alpha))
+        out, self._cache = leaky_relu_forward(x, self.alpha, inplace=self.inplace,
+                                              backend=self.backend)
+        return out
 
-    def backward(self, dout):
-        positive, dtype = self._saved()
-        check_layer_dout(self, dout, positive.shape, dtype)
-        return np.where(positive, dout, dout * dtype.type(self.alpha))
+    def backward(self, dout, *, need_dx=True):
+        cache = self._saved()
+        check_layer_dout(self, dout, cache.shape, cache.dtype)
+        return leaky_relu_backward(dout, cache) if need_dx else None
 
     def __repr__(self):
-        return f"LeakyReLU(alpha={self.alpha})"
+        return f"LeakyReLU(alpha={self.alpha}{', inplace=True' if self.inplace else ''})"
 
 
 class Flatten(Layer):
@@ -202,10 +231,10 @@ class Flatten(Layer):
         self._cache = (x.shape, x.dtype)
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dout):
+    def backward(self, dout, *, need_dx=True):
         x_shape, dtype = self._saved()
         check_layer_dout(self, dout, (x_shape[0], int(np.prod(x_shape[1:]))), dtype)
-        return dout.reshape(x_shape)
+        return dout.reshape(x_shape) if need_dx else None
 
     def __repr__(self):
         return "Flatten()"
@@ -217,32 +246,49 @@ class Dropout(Layer):
 
     p : float in [0, 1), the probability of dropping an element.
     rng : None (NumPy's global generator), an int seed, a np.random.Generator or
-        RandomState, for the masks.
+        RandomState, for the masks: each training forward draws ``rng.random(x.shape)``
+        (float64, uniform on [0, 1)) and keeps the elements whose number is >= p.
+    backend : "auto", "cython" or "reference", passed to dropout_forward (the compiled
+        pass applies the mask and scale and keeps one bit per element for the backward).
 
     forward keeps x's shape and dtype. In evaluation mode it returns x itself.
     """
 
-    def __init__(self, p=0.5, rng=None):
+    def __init__(self, p=0.5, rng=None, *, backend="auto"):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
             raise ValueError(f"p (the drop probability) must lie in [0, 1), got {p!r}")
         self.p = float(p)
         self.rng = random_source(rng)
+        self.backend = _backend.check_name(backend, "the backend argument")
+        self._uniform = None  # a Generator's numbers are drawn into this buffer, kept between calls
+
+    def _random(self, shape):
+        """rng.random(shape): into a buffer kept by the layer when the rng can fill one (a
+        Generator; the numbers are the same), saving a fresh float64 array per call."""
+        if not isinstance(self.rng, np.random.Generator):
+            return self.rng.random(shape)
+        if self._uniform is None or self._uniform.shape != shape:
+            self._uniform = np.empty(shape)
+        return self.rng.random(out=self._uniform)
 
     def forward(self, x):
         check_layer_input(self, x)
         if not self.training:
-            self._cache = (None, x.shape, x.dtype)
+            self._cache = (x.shape, x.dtype)
             return x
-        keep = self.rng.random(x.shape) >= self.p
-        mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
-        self._cache = (mask, x.shape, x.dtype)
-        return x * mask
+        out, cache = dropout_forward(x, self.p, self._random(x.shape), backend=self.backend)
+        self._cache = cache
+        return out
 
-    def backward(self, dout):
-        mask, shape, dtype = self._saved()
+    def backward(self, dout, *, need_dx=True):
+        cache = self._saved()
+        training = not isinstance(cache, tuple)
+        shape, dtype = (cache.shape, cache.dtype) if training else cache
         check_layer_dout(self, dout, shape, dtype)
-        return dout if mask is None else dout * mask
+        if not need_dx:
+            return None
+        return dropout_backward(dout, cache) if training else dout
 
     def __repr__(self):
         return f"Dropout(p={self.p})"
