@@ -358,13 +358,16 @@ def transposed_geometry(x_shape, w_shape, stride=1, padding=0, output_padding=0,
                 f"output_padding {extra} must be smaller than stride {stride} or dilation "
                 f"{dilation} in every axis (axis {axis}: {e} >= max({s}, {d}))")
     _check_indexable(size, stride, pads, pads, dilation)
+    if any(n < 1 for n in size):
+        # PyTorch refuses these too; the formula below would invent an output from nothing
+        raise ValueError(f"x of a transposed convolution needs every spatial size >= 1, got "
+                         f"spatial shape {size} (shape {tuple(x_shape)})")
     out_t = tuple((n - 1) * s - 2 * p + d * (k - 1) + e + 1
                   for n, s, p, d, k, e in zip(size, stride, pads, dilation, kernel, extra))
-    if any(o < 1 for o in out_t) and all(n > 0 for n in size):
+    if any(o < 1 for o in out_t):
         raise ValueError(
             f"the transposed convolution's output would have spatial shape {out_t}: padding "
             f"{pads} is too large for x of spatial shape {size}, kernel {kernel}, stride {stride}")
-    out_t = tuple(max(o, 0) for o in out_t)
     _check_plane(out_t, padding)
     pad_after = tuple(p - e for p, e in zip(pads, extra))
     return ConvGeometry(batch, filters, channels, groups, out_t, kernel, stride, dilation, pads,

@@ -80,6 +80,7 @@ COST_MODEL = {
             "depthwise-tap": 0.08e-9, "depthwise-pad": 0.3e-9,
         },
         "parallel_efficiency": 0.92,
+        "calls": {"default": 30e-6},
     },
     "float64": {
         "gemm": {"nn": _gemm(75e9), "tn": _gemm(70e9), "nt": _gemm(60e9)},
@@ -94,5 +95,6 @@ COST_MODEL = {
             "depthwise-tap": 0.16e-9, "depthwise-pad": 0.45e-9,
         },
         "parallel_efficiency": 0.92,
+        "calls": {"default": 30e-6},
     },
 }

@@ -61,6 +61,12 @@ class Machine:
         """Seconds of `count` elements of an elementwise kind of work on one thread."""
         return count * self.constants["elements"][kind]
 
+    def call(self, name):
+        """The fixed cost of one call of an algorithm: validation, planning, allocation, waking
+        the threads."""
+        calls = self.constants["calls"]
+        return calls.get(name, calls["default"])
+
     def spread(self, seconds, tasks, threads):
         """Wall seconds of `seconds` of work cut into `tasks` equal tasks run on `threads`
         threads: whole tasks per thread, and a measured efficiency for a second thread."""
@@ -78,7 +84,7 @@ def machine(dtype, threads=None):
 def costs(geometry, dtype, pass_name="forward", threads=None):
     """{name: estimated seconds} of every supported algorithm for this pass."""
     here = machine(dtype, threads)
-    return {module.NAME: module.cost(geometry, here, pass_name)
+    return {module.NAME: module.cost(geometry, here, pass_name) + here.call(module.NAME)
             for module in algorithms.supporting(geometry)}
 
 

@@ -445,6 +445,9 @@ def _kind_cases(ndim):
         r"padding of a transposed convolution must be an int or a tuple of ints")
     case(t_forward, "padding larger than the output", lambda api, c=t_call: c(
         api, arrays=(tx, tw), padding=9), ValueError, r"padding .* is too large for x")
+    case(t_forward, "x with an empty spatial axis", lambda api, c=t_call, w=tw: c(
+        api, arrays=(tx[..., :0], w), stride=3), ValueError,
+        r"transposed convolution needs every spatial size >= 1, got spatial shape")
     case(t_forward, "dilation zero", lambda api, c=t_call: c(api, arrays=(tx, tw), dilation=0),
          ValueError, r"dilation must be >= 1")
     case(t_forward, "b of the wrong length", lambda api, name=t_forward: getattr(api, name)(

@@ -488,10 +488,11 @@ def test_readme_three_ways_in_snippets_run():
     assert len(blocks) == 3
     for code, namespace in zip(blocks, (functional, layers, drop_in)):
         exec(compile(code, "README.md", "exec"), namespace)
-    assert functional["out"].shape == (4, 3, 7, 15) and functional["dx"].shape == (4, 3, 16, 16)
-    assert functional["avg"].shape == (4, 3, 8, 8)
-    assert layers["out"].shape == (4, 8, 8, 8) and layers["dx"].shape == (4, 3, 16, 16)
-    assert layers["conv"].grads["weight"].shape == (8, 3, 3, 3)
-    assert drop_in["out_naive"].shape == (2, 4, 8, 9) and drop_in["out"].shape == (2, 4, 3, 4)
+    assert functional["y"].shape == (4, 8, 16, 16) and functional["y2"].shape == (4, 8, 8, 8)
+    assert functional["dw_only"][0] is None and functional["dw_only"][1].shape == (8, 3, 3, 3)
+    assert functional["out"].shape == (4, 3, 8, 15) and functional["dx"].shape == (4, 3, 16, 16)
+    assert layers["scores"].shape == (4, 10) and layers["scores"].dtype == np.float32
+    assert set(layers["model"].grads) == set(layers["model"].params)
+    assert drop_in["out_naive"].shape == (2, 4, 8, 9)
     assert np.max(np.abs(drop_in["out_naive"] - drop_in["out_fast"])) < 1e-12
     assert drop_in["dw"].shape == (4, 3, 3, 2)

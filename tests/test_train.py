@@ -230,7 +230,7 @@ def test_readme_training_snippet_runs_and_learns(capsys):
     import re
 
     readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Training a small CNN"):]
+    section = readme[readme.index("## Training, saving and fine-tuning"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)

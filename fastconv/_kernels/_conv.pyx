@@ -219,7 +219,7 @@ def backward(const floating[:, :, ::1] dout, const floating[:, :, :, :, ::1] x,
     x None: no weight gradient (dweight_per_thread and dbias_per_thread unused); dx None: no
     input gradient. dweight_per_thread, (num_threads, F, C/groups*K), or with `transposed`
     (groups == 1 only) (num_threads, C*K, F), and dbias_per_thread (num_threads, F), or None
-    for no bias, must be zero on entry; the caller sums them.
+    for no bias, are zeroed here, each by its thread; the caller sums them.
 
     Two ways to share the work, both with a fixed (static) task order, so that a thread count
     always gives the same sums: dx_per_thread None, each thread owns whole images and writes
@@ -250,6 +250,14 @@ def backward(const floating[:, :, ::1] dout, const floating[:, :, :, :, ::1] x,
         tid = threadid()
         dweight = &dweight_per_thread[tid, 0, 0] if need_dw else NULL
         dbias = &dbias_per_thread[tid, 0] if has_bias else NULL
+        # each thread zeroes its own sums: scratch memory, never fresh pages that both
+        # threads would fault in at once (on a VM that took a batch-1 backward from 1.2 to
+        # 40 ms, docs/performance.md "Per-thread sums")
+        if need_dw:
+            memset(dweight, 0, dweight_per_thread.shape[1] * dweight_per_thread.shape[2]
+                   * sizeof(floating))
+        if has_bias:
+            memset(dbias, 0, dbias_per_thread.shape[1] * sizeof(floating))
         band = &dout_band[tid, 0, 0] if transposed else NULL
         if dx_per_thread is not None:
             count = dx_per_thread.shape[1] * dx_per_thread.shape[2] * dx_per_thread.shape[3] \

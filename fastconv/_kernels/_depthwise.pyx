@@ -181,8 +181,8 @@ def backward(const floating[:, :, :, ::1] dout, const floating[:, :, :, ::1] x,
     cdef int tid = 0
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
-        plane = &padded[tid, 0]
-        dplane = &dpadded[tid, 0]
+        plane = &padded[tid, 0] if need_dw else NULL
+        dplane = &dpadded[tid, 0] if need_dx else NULL
         for c in prange(channels, schedule="dynamic"):
             for image in range(batch):
                 if need_dw:

@@ -16,7 +16,6 @@ import numpy as np
 from .. import _blas, _compiled, _tuning
 from .._scratch import scratch
 from .._settings import get_num_threads, get_workspace_limit
-from ._winograd import thread_sum
 
 NAME = "im2col"
 HANDLES = "every convolution (1-D to 3-D, any stride, padding, padding mode, dilation, groups)"
@@ -136,31 +135,32 @@ def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=T
     band_columns = geometry.out_pixels if direct and not by_bands else band_rows * geometry.out[-1]
     transposed = need_dw and groups == 1 and transposed_weight_gradient(patch, filters,
                                                                         dtype.itemsize)
-    dweight = np.zeros((threads,) + ((patch, filters) if transposed else (filters, patch)),
-                       dtype) if need_dw else None
-    dbias = np.zeros((threads, filters), dtype) if has_bias and need_dw else None
+    dweight_shape = (threads,) + ((patch, filters) if transposed else (filters, patch))
+    has_db = has_bias and need_dw
     partials = (threads,) + _as_5d(dx, geometry).shape if need_dx and by_bands and not direct else (0,)
+    # per-thread sums in scratch memory, zeroed by their threads in the kernel
     with scratch(dtype, (threads, 0 if direct else geometry.channels * math.prod(geometry.kernel),
                          band_columns),
-                 (threads, band_columns if transposed else 0, filters), partials) as (
-                     workspace, dout_band, dx_partials):
+                 (threads, band_columns if transposed else 0, filters), partials,
+                 dweight_shape if need_dw else (0,), (threads, filters) if has_db else (0,)) as (
+                     workspace, dout_band, dx_partials, dweight, dbias):
         _blas.run_kernel(_compiled.conv.backward, threads, dout.reshape(dout.shape[0], filters, -1),
                          None if x is None or not need_dw else _as_5d(x, geometry),
                          w.reshape(filters, patch), None if dx is None else _as_5d(dx, geometry),
                          dx_partials if len(partials) > 1 else None,
-                         dweight, dbias, workspace, dout_band, geometry.kernel_window(), groups,
+                         dweight if need_dw else None, dbias if has_db else None, workspace,
+                         dout_band, geometry.kernel_window(), groups,
                          band_rows, direct, transposed,
                          _blas.gemm_pieces(patch, geometry.filters_per_group),
                          _blas.gemm_pieces(patch, band_columns))
         if len(partials) > 1:
             np.sum(dx_partials, axis=0, out=_as_5d(dx, geometry))
-    dw = db = None
-    if need_dw:
-        dw = thread_sum(dweight)
-        if transposed:
-            dw = np.ascontiguousarray(dw.T)
-        dw = dw.reshape(w.shape)
-        db = None if dbias is None else thread_sum(dbias)
+        dw = db = None
+        if need_dw:  # summed into fresh arrays: nothing returned lies in scratch memory
+            dw = np.sum(dweight, axis=0)
+            dw = np.ascontiguousarray(dw.T) if transposed else dw
+            dw = dw.reshape(w.shape)
+            db = np.sum(dbias, axis=0) if has_db else None
     return dx, dw, db
 
 

@@ -27,7 +27,12 @@ WORKER_TIMEOUT = 900
 # --- the worker side --------------------------------------------------------------------
 
 def _suite_case(name, tiny):
-    for case in suite.all_cases(tiny=tiny):
+    cases = list(suite.all_cases(tiny=tiny))
+    if not tiny:
+        from . import networks
+
+        cases += networks.all_cases()
+    for case in cases:
         if case.name == name:
             return case
     raise KeyError(f"no suite case named {name!r}")

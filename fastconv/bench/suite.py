@@ -114,6 +114,8 @@ class PoolOptionCase:
     options: tuple = ()
     full_only: bool = False
 
+    kind = "pool-option"
+
     @property
     def ndim(self):
         return len(self.x_shape) - 2
