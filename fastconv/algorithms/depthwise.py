@@ -46,14 +46,18 @@ def cost(geometry, machine, pass_name):
     """Memory-bound: each plane padded once per task, KH*KW multiply-adds per output."""
     taps = geometry.batch * geometry.filters * geometry.out_pixels * math.prod(geometry.kernel)
     pads = geometry.batch * geometry.channels * _padded_elements(geometry)
+    # each tap of each output row is one call of the inner loop: short rows pay for the call
+    runs = taps // max(1, geometry.out[-1])
     if pass_name == "forward":
         tasks = geometry.batch * geometry.channels
-        seconds = machine.work("depthwise-pad", pads) + machine.work("depthwise-tap", taps)
+        seconds = (machine.work("depthwise-pad", pads) + machine.work("depthwise-tap", taps)
+                   + machine.work("depthwise-run", runs))
     else:
         tasks = geometry.channels
         passes = (pass_name in ("backward", "backward-weights")) + (
             pass_name in ("backward", "backward-data"))
-        seconds = passes * (machine.work("depthwise-pad", pads) + machine.work("depthwise-tap", taps))
+        seconds = passes * (machine.work("depthwise-pad", pads) + machine.work("depthwise-tap", taps)
+                            + machine.work("depthwise-run", runs))
     return machine.spread(seconds, tasks, min(machine.threads, _threads(geometry, tasks)))
 
 

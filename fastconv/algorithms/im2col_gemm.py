@@ -180,6 +180,8 @@ def band_cost(geometry, machine, pass_name, direct):
         gemm = machine.gemm(filters, columns, geometry.channels if direct else depth,
                             calls=bands * groups)
         copy = 0 if direct else machine.work("im2col", rows * columns * bands) * blocks
+        if direct:  # the bias (or zeroing) pass over the output, which im2col's GEMM folds in
+            copy = machine.work("copy", geometry.filters * columns * bands)
         return machine.spread(copy + gemm, bands * blocks, threads)
     seconds = 0.0
     if pass_name in ("backward", "backward-weights"):

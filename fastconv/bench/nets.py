@@ -166,7 +166,8 @@ NET_CASES = (
     NetCase("vgg-bn", "small VGG 2x[conv3x3-bn-relu]-pool x2 (64, 128)-fc10",
             tuple(small_vgg()), 64, (3, 32, 32), TRAIN, ("sgd", {"momentum": 0.9}), lr=1e-2),
     NetCase("resnet18-net-b1", "ResNet-18 inference", tuple(resnet18()), 1, (3, 224, 224), INFERENCE),
-    NetCase("resnet18-net-b16", "ResNet-18 inference", tuple(resnet18()), 16, (3, 224, 224), INFERENCE),
+    NetCase("resnet18-net-b16", "ResNet-18 inference", tuple(resnet18()), 16, (3, 224, 224), INFERENCE,
+            full_only=True),
 )
 
 # Small nets for the tests of the bench itself (hidden --tiny option); never reported.
