@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import fastconv
 from fastconv import reference
-from fastconv._geometry import conv_geometry, window2d
+from fastconv._geometry import conv_geometry
 
 DTYPES = (np.float32, np.float64)
 LAYOUTS = ("C", "F", "strided", "reversed", "transposed", "readonly", "unaligned", "broadcast")

@@ -29,6 +29,8 @@ def measure_case(case, pass_name, inputs, settings):
     _, cache = fastconv.conv2d_forward(inputs["x"], inputs["w"], inputs["b"], case.stride,
                                        case.padding, groups=case.groups)
     best = min(names, key=lambda name: times[name])
+    backward = (fastconv.planner.choose(cache.window, inputs["x"].dtype, "auto", "backward").NAME
+                if pass_name != "forward" else None)
     return {
         "case": case.name,
         "family": case.family,
@@ -37,13 +39,13 @@ def measure_case(case, pass_name, inputs, settings):
         "pass": pass_name,
         "dtype": str(inputs["x"].dtype),
         "auto_choice": cache.algorithm,
-        "auto_backward": (fastconv.planner.choose(cache.window, inputs["x"].dtype, "auto",
-                                                  "backward").NAME
-                          if pass_name != "forward" else None),
+        "auto_backward": backward,
         "auto_ms": times["auto"],
         "best": best,
         "best_ms": times[best],
         "auto_over_best": times["auto"] / times[best],
+        "choice_over_best": (None if backward not in (None, cache.algorithm)
+                             else times[cache.algorithm] / times[best]),
         "algorithm_ms": {name: times[name] for name in names},
         "times_ms": {label: [t * 1e3 for t in timing.times] for label, timing in timings.items()},
     }
@@ -97,4 +99,20 @@ def summary(rows):
             lines.append(f"auto/best {operations.SHORT_PASS[pass_name]:8}: geometric mean "
                          f"{geometric_mean(ratios):.3f}, worst {worst['auto_over_best']:.2f} "
                          f"({worst['case']}), over {len(ratios)} layers")
+    for pass_name in PASSES:
+        picked = [row for row in rows if row["pass"] == pass_name
+                  and row.get("choice_over_best") is not None]
+        mixed = sum(row["pass"] == pass_name for row in rows) - len(picked)
+        if picked:
+            ratios = [row["choice_over_best"] for row in picked]
+            worst = max(picked, key=lambda row: row["choice_over_best"])
+            lines.append(
+                f"choice/best {operations.SHORT_PASS[pass_name]:8}: geometric mean "
+                f"{geometric_mean(ratios):.3f}, worst {worst['choice_over_best']:.2f} "
+                f"({worst['case']}), {sum(r > 1.15 for r in ratios)} above 1.15, over "
+                f"{len(ratios)} layers" + (f" ({mixed} with forward and backward on different "
+                                           f"algorithms left out)" if mixed else ""))
+    if any(row.get("choice_over_best") is not None for row in rows):
+        lines.append("(choice/best: the chosen algorithm's own entry in the same rotation, "
+                     "so free of the noise between two entries running the same code)")
     return "\n".join(lines)
