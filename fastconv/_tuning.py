@@ -66,7 +66,7 @@ WINOGRAD_BAND_BYTES = 4 * 2**20
 # 2 threads) ran into unphysical values and improved the choices only from a 1.041 to a 1.038
 # geometric mean of chosen/best, so only the terms whose absence made systematic wrong choices
 # were added by hand: the 1x1 path's pass over the output below 32 input channels, and the depthwise inner loop's
-# cost per call ("depthwise-run", best of 0-50 ns at 15 ns); with them, 1.030 (float32).
+# cost per call ("depthwise-run", best of 0-50 ns at 15 ns); with them, 1.031 (float32).
 def _gemm(peak, m_half=12.0, n_half=24.0, k_half=24.0, call=3e-7):
     return {"peak": peak, "m_half": m_half, "n_half": n_half, "k_half": k_half, "call": call}
 

@@ -20,8 +20,10 @@ each calibration.
 """
 import argparse
 import copy
+import glob
 import json
 import math
+import os
 import random
 import statistics
 import sys
@@ -29,9 +31,14 @@ import time
 
 import numpy as np
 
-import fastconv
-from fastconv import _tuning, algorithms, planner
-from fastconv._geometry import ConvGeometry, conv_geometry
+# the checkout this script is in when it has an in-place build; else the installed fastconv
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if glob.glob(os.path.join(_CHECKOUT, "fastconv", "_kernels", "_conv.*.so")):
+    sys.path.insert(0, _CHECKOUT)
+
+import fastconv  # noqa: E402
+from fastconv import _tuning, algorithms, planner  # noqa: E402
+from fastconv._geometry import ConvGeometry, conv_geometry  # noqa: E402
 
 SIZES = (7, 8, 10, 13, 14, 16, 20, 27, 28, 32, 40, 48, 56, 64, 80, 112, 160, 224)
 CHANNELS = (3, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 256, 320, 384, 512)

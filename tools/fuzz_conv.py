@@ -11,9 +11,16 @@ convolution with output_padding. Invalid combinations must raise ValueError/Type
 the tolerance tests/test_conv_kinds.py uses, and never write their inputs. atheris instruments
 fastconv's Python modules, so the planner's and the fronts' branches guide the search.
 """
+import glob
+import os
 import sys
 
 import atheris
+
+# the checkout this script is in when it has an in-place build; else the installed fastconv
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if glob.glob(os.path.join(_CHECKOUT, "fastconv", "_kernels", "_conv.*.so")):
+    sys.path.insert(0, _CHECKOUT)
 
 with atheris.instrument_imports(include=["fastconv"]):
     import numpy as np

@@ -14,7 +14,7 @@ def _parser():
         "PyTorch CPU on the shape suite, in one process, on the same inputs and threads.",
     )
     parser.add_argument("--quick", action="store_true",
-                        help="few repeats and no full-run-only shapes (about a minute on 2 cores)")
+                        help="few repeats and no full-run-only shapes (minutes on 2 cores; --only picks families)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="threads for fastconv, BLAS and torch alike (default: usable cores, "
