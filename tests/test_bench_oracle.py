@@ -4,7 +4,7 @@ import json
 import pytest
 
 import fastconv
-from fastconv.bench import oracle
+from fastconv.bench import oracle, suite
 from fastconv.bench.__main__ import main
 
 pytestmark = pytest.mark.skipif("cython" not in fastconv.available_backends(),
@@ -21,7 +21,7 @@ def test_oracle_rows_summary_and_json(tmp_path, capsys):
     assert {(row["case"], row["pass"]) for row in rows} == {
         (case, pass_name) for case in ("tiny-conv", "tiny-1x1") for pass_name in oracle.PASSES}
     for row in rows:
-        window = next(case.window for case in fastconv.bench.suite.all_cases(tiny=True)
+        window = next(case.window for case in suite.all_cases(tiny=True)
                       if case.name == row["case"])
         # every algorithm that supports the layer is timed, and "best" is the fastest of them
         assert set(row["algorithm_ms"]) == set(fastconv.available_algorithms(window))
