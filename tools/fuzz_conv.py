@@ -21,6 +21,8 @@ import atheris
 _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if glob.glob(os.path.join(_CHECKOUT, "fastconv", "_kernels", "_conv.*.so")):
     sys.path.insert(0, _CHECKOUT)
+# the tests' memory layouts (tests/_helpers.py), so the fuzzer feeds the same ones
+sys.path.append(os.path.join(_CHECKOUT, "tests"))
 
 with atheris.instrument_imports(include=["fastconv"]):
     import numpy as np
@@ -28,27 +30,13 @@ with atheris.instrument_imports(include=["fastconv"]):
     import fastconv
     from fastconv import reference
 
+from _helpers import LAYOUTS, with_layout  # noqa: E402
+
 MODES = ("zeros", "reflect", "replicate", "circular")
-LAYOUTS = ("C", "F", "strided", "readonly")
 
 
 class Finding(AssertionError):
     """A mismatch between the compiled backend and the reference, or a wrong error type."""
-
-
-def _layout(a, layout):
-    if layout == "F":
-        return np.asfortranarray(a)
-    if layout == "strided":
-        big = np.zeros(tuple(2 * s for s in a.shape), a.dtype)
-        view = big[tuple(slice(None, None, 2) for _ in a.shape)]
-        view[...] = a
-        return view
-    if layout == "readonly":
-        out = np.array(a)
-        out.flags.writeable = False
-        return out
-    return np.ascontiguousarray(a)
 
 
 def _problem(data):
@@ -121,7 +109,7 @@ def test_one_input(raw):
     fastconv.set_num_threads(threads)
     if len(fastconv.planner._wisdom) > 10_000:  # "measure" remembers every problem
         fastconv.forget_wisdom()
-    inputs = [None if a is None else _layout(a, layout) for a in (x, w, b)]
+    inputs = [None if a is None else with_layout(a, layout) for a in (x, w, b)]
     saved = [None if a is None else a.copy() for a in inputs]
     geometry = ref_cache.window
     names = ["auto", "measure"] + fastconv.available_algorithms(geometry)
