@@ -164,12 +164,15 @@ def test_kernels_write_every_output_element(dtype, kernel_size, stride, padding)
     dx = np.full((6, 90), np.nan, dtype)
     kernels.max_backward(dout.reshape(6, -1), argmax.reshape(6, -1), dx, 2)
     assert not np.isnan(dx).any() and dx.sum() == dout.size
+    # scratch full of NaN too: the kernels may read only what they wrote there
+    padded = fastconv.pool._padded_width(window)
     kernels.avg_forward(planes, out, full.kernel, full.stride, full.padding, True, 0,
-                        np.empty((1, out.shape[-1]), dtype), 2)
+                        np.full((2, padded), np.nan, dtype), np.full(out.shape[-1], np.nan, dtype), 2)
     assert not np.isnan(out).any()
     dx = np.full((6, 1, 10, 9), np.nan, dtype)
     kernels.avg_backward(dout, dx, full.kernel, full.stride, full.padding, True, 0,
-                         np.empty((2, out[0, 0].size), dtype), np.empty(out.shape[-1], dtype), 2)
+                         np.full((2, padded + out.shape[-1] + 2 * full.kernel[-1]), np.nan, dtype),
+                         np.full(out.shape[-1], np.nan, dtype), 2)
     assert not np.isnan(dx).any()
 
 

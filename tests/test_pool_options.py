@@ -720,11 +720,13 @@ def test_kernels_write_every_output_element(dtype):
                         np.full((2, 5, 4), np.nan, dtype), np.full((2, 5, 4), -1, np.int64), 2)
     assert not np.isnan(out).any() and (argmax >= 0).all() and (argmax < 9 * 8 * 3).all()
     out[...] = np.nan
-    kernels.avg_forward(x, out, (2, 3, 3), (2, 2, 2), (1, 1, 1), False, 0, np.empty((1, 4), dtype), 2)
+    # padded rows: max(pad 1 + W 8, (OW 4 - 1)*2 + 3) = 9 (scratch of NaN: read only what is written)
+    kernels.avg_forward(x, out, (2, 3, 3), (2, 2, 2), (1, 1, 1), False, 0, np.full((2, 9), np.nan, dtype),
+                        np.full(4, np.nan, dtype), 2)
     assert not np.isnan(out).any()
     dx = np.full(x.shape, np.nan, dtype)
     kernels.avg_backward(np.ones(out.shape, dtype), dx, (2, 3, 3), (2, 2, 2), (1, 1, 1), True, 0,
-                         np.empty((2, 20), dtype), np.empty(4, dtype), 2)
+                         np.full((2, 9 + 4 + 2 * 3), np.nan, dtype), np.full(4, np.nan, dtype), 2)
     assert not np.isnan(dx).any()
     means = np.full(18, np.nan, dtype)
     kernels.plane_means(x.reshape(18, 72), means, 2)
@@ -734,14 +736,14 @@ def test_kernels_write_every_output_element(dtype):
     planes = x.reshape(18, 9, 8)
     adaptive = np.full((18, 4, 3), np.nan, dtype)
     bounds = fastconv.pool._adaptive_bounds(fastconv._geometry.adaptive_geometry(planes[None].shape, (4, 3)))
-    kernels.adaptive_avg_forward(planes, adaptive, *bounds, 2)
+    kernels.adaptive_avg_forward(planes, adaptive, *bounds, np.full((2, 8), np.nan, dtype), 2)
     assert not np.isnan(adaptive).any()
     adaptive_argmax = np.full(adaptive.shape, -1, np.int32)
     adaptive[...] = np.nan
     kernels.adaptive_max_forward(planes, adaptive, adaptive_argmax, *bounds, 2)
     assert not np.isnan(adaptive).any() and (adaptive_argmax >= 0).all()
     dx = np.full(planes.shape, np.nan, dtype)
-    kernels.adaptive_avg_backward(np.ones(adaptive.shape, dtype), dx, *bounds, 2)
+    kernels.adaptive_avg_backward(np.ones(adaptive.shape, dtype), dx, *bounds, np.full((2, 8), np.nan, dtype), 2)
     assert not np.isnan(dx).any()
     indices = np.tile(np.arange(72, dtype=np.int64)[::-1] * 2, (18, 1))
     unpooled = np.full((18, 144), np.nan, dtype)

@@ -24,7 +24,7 @@ from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.string cimport memset
 
-from ._tiles cimport scatter_add, valid_columns
+from ._tiles cimport valid_columns
 
 ctypedef fused index_t:
     int32_t
@@ -363,162 +363,197 @@ cdef inline Py_ssize_t row_factor(Py_ssize_t od, Py_ssize_t oh, Axis depths, Axi
     return window_count(od, depths, count_include_pad) * window_count(oh, rows, count_include_pad)
 
 
-# The plane functions below take whole arrays and a plane index, not slices: slicing a
-# memoryview without the GIL costs two atomic reference-count updates, which for small planes
-# (pool-cifar: 0.5 us of work per plane) made average pooling 10-40% slower.
+# Average pooling is separable: a window's sum is the sum over its input rows (and depths) of
+# each row's sum over the window's columns, and the divisor is a product of per-axis factors.
+# So each output row is made in two passes over L1-resident scratch: the window's input rows
+# added into one padded row (contiguous, vectorised adds over the whole width), then every
+# output's columns summed from it, in registers, with literal loops for the common windows
+# (3/1, 3/2, 2/2). The padded row has zeros where the window reaches padding or the ceil_mode
+# overhang, so neither pass clamps. The backward runs the same two passes transposed. On
+# (16, 256, 28, 28) 3x3/2 ceil_mode this replaced a loop of one read-modify-write pass over the
+# output row per window tap (docs/pooling.md, "Average pooling in two passes").
+#
+# The plane functions take whole arrays and a plane index, not slices: slicing a memoryview
+# without the GIL costs two atomic reference-count updates, which for small planes (pool-cifar:
+# 0.5 us of work per plane) made average pooling 10-40% slower.
 
-cdef inline void add_gathered(floating* dst, const floating* src, Py_ssize_t count,
-                              Py_ssize_t stride) noexcept nogil:
-    """dst[i] += src[i * stride] for i < count; the common strides get loops of their own,
-    which the compiler vectorises (as _tiles' gather)."""
-    cdef Py_ssize_t i
-    if stride == 1:
-        for i in range(count):
-            dst[i] += src[i]
-    elif stride == 2:
-        for i in range(count):
-            dst[i] += src[2 * i]
-    elif stride == 4:
-        for i in range(count):
-            dst[i] += src[4 * i]
-    else:
-        for i in range(count):
-            dst[i] += src[i * stride]
+cdef inline void add_rows(floating* row, const floating[:, :, :, ::1] x, Py_ssize_t plane,
+                          Py_ssize_t depth_first, Py_ssize_t depth_stop, Py_ssize_t row_first,
+                          Py_ssize_t row_stop) noexcept nogil:
+    """row[c] = the sum of x[plane, depth, r, c] over the window's depths and rows, in that
+    order, for every column c (zero if the window has no row).
 
-
-cdef void add_window_sums(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
-                          Py_ssize_t plane, Py_ssize_t depth, Py_ssize_t od, Axis rows, Axis cols,
-                          bint first) noexcept nogil:
-    """Add the (H, W) window sums of input depth `depth` of a plane onto output depth `od`
-    (set them, if `first`), each window in row-major order."""
-    cdef Py_ssize_t stride_h = rows.stride, pad_h = rows.pad, kernel_height = rows.kernel
-    cdef Py_ssize_t stride_w = cols.stride, pad_w = cols.pad, kernel_width = cols.kernel
-    cdef Py_ssize_t height = x.shape[2], width = x.shape[3], out_width = out.shape[3]
-    cdef Py_ssize_t oh, ow, kw, top, row, offset, col_first, col_stop
-    cdef floating* out_row
+    The loops run over pointers to one row, their start taken through the memoryview: as
+    loops over the 4-D memoryview, with its strides in memory that a float store may alias
+    (-fno-strict-aliasing), GCC kept them scalar and reloaded the bounds on every element."""
+    cdef Py_ssize_t depth, r, c, width = x.shape[3]
     cdef const floating* x_row
-    for oh in range(out.shape[2]):
-        top = oh * stride_h - pad_h
-        # pointers to one row, loops with literal strides: see add_window_shares
-        out_row = &out[plane, od, oh, 0]
-        if first:
-            for ow in range(out_width):
-                out_row[ow] = 0
-        for row in range(clamp_low(top), clamp_high(top + kernel_height, height)):
-            x_row = &x[plane, depth, row, 0]
-            for kw in range(kernel_width):
-                offset = kw - pad_w
-                valid_columns(kw, width, out_width, stride_w, pad_w, &col_first, &col_stop)
-                if col_first < col_stop:
-                    add_gathered(out_row + col_first, x_row + col_first * stride_w + offset,
-                                 col_stop - col_first, stride_w)
+    cdef bint first = True
+    for depth in range(depth_first, depth_stop):
+        for r in range(row_first, row_stop):
+            x_row = &x[plane, depth, r, 0]
+            if first:
+                for c in range(width):
+                    row[c] = x_row[c]
+                first = False
+            else:
+                for c in range(width):
+                    row[c] += x_row[c]
+    if first:
+        for c in range(width):
+            row[c] = 0
 
 
-cdef inline void divide_row(floating* row, const floating* divisors, floating factor,
-                            Py_ssize_t count) noexcept nogil:
-    """row[i] /= factor * divisors[i] for i < count (pointers: see add_window_shares)."""
-    cdef Py_ssize_t i
-    for i in range(count):
-        row[i] = row[i] / (factor * divisors[i])
+cdef inline void divide_window_sums(floating* out_row, const floating* padded, Py_ssize_t count,
+                                    Py_ssize_t kernel, Py_ssize_t stride, floating factor,
+                                    const floating* divisors) noexcept nogil:
+    """out_row[o] = (padded[o*stride] + ... + padded[o*stride + kernel - 1]) / (factor *
+    divisors[o]) for o < count."""
+    cdef Py_ssize_t o, j
+    cdef floating total
+    if kernel == 3 and stride == 1:
+        for o in range(count):
+            out_row[o] = (padded[o] + padded[o + 1] + padded[o + 2]) / (factor * divisors[o])
+    elif kernel == 3 and stride == 2:
+        for o in range(count):
+            out_row[o] = ((padded[2 * o] + padded[2 * o + 1] + padded[2 * o + 2])
+                          / (factor * divisors[o]))
+    elif kernel == 2 and stride == 2:
+        for o in range(count):
+            out_row[o] = (padded[2 * o] + padded[2 * o + 1]) / (factor * divisors[o])
+    else:
+        for o in range(count):
+            total = 0
+            for j in range(kernel):
+                total = total + padded[o * stride + j]
+            out_row[o] = total / (factor * divisors[o])
 
 
-cdef inline void divide_into(floating* dst, const floating* src, const floating* divisors,
-                             floating factor, Py_ssize_t count) noexcept nogil:
-    """dst[i] = src[i] / (factor * divisors[i]) for i < count."""
-    cdef Py_ssize_t i
-    for i in range(count):
-        dst[i] = src[i] / (factor * divisors[i])
+cdef inline void zero_edges(floating* padded, Py_ssize_t pad, Py_ssize_t width,
+                            Py_ssize_t padded_width) noexcept nogil:
+    """Zero padded[0:pad] and padded[pad + width:padded_width]: the columns no input row fills."""
+    cdef Py_ssize_t c
+    for c in range(pad):
+        padded[c] = 0
+    for c in range(pad + width, padded_width):
+        padded[c] = 0
 
 
 cdef void avg_plane(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t plane,
                     Axis depths, Axis rows, Axis cols, bint count_include_pad,
-                    Py_ssize_t divisor_override, const floating[:, ::1] scratch) noexcept nogil:
-    """Window sums in row-major window order, divided by the window's divisor, for one plane.
-    The last row of scratch holds the width factors of the divisors."""
-    cdef Py_ssize_t od, oh, ow, start, depth, depth_first, depth_stop
-    cdef Py_ssize_t out_width = out.shape[3], last = scratch.shape[0] - 1
+                    Py_ssize_t divisor_override, floating* padded, Py_ssize_t padded_width,
+                    const floating* divisors) noexcept nogil:
+    """Each window's sum divided by its divisor, for one plane. padded: one thread's scratch
+    row of padded_width >= max(pad + W, (OW - 1)*stride + kernel); divisors: the width factors."""
+    cdef Py_ssize_t od, oh, start, top
+    cdef Py_ssize_t out_width = out.shape[3]
     cdef floating factor
+    zero_edges(padded, cols.pad, cols.size, padded_width)
     for od in range(out.shape[1]):
         start = od * depths.stride - depths.pad
-        depth_first, depth_stop = clamp_low(start), clamp_high(start + depths.kernel, depths.size)
-        for depth in range(depth_first, depth_stop):
-            add_window_sums(x, out, plane, depth, od, rows, cols, depth == depth_first)
         for oh in range(out.shape[2]):
+            top = oh * rows.stride - rows.pad
+            add_rows(padded + cols.pad, x, plane, clamp_low(start),
+                     clamp_high(start + depths.kernel, depths.size), clamp_low(top),
+                     clamp_high(top + rows.kernel, rows.size))
             factor = <floating>row_factor(od, oh, depths, rows, count_include_pad, divisor_override)
-            divide_row(&out[plane, od, oh, 0], &scratch[last, 0], factor, out_width)
+            divide_window_sums(&out[plane, od, oh, 0], padded, out_width, cols.kernel, cols.stride,
+                               factor, divisors)
 
 
-cdef void add_window_shares(const floating* shares, floating[:, :, :, ::1] dx, Py_ssize_t plane,
-                            Py_ssize_t depth, Axis rows, Axis cols, Py_ssize_t out_height,
-                            Py_ssize_t out_width) noexcept nogil:
-    """Add each output's share, shares[oh * OW + ow], over its window's inputs in depth slice
-    `depth` of a plane of dx.
+cdef inline void spread_shares(floating* padded, floating* shares, const floating* dout_row,
+                               Py_ssize_t count, Py_ssize_t kernel, Py_ssize_t stride,
+                               floating factor, const floating* divisors,
+                               Py_ssize_t padded_width) noexcept nogil:
+    """The transpose of divide_window_sums: padded[c] = the sum of dout_row[o] / (factor *
+    divisors[o]) over the outputs o whose window (o*stride .. o*stride + kernel - 1) holds c,
+    for c < padded_width. shares: scratch of count + 2*kernel.
 
-    The inner loop is _tiles' scatter_add over one row (its start taken through the
-    memoryview, its range proved by valid_columns), with literal strides 1, 2 and 4: as a
-    loop over the 4-D memoryview with a run-time stride, inlined here, GCC kept it scalar
-    and reloaded its bounds from memory on every element, 1.4x slower than the 2-D kernel
-    this one replaced."""
-    cdef Py_ssize_t stride_h = rows.stride, pad_h = rows.pad, kernel_height = rows.kernel
-    cdef Py_ssize_t stride_w = cols.stride, pad_w = cols.pad, kernel_width = cols.kernel
-    cdef Py_ssize_t height = dx.shape[2], width = dx.shape[3]
-    cdef Py_ssize_t oh, ow, kw, top, row, offset, col_first, col_stop
-    cdef const floating* row_shares
-    cdef floating* dx_row
-    for oh in range(out_height):
-        top = oh * stride_h - pad_h
-        row_shares = shares + oh * out_width
-        for row in range(clamp_low(top), clamp_high(top + kernel_height, height)):
-            dx_row = &dx[plane, depth, row, 0]
-            for kw in range(kernel_width):
-                offset = kw - pad_w
-                valid_columns(kw, width, out_width, stride_w, pad_w, &col_first, &col_stop)
-                if col_first < col_stop:
-                    scatter_add(dx_row + col_first * stride_w + offset, row_shares + col_first,
-                                col_stop - col_first, stride_w)
+    The common windows gather: shares with kernel - 1 zeros either side, and each padded
+    column the sum of its (at most kernel) shares, in registers. Others scatter."""
+    cdef Py_ssize_t o, c, j, lead = kernel - 1
+    cdef floating share
+    if (kernel == 3 and stride <= 2) or (kernel == 2 and stride == 2):
+        for c in range(lead):
+            shares[c] = 0
+            shares[lead + count + c] = 0
+        for o in range(count):
+            shares[lead + o] = dout_row[o] / (factor * divisors[o])
+        # shares[lead + o] is output o's share; o < 0 and o >= count read zeros
+        if kernel == 3 and stride == 1:  # padded_width = count + 2
+            for c in range(padded_width):
+                padded[c] = shares[c + 2] + shares[c + 1] + shares[c]
+        elif kernel == 3:  # stride 2; padded_width <= 2*count + 1
+            for c in range(padded_width // 2):
+                padded[2 * c] = shares[c + 2] + shares[c + 1]
+                padded[2 * c + 1] = shares[c + 2]
+            if padded_width % 2:
+                c = padded_width // 2
+                padded[2 * c] = shares[c + 2] + shares[c + 1]
+        else:  # 2/2: padded_width = 2*count
+            for c in range(padded_width // 2):
+                padded[2 * c] = shares[c + 1]
+                padded[2 * c + 1] = shares[c + 1]
+            if padded_width % 2:
+                padded[padded_width - 1] = 0
+        return
+    for c in range(padded_width):
+        padded[c] = 0
+    for o in range(count):
+        share = dout_row[o] / (factor * divisors[o])
+        for j in range(kernel):
+            padded[o * stride + j] += share
 
 
 cdef void avg_plane_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
                              Py_ssize_t plane, Axis depths, Axis rows, Axis cols,
                              bint count_include_pad, Py_ssize_t divisor_override,
-                             const floating[::1] column_divisors, floating[:, ::1] scaled,
-                             Py_ssize_t tid) noexcept nogil:
+                             floating* padded, Py_ssize_t padded_width, floating* shares,
+                             const floating* divisors) noexcept nogil:
     """Overwrite dx with each dout element / its divisor added over its window, for one plane.
-
-    scaled[tid]: scratch for one output depth slice (OH*OW).
-    """
-    cdef Py_ssize_t out_height = dout.shape[2], out_width = dout.shape[3]
-    cdef Py_ssize_t od, oh, ow, start, depth, depth_first, depth_stop, row, col
+    padded, shares: one thread's scratch (see spread_shares)."""
+    cdef Py_ssize_t out_width = dout.shape[3], width = dx.shape[3]
+    cdef Py_ssize_t od, oh, start, top, depth, row, c
     cdef floating factor
+    cdef floating* dx_row
+    cdef const floating* columns = padded + cols.pad
     for depth in range(dx.shape[1]):
         for row in range(dx.shape[2]):
-            for col in range(dx.shape[3]):
-                dx[plane, depth, row, col] = 0
+            dx_row = &dx[plane, depth, row, 0]
+            for c in range(width):
+                dx_row[c] = 0
     for od in range(dout.shape[1]):
         start = od * depths.stride - depths.pad
-        depth_first, depth_stop = clamp_low(start), clamp_high(start + depths.kernel, depths.size)
-        for oh in range(out_height):
+        for oh in range(dout.shape[2]):
+            top = oh * rows.stride - rows.pad
             factor = <floating>row_factor(od, oh, depths, rows, count_include_pad, divisor_override)
-            divide_into(&scaled[tid, oh * out_width], &dout[plane, od, oh, 0], &column_divisors[0],
-                        factor, out_width)
-        for depth in range(depth_first, depth_stop):
-            add_window_shares(&scaled[tid, 0], dx, plane, depth, rows, cols, out_height,
-                              out_width)
+            spread_shares(padded, shares, &dout[plane, od, oh, 0], out_width, cols.kernel,
+                          cols.stride, factor, divisors, padded_width)
+            for depth in range(clamp_low(start), clamp_high(start + depths.kernel, depths.size)):
+                for row in range(clamp_low(top), clamp_high(top + rows.kernel, rows.size)):
+                    dx_row = &dx[plane, depth, row, 0]
+                    for c in range(width):
+                        dx_row[c] += columns[c]
 
 
 def avg_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                 tuple kernel, tuple stride, tuple padding, bint count_include_pad,
-                Py_ssize_t divisor_override, floating[:, ::1] scratch, int num_threads):
+                Py_ssize_t divisor_override, floating[:, ::1] scratch, floating[::1] divisors,
+                int num_threads):
     """out (planes, OD, OH, OW): each window's sum over x (planes, D, H, W) divided by
     divisor_override if > 0, else by the window's element count (window_count, per axis).
-    scratch: (1, OW), for the width factors of the divisors."""
+    scratch: (num_threads, P) with P >= max(pad_w + W, (OW - 1)*stride_w + kernel_w);
+    divisors: (OW,), for the width factors of the divisors."""
     cdef Axis axes[3]
     fill_axes(axes, x.shape[1], x.shape[2], x.shape[3], kernel, stride, padding, (1, 1, 1))
-    cdef Py_ssize_t plane, planes = x.shape[0]
-    fill_column_divisors(scratch[scratch.shape[0] - 1], axes[2], count_include_pad, divisor_override)
-    for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
-        avg_plane(x, out, plane, axes[0], axes[1], axes[2], count_include_pad, divisor_override,
-                  scratch)
+    cdef Py_ssize_t plane, planes = x.shape[0], padded_width = scratch.shape[1]
+    cdef int tid = 0
+    fill_column_divisors(divisors, axes[2], count_include_pad, divisor_override)
+    with nogil, parallel(num_threads=num_threads):
+        tid = threadid()
+        for plane in prange(planes, schedule="static"):
+            avg_plane(x, out, plane, axes[0], axes[1], axes[2], count_include_pad,
+                      divisor_override, &scratch[tid, 0], padded_width, &divisors[0])
 
 
 def avg_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
@@ -526,18 +561,20 @@ def avg_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
                  Py_ssize_t divisor_override, floating[:, ::1] scratch, floating[::1] divisors,
                  int num_threads):
     """Overwrite dx (planes, D, H, W): each dout (planes, OD, OH, OW) element divided as in
-    avg_forward and added over its window. scratch: (num_threads, OH*OW); divisors: (OW,),
-    for the width factors of the divisors."""
+    avg_forward and added over its window. scratch: (num_threads, P + OW + 2*kernel_w), P as
+    in avg_forward; divisors: (OW,), for the width factors of the divisors."""
     cdef Axis axes[3]
     fill_axes(axes, dx.shape[1], dx.shape[2], dx.shape[3], kernel, stride, padding, (1, 1, 1))
     cdef Py_ssize_t plane, planes = dx.shape[0]
+    cdef Py_ssize_t padded_width = scratch.shape[1] - dout.shape[3] - 2 * axes[2].kernel
     cdef int tid = 0
     fill_column_divisors(divisors, axes[2], count_include_pad, divisor_override)
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
         for plane in prange(planes, schedule="static"):
             avg_plane_backward(dout, dx, plane, axes[0], axes[1], axes[2], count_include_pad,
-                               divisor_override, divisors, scratch, tid)
+                               divisor_override, &scratch[tid, 0], padded_width,
+                               &scratch[tid, padded_width], &divisors[0])
 
 
 # ---- whole-plane means (global average pooling) --------------------------------------------
@@ -554,7 +591,7 @@ cdef inline double plane_sum(const floating[:, ::1] x, Py_ssize_t plane) noexcep
     cdef const floating* values
     if length == 0:
         return 0
-    values = &x[plane, 0]  # pointers in the loops: see add_window_shares
+    values = &x[plane, 0]  # pointers in the loops: see add_rows
     for start in range(0, length, 256):
         stop = clamp_high(start + 256, length)
         blocked = start + (stop - start) // 8 * 8
@@ -597,49 +634,78 @@ def spread_means(const floating[::1] dout, floating[:, ::1] dx, int num_threads)
 
 def adaptive_avg_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                          const Py_ssize_t[::1] tops, const Py_ssize_t[::1] bottoms,
-                         const Py_ssize_t[::1] lefts, const Py_ssize_t[::1] rights, int num_threads):
+                         const Py_ssize_t[::1] lefts, const Py_ssize_t[::1] rights,
+                         floating[:, ::1] scratch, int num_threads):
     """out (planes, OH, OW): the mean of each adaptive window of x (planes, H, W), rows
-    [tops[oh], bottoms[oh]) and columns [lefts[ow], rights[ow])."""
+    [tops[oh], bottoms[oh]) and columns [lefts[ow], rights[ow]). scratch: (num_threads, W).
+
+    In two passes per output row, as average pooling (see add_rows): the window's rows added
+    into one row, then each output's columns summed from it."""
     cdef Py_ssize_t plane, oh, ow, row, col, top, bottom, left, right
-    cdef Py_ssize_t planes = x.shape[0], out_height = out.shape[1], out_width = out.shape[2]
+    cdef Py_ssize_t planes = x.shape[0], width = x.shape[2]
+    cdef Py_ssize_t out_height = out.shape[1], out_width = out.shape[2]
     cdef const floating* x_row
+    cdef floating* sums
     cdef floating total
-    for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
-        for oh in range(out_height):
-            top, bottom = tops[oh], bottoms[oh]
-            for ow in range(out_width):
-                left, right = lefts[ow], rights[ow]
-                total = 0
-                for row in range(top, bottom):
-                    x_row = &x[plane, row, 0]  # pointers in the loop: see add_window_shares
+    cdef int tid = 0
+    with nogil, parallel(num_threads=num_threads):
+        tid = threadid()
+        for plane in prange(planes, schedule="static"):
+            sums = &scratch[tid, 0]
+            for oh in range(out_height):
+                top, bottom = tops[oh], bottoms[oh]
+                x_row = &x[plane, top, 0]
+                for col in range(width):
+                    sums[col] = x_row[col]
+                for row in range(top + 1, bottom):
+                    x_row = &x[plane, row, 0]
+                    for col in range(width):
+                        sums[col] += x_row[col]
+                for ow in range(out_width):
+                    left, right = lefts[ow], rights[ow]
+                    total = 0
                     for col in range(left, right):
-                        total = total + x_row[col]
-                out[plane, oh, ow] = total / <floating>((bottom - top) * (right - left))
+                        total = total + sums[col]
+                    out[plane, oh, ow] = total / <floating>((bottom - top) * (right - left))
 
 
 def adaptive_avg_backward(const floating[:, :, ::1] dout, floating[:, :, ::1] dx,
                           const Py_ssize_t[::1] tops, const Py_ssize_t[::1] bottoms,
-                          const Py_ssize_t[::1] lefts, const Py_ssize_t[::1] rights, int num_threads):
+                          const Py_ssize_t[::1] lefts, const Py_ssize_t[::1] rights,
+                          floating[:, ::1] scratch, int num_threads):
     """Overwrite dx (planes, H, W): each dout (planes, OH, OW) element / its window's size added
-    over its window (windows may overlap)."""
+    over its window (windows may overlap). scratch: (num_threads, W).
+
+    The transpose of adaptive_avg_forward's two passes: each output row's shares spread over
+    one row, which is then added to each of the window's rows of dx."""
     cdef Py_ssize_t plane, oh, ow, row, col, top, bottom, left, right
     cdef Py_ssize_t planes = dx.shape[0], height = dx.shape[1], width = dx.shape[2]
     cdef Py_ssize_t out_height = dout.shape[1], out_width = dout.shape[2]
     cdef floating* dx_row
+    cdef floating* spread
     cdef floating share
-    for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
-        for row in range(height):
-            for col in range(width):
-                dx[plane, row, col] = 0
-        for oh in range(out_height):
-            top, bottom = tops[oh], bottoms[oh]
-            for ow in range(out_width):
-                left, right = lefts[ow], rights[ow]
-                share = dout[plane, oh, ow] / <floating>((bottom - top) * (right - left))
+    cdef int tid = 0
+    with nogil, parallel(num_threads=num_threads):
+        tid = threadid()
+        for plane in prange(planes, schedule="static"):
+            spread = &scratch[tid, 0]
+            for row in range(height):
+                dx_row = &dx[plane, row, 0]
+                for col in range(width):
+                    dx_row[col] = 0
+            for oh in range(out_height):
+                top, bottom = tops[oh], bottoms[oh]
+                for col in range(width):
+                    spread[col] = 0
+                for ow in range(out_width):
+                    left, right = lefts[ow], rights[ow]
+                    share = dout[plane, oh, ow] / <floating>((bottom - top) * (right - left))
+                    for col in range(left, right):
+                        spread[col] += share
                 for row in range(top, bottom):
                     dx_row = &dx[plane, row, 0]
-                    for col in range(left, right):
-                        dx_row[col] += share
+                    for col in range(width):
+                        dx_row[col] += spread[col]
 
 
 def adaptive_max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
@@ -689,7 +755,7 @@ cdef inline void scatter_plane(const floating* x, const int64_t* indices, floati
                                Py_ssize_t length, Py_ssize_t out_size) noexcept nogil:
     """One plane of unpool_forward. Pointers, not memoryviews: with the memoryviews' strides
     in memory that a float store may alias (-fno-strict-aliasing), every element reloaded
-    them (see add_window_shares); the front checked every index against out_size."""
+    them (see add_rows); the front checked every index against out_size."""
     cdef Py_ssize_t i
     for i in range(out_size):
         out[i] = 0

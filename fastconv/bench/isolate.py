@@ -38,17 +38,28 @@ def _suite_case(name, tiny):
     raise KeyError(f"no suite case named {name!r}")
 
 
+def _warm_up_process(function, settings, first):
+    """Untimed calls: settings.process_warmup_calls of them, fewer if they would take longer
+    than settings.process_warmup_seconds (by the first call's time)."""
+    calls = settings.process_warmup_calls
+    if settings.process_warmup_seconds:
+        calls = min(calls, int(settings.process_warmup_seconds // max(first, 1e-9)))
+    for _ in range(calls):
+        function()
+
+
 def _time_in_process(function, settings, budget=None):
     """{"times": per-call seconds} of `function` in this process, or {"skipped": why}.
 
-    The first call (and, when the first fits the budget, a second) warms up and sets how
-    many calls fill settings.blocks * settings.block_seconds (at least 3, at most
-    blocks * max_calls_per_block); then untimed calls for block_warmup_seconds and the
+    The first call, the process warm-up (_warm_up_process) and a second call warm up; the
+    faster of the two timed ones sets how many calls fill settings.blocks *
+    settings.block_seconds (at least 3, at most blocks * max_calls_per_block); then untimed calls for block_warmup_seconds and the
     timed calls, with the garbage collector paused.
     """
     first = runner._timed(function)
     if budget is not None and first > budget:
         return {"skipped": f"skipped: too slow (one call took {first:.1f} s, budget {budget:g} s)"}
+    _warm_up_process(function, settings, first)
     estimate = min(first, runner._timed(function))
     total_seconds = settings.blocks * settings.block_seconds
     count = int(min(max(3, total_seconds // max(estimate, 1e-9)),

@@ -29,6 +29,14 @@ class Settings:
     block_warmup_seconds : untimed calls at the start of each block, about this long (at
         least one): after the pause, the first calls of an implementation whose threads
         went to sleep run slowly while they wake up.
+    process_warmup_calls, process_warmup_seconds : with --isolate, a worker process first
+        makes this many untimed calls (fewer if they take longer than process_warmup_seconds
+        together). The first calls of a fresh process page-fault the new memory of their
+        outputs until glibc's malloc has adapted its mmap threshold to their size: on
+        inception-avg (two 15 MB arrays per forward+backward) fastconv's first six calls
+        took 30 ms each, the rest 10.5 ms (docs/performance.md, "Warm-up in worker
+        processes"). A training loop pays that once; so does each library
+        here, before its timed calls.
     """
 
     blocks: int
@@ -38,12 +46,16 @@ class Settings:
     gemm_repeats: int
     settle_seconds: float = 0.0
     block_warmup_seconds: float = 0.0
+    process_warmup_calls: int = 0
+    process_warmup_seconds: float = 0.0
 
 
 QUICK = Settings(blocks=3, block_seconds=0.08, max_calls_per_block=10, reference_budget=2.0, gemm_repeats=5,
-                 settle_seconds=0.15, block_warmup_seconds=0.02)
+                 settle_seconds=0.15, block_warmup_seconds=0.02, process_warmup_calls=8,
+                 process_warmup_seconds=1.0)
 FULL = Settings(blocks=7, block_seconds=0.25, max_calls_per_block=50, reference_budget=10.0, gemm_repeats=11,
-                settle_seconds=0.15, block_warmup_seconds=0.02)
+                settle_seconds=0.15, block_warmup_seconds=0.02, process_warmup_calls=8,
+                process_warmup_seconds=2.0)
 TINY = Settings(blocks=2, block_seconds=0.002, max_calls_per_block=2, reference_budget=2.0, gemm_repeats=2)
 
 
