@@ -1,7 +1,7 @@
 """Fine-tune a pretrained CNN on a few examples of new classes, and compare with training from scratch.
 
-    python examples/fine_tune_digits.py                  # 5 examples per class, 5 draws; seconds
-    python examples/fine_tune_digits.py --shots 2 --save pretrained.npz
+    python examples/fine_tune_digits.py                  # 2 examples per class, 10 draws; seconds
+    python examples/fine_tune_digits.py --shots 5 --save pretrained.npz
 
 1. Pretrain a small CNN (conv 3x3 - ReLU - max-pool 2 - linear head) on the digits 0-4 of
    scikit-learn's bundled 8x8 digits (no download).
@@ -13,8 +13,9 @@
    same examples; score both on all the other images of 5-9.
 4. Print both accuracies per draw and their means.
 
-On these tiny images the two end up close (docs/models.md gives measurements): a linear
-classifier on the raw 8x8 pixels already gets about 91% from 5 examples per class, so
+With 2 examples per class the fine-tuned model is ahead by about a point on average (9 of 10
+seeds; docs/models.md gives the measurements). The margin is small: on these tiny images a
+linear classifier on the raw 8x8 pixels already gets about 91% from 5 examples per class, so
 features learnt on 0-4 have little to add. The example shows the workflow.
 Needs scikit-learn: pip install "fastconv[examples]".
 """
@@ -83,8 +84,8 @@ def fit(model, x, y, *, epochs, lr, batch_size, seed, verbose):
 
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shots", type=int, default=5, help="training examples per class of 5-9")
-    parser.add_argument("--draws", type=int, default=5, help="random draws of those examples")
+    parser.add_argument("--shots", type=int, default=2, help="training examples per class of 5-9")
+    parser.add_argument("--draws", type=int, default=10, help="random draws of those examples")
     parser.add_argument("--pretrain-epochs", type=int, default=8)
     parser.add_argument("--fine-tune-epochs", type=int, default=60, help="full-batch steps on the few examples")
     parser.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
@@ -121,7 +122,8 @@ def main(argv=None):
             model = fastconv.load_model(path)
             model.layers[-1] = new_head(rng)
             model.freeze(up_to=-1)
-            body = {key: value for key, value in model.state_dict().items() if not key.startswith("4.")}
+            head = f"{len(model.layers) - 1}."
+            body = {key: value for key, value in model.state_dict().items() if not key.startswith(head)}
             fit(model, x_target[few], y_target[few], epochs=args.fine_tune_epochs, batch_size=len(few), **options)
             results["body_unchanged"] &= all(
                 np.array_equal(model.state_dict()[key], value) for key, value in body.items())

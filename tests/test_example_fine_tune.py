@@ -24,14 +24,17 @@ def example():
 
 def test_the_run_pretrains_saves_loads_and_fine_tunes_a_frozen_body(example, tmp_path, capsys):
     saved = tmp_path / "pretrained.npz"
-    results = example.main(["--quiet", "--threads", "1", "--draws", "2", "--save", str(saved)])
+    results = example.main(["--quiet", "--threads", "1", "--save", str(saved)])  # the defaults
     out = capsys.readouterr().out
     assert results["pretrain_accuracy"] >= 0.98
     assert results["body_unchanged"]  # the frozen conv layer, bit for bit, through 60 Adam steps
-    # both learn the new classes from 25 examples (chance is 0.2)
-    assert len(results["fine_tuned"]) == len(results["scratch"]) == 2
-    assert min(results["fine_tuned"]) > 0.85 and min(results["scratch"]) > 0.8
-    assert "draw 2: fine-tuned" in out and "mean test accuracy: fine-tuned head" in out
+    # both learn the new classes from 10 examples (chance is 0.2) ...
+    assert len(results["fine_tuned"]) == len(results["scratch"]) == 10
+    assert min(results["fine_tuned"]) > 0.6 and min(results["scratch"]) > 0.6
+    # ... and the pretrained body helps: measured 0.8326 against 0.8214 over these 10 draws
+    # (docs/models.md: ahead in 9 of 10 seeds, by 0.9 points on average)
+    assert results["fine_tuned_mean"] > results["scratch_mean"]
+    assert "draw 10: fine-tuned" in out and "mean test accuracy: fine-tuned head" in out
     assert f"{results['fine_tuned_mean']:.4f}" in out and f"{results['scratch_mean']:.4f}" in out
     pretrained = fastconv.load_model(saved)
     assert [type(layer) for layer in pretrained] == [Conv2d, ReLU, MaxPool2d, Flatten, Linear]
