@@ -439,6 +439,13 @@ cdef inline void zero_edges(floating* padded, Py_ssize_t pad, Py_ssize_t width,
         padded[c] = 0
 
 
+cdef inline Py_ssize_t padded_row_width(Axis cols, Py_ssize_t out_width) noexcept nogil:
+    """The padded row's length: the leading padding, the input row, and zeros to the end of
+    the last window (the trailing padding or the ceil_mode overhang); as pool._padded_width."""
+    cdef Py_ssize_t inputs = cols.pad + cols.size, windows = (out_width - 1) * cols.stride + cols.kernel
+    return inputs if inputs > windows else windows
+
+
 cdef void avg_plane(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out, Py_ssize_t plane,
                     Axis depths, Axis rows, Axis cols, bint count_include_pad,
                     Py_ssize_t divisor_override, floating* padded, Py_ssize_t padded_width,
@@ -542,12 +549,15 @@ def avg_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                 int num_threads):
     """out (planes, OD, OH, OW): each window's sum over x (planes, D, H, W) divided by
     divisor_override if > 0, else by the window's element count (window_count, per axis).
-    scratch: (num_threads, P) with P >= max(pad_w + W, (OW - 1)*stride_w + kernel_w);
+    scratch: (num_threads, >= P), P = padded_row_width (a row per thread);
     divisors: (OW,), for the width factors of the divisors."""
     cdef Axis axes[3]
     fill_axes(axes, x.shape[1], x.shape[2], x.shape[3], kernel, stride, padding, (1, 1, 1))
-    cdef Py_ssize_t plane, planes = x.shape[0], padded_width = scratch.shape[1]
+    cdef Py_ssize_t plane, planes = x.shape[0]
+    cdef Py_ssize_t padded_width = padded_row_width(axes[2], out.shape[3])
     cdef int tid = 0
+    if scratch.shape[0] < num_threads or scratch.shape[1] < padded_width:
+        raise ValueError(f"scratch must have a row of at least {padded_width} elements per thread")
     fill_column_divisors(divisors, axes[2], count_include_pad, divisor_override)
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
@@ -561,13 +571,16 @@ def avg_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
                  Py_ssize_t divisor_override, floating[:, ::1] scratch, floating[::1] divisors,
                  int num_threads):
     """Overwrite dx (planes, D, H, W): each dout (planes, OD, OH, OW) element divided as in
-    avg_forward and added over its window. scratch: (num_threads, P + OW + 2*kernel_w), P as
-    in avg_forward; divisors: (OW,), for the width factors of the divisors."""
+    avg_forward and added over its window. scratch: (num_threads, >= P + OW + 2*kernel_w), P
+    as in avg_forward; divisors: (OW,), for the width factors of the divisors."""
     cdef Axis axes[3]
     fill_axes(axes, dx.shape[1], dx.shape[2], dx.shape[3], kernel, stride, padding, (1, 1, 1))
     cdef Py_ssize_t plane, planes = dx.shape[0]
-    cdef Py_ssize_t padded_width = scratch.shape[1] - dout.shape[3] - 2 * axes[2].kernel
+    cdef Py_ssize_t padded_width = padded_row_width(axes[2], dout.shape[3])
+    cdef Py_ssize_t row_length = padded_width + dout.shape[3] + 2 * axes[2].kernel
     cdef int tid = 0
+    if scratch.shape[0] < num_threads or scratch.shape[1] < row_length:
+        raise ValueError(f"scratch must have a row of at least {row_length} elements per thread")
     fill_column_divisors(divisors, axes[2], count_include_pad, divisor_override)
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
@@ -648,6 +661,8 @@ def adaptive_avg_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
     cdef floating* sums
     cdef floating total
     cdef int tid = 0
+    if scratch.shape[0] < num_threads or scratch.shape[1] < x.shape[2]:
+        raise ValueError("scratch must have a row of at least W elements per thread")
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
         for plane in prange(planes, schedule="static"):
@@ -685,6 +700,8 @@ def adaptive_avg_backward(const floating[:, :, ::1] dout, floating[:, :, ::1] dx
     cdef floating* spread
     cdef floating share
     cdef int tid = 0
+    if scratch.shape[0] < num_threads or scratch.shape[1] < dx.shape[2]:
+        raise ValueError("scratch must have a row of at least W elements per thread")
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
         for plane in prange(planes, schedule="static"):
@@ -783,6 +800,8 @@ def unpool_backward(const floating[:, ::1] dout, const int64_t[:, ::1] indices, 
     unpool_forward: an x element a later one overwrote gets 0. claimed: (num_threads, M) scratch."""
     cdef Py_ssize_t plane, planes = dx.shape[0], length = dx.shape[1], out_size = dout.shape[1]
     cdef int tid = 0
+    if claimed.shape[0] < num_threads or claimed.shape[1] < out_size:
+        raise ValueError("claimed must have a row of at least M bytes per thread")
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
         for plane in prange(planes, schedule="static"):
