@@ -53,6 +53,38 @@ def small_gemm_limit():
     return _small_gemm
 
 
+_direct = None
+
+
+def _direct_controls():
+    """[(get, set)]: the C functions openblas_get_num_threads / openblas_set_num_threads of
+    every loaded BLAS, called through ctypes, or [] where any library is not OpenBLAS with
+    its own thread pool (OpenMP-threaded OpenBLAS, MKL, BLIS: threadpoolctl sets those).
+
+    Through threadpoolctl, holding the BLAS to one thread and giving it back took 8 us per
+    kernel call here (two OpenBLAS libraries loaded, numpy's and scipy's; a small
+    convolution's whole call takes about 50 us); through the C functions, 3 us (a loop of
+    `with single_threaded_blas(): pass`, each way). They are the functions threadpoolctl
+    itself calls for these libraries; its record of a "controlling" Python thread is its
+    own bookkeeping, which fastconv then never touches."""
+    global _direct
+    if _direct is None:
+        controls = []
+        for library in _blas_libraries():
+            symbol = getattr(library, "_get_symbol", None)
+            if (symbol is None or library.internal_api != "openblas"
+                    or getattr(library, "threading_layer", None) == "openmp"):
+                controls = []
+                break
+            get, put = symbol("openblas_get_num_threads"), symbol("openblas_set_num_threads")
+            if get is None or put is None:
+                controls = []
+                break
+            controls.append((get, put))
+        _direct = controls
+    return _direct
+
+
 def _set_threads(changes):
     if _clear_control is not None:
         _clear_control(force=True)
@@ -60,6 +92,29 @@ def _set_threads(changes):
         library.set_num_threads(count)
     if _clear_control is not None:
         _clear_control(force=True)
+
+
+def _hold_one_thread():
+    """Limit every loaded BLAS to one thread; what to pass _give_back."""
+    direct = _direct_controls()
+    if direct:
+        counts = [(put, get()) for get, put in direct]
+        for put, count in counts:
+            if count != 1:
+                put(1)
+        return [(put, count) for put, count in counts if count != 1]
+    counts = [(library, library.get_num_threads()) for library in _blas_libraries()]
+    restore = [(library, count) for library, count in counts if count != 1]
+    _set_threads([(library, 1) for library, _ in restore])
+    return restore
+
+
+def _give_back(restore):
+    if _direct_controls():
+        for put, count in restore:
+            put(count)
+    else:
+        _set_threads(restore)
 
 
 @contextmanager
@@ -72,9 +127,7 @@ def single_threaded_blas():
     global _holders, _restore
     with _lock:
         if _holders == 0:
-            counts = [(library, library.get_num_threads()) for library in _blas_libraries()]
-            _restore = [(library, count) for library, count in counts if count != 1]
-            _set_threads([(library, 1) for library, _ in _restore])
+            _restore = _hold_one_thread()
         _holders += 1
     try:
         yield
@@ -82,7 +135,7 @@ def single_threaded_blas():
         with _lock:
             _holders -= 1
             if _holders == 0:
-                _set_threads(_restore)
+                _give_back(_restore)
                 _restore = None
 
 

@@ -761,3 +761,19 @@ def test_winograd_bands_come_in_whole_rounds_of_threads():
         threads, band_rows, tiles_w = _winograd.plan(16, 64, 64, 32, 32, 4, 36, 4)
     assert (threads, tiles_w) == (2, 8)
     assert -(-16 * 8 // band_rows) % 2 == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape", [
+    ((3, 2, 9, 7), (5, 2, 3, 3)),    # patch 18 + 1 <= 3*9*7 outputs: the bias folded into the GEMM
+    ((1, 24, 3, 4), (6, 24, 3, 3)),  # patch 216 + 1 > 12 outputs: the bias set in each band
+])
+def test_im2col_bias_folded_or_set_per_band_matches_the_reference(x_shape, w_shape, dtype):
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    out, _ = fastconv.conv2d_forward(x, w, b, 1, 1, algorithm="im2col")
+    expected, _ = reference.conv2d_forward(x, w, b, 1, 1)
+    assert_close(out, expected)
+    without, _ = fastconv.conv2d_forward(x, w, None, 1, 1, algorithm="im2col")
+    assert_close(out - without, np.broadcast_to(b.reshape(1, -1, 1, 1), out.shape))

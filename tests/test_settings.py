@@ -134,3 +134,21 @@ def test_small_gemm_limit_only_for_openblas_avx512_kernels(libraries, limit, mon
     monkeypatch.setattr(_blas, "_blas_libraries", lambda: libraries)
     monkeypatch.setattr(_blas, "_small_gemm", None)
     assert _blas.small_gemm_limit() == limit
+
+
+def test_blas_held_to_one_thread_by_the_c_functions_or_by_threadpoolctl(monkeypatch):
+    """Both ways of holding the BLAS (the C functions directly, where every library is
+    OpenBLAS with its own pool, and threadpoolctl otherwise) limit it and restore it."""
+    from fastconv._blas import single_threaded_blas
+
+    libraries = _blas._blas_libraries()
+    plain_openblas = libraries and all(
+        library.internal_api == "openblas" and getattr(library, "threading_layer", None) != "openmp"
+        for library in libraries)
+    assert bool(_blas._direct_controls()) == bool(plain_openblas)
+    before = _blas_thread_counts()
+    for direct in (_blas._direct_controls(), []):
+        monkeypatch.setattr(_blas, "_direct", direct)
+        with single_threaded_blas():
+            assert set(_blas_thread_counts()) == {1}
+        assert _blas_thread_counts() == before
