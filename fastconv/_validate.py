@@ -1,4 +1,5 @@
 """Input checks shared by every public op: ValueError/TypeError that name the argument and shapes."""
+import math
 import numbers
 
 import numpy as np
@@ -187,12 +188,16 @@ def adaptive_inputs(x, output_size):
     return adaptive_geometry(x.shape, output_size)
 
 
-def unpool_inputs(x, indices, kernel_size, stride, padding, output_size):
+def unpool_inputs(x, indices, kernel_size, stride, padding, output_size, copier=None):
     """Check max_unpool2d_forward's arguments; return (geometry, indices as our own read-only
-    C-contiguous int64 copy).
+    C-contiguous copy: int32 where an output plane has at most 2**31 - 1 positions, else
+    int64).
 
     Every index must name a position in its output plane (0 <= index < OH*OW): checked here,
     on the copy the kernel will read, so no index can send a write outside the output.
+    copier(indices, own, limit): the compiled one-pass copy and check (the kernels'
+    copy_indices) for C-contiguous int32/int64 indices, returning how many planes hold an
+    index out of range; None, or other indices: NumPy's copy, then its bounds.
     """
     check_array(x, "x", 4, POOL_LAYOUTS[2])
     geometry = unpool_geometry(x.shape, kernel_size, stride, padding, output_size)
@@ -204,11 +209,20 @@ def unpool_inputs(x, indices, kernel_size, stride, padding, output_size):
                         f"return_indices gives, int64), got {indices.dtype} (shape {indices.shape})")
     if indices.shape != x.shape:
         raise ValueError(f"indices must have x's shape {x.shape}, got {indices.shape}")
-    own = np.array(indices, dtype=np.int64, order="C")
     plane = geometry.out_plane_size
-    # one pass for both bounds: seen as unsigned, a negative index is >= 2**63 > any plane size
-    if own.size and int(own.view(np.uint64).max()) >= plane:
-        low, high = int(own.min()), int(own.max())
+    target = np.dtype(np.int32) if plane <= 2**31 - 1 else np.dtype(np.int64)
+    if (copier is not None and indices.size and indices.flags.c_contiguous
+            and indices.dtype in (np.dtype(np.int32), np.dtype(np.int64))):
+        own = np.empty(indices.shape, target)
+        width = math.prod(indices.shape[2:])
+        in_range = copier(indices.reshape(-1, width), own.reshape(-1, width), plane) == 0
+    else:
+        own = np.array(indices, dtype=np.int64, order="C")
+        # one pass for both bounds: seen as unsigned, a negative index is >= 2**63 > any plane
+        in_range = not (own.size and int(own.view(np.uint64).max()) >= plane)
+        own = own.astype(target, copy=False)
+    if not in_range:
+        low, high = int(indices.min()), int(indices.max())
         bad = low if low < 0 else high
         raise ValueError(
             f"indices must lie in [0, {plane}), the flat positions of an output plane of "

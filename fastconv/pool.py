@@ -530,8 +530,9 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
     x : ndarray of shape (N, C, H, W), float32 or float64, any layout (never written).
     indices : integer ndarray of x's shape, each a flat index into its output plane, in
         [0, OH*OW): e.g. max_pool2d_forward's with return_indices=True. Checked before any
-        kernel runs (a ValueError names the first bad value); copied, so changing it later
-        changes nothing here.
+        kernel runs (a ValueError names the first bad value); copied (into int32 where the
+        output plane allows: half the bytes for the backward), so changing it later changes
+        nothing here.
     kernel_size, stride (default kernel_size), padding : int or (h, w) pair, those of the
         max pooling being undone.
     output_size : None, (OH, OW) or (N, C, OH, OW): default
@@ -547,7 +548,13 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
     cache : PoolCache for max_unpool2d_backward.
     """
     backend = _backend.resolve(backend)
-    geometry, indices = unpool_inputs(x, indices, kernel_size, stride, padding, output_size)
+    copier = None
+    if backend != "reference":
+        def copier(given, own, limit):
+            threads = 1 if given.size < _tuning.POOL_PARALLEL_MIN_ELEMENTS else get_num_threads()
+            return _compiled.pool.copy_indices(given, own, limit, threads)
+    geometry, indices = unpool_inputs(x, indices, kernel_size, stride, padding, output_size,
+                                      copier)
     x = contiguous(x)
     if backend == "reference":
         out = reference._unpool_forward(x, indices, geometry)

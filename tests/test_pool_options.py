@@ -937,3 +937,20 @@ def test_bench_pool_option_cases_compute_what_the_reference_and_torch_compute():
                 result = result if pass_name == "forward" else result[0]
                 np.testing.assert_allclose(fast, result.detach().numpy(), rtol=1e-12, atol=1e-12,
                                            err_msg=case.name)
+
+
+@pytest.mark.parametrize("backend", ["cython", "reference"])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64, np.int16])
+def test_unpool_copies_indices_into_int32_and_checks_every_one(backend, index_dtype):
+    """The one-pass copy and check (C-contiguous int32/int64) and NumPy's (any other integer
+    indices) agree: int32 copies, and any index out of range named, in any plane."""
+    pooled, indices = _pooled_with_indices((2, 3, 8, 8), 2, 2, 0, np.float32)
+    given = indices.astype(index_dtype)
+    out, cache = fastconv.max_unpool2d_forward(pooled, given, 2, backend=backend)
+    assert cache.argmax.dtype == np.int32 and not np.shares_memory(cache.argmax, given)
+    np.testing.assert_array_equal(cache.argmax, indices)
+    for bad in (-1, 64):
+        wrong = given.copy()
+        wrong[1, 2, 3, 1] = bad
+        with pytest.raises(ValueError, match=rf"got {bad} \(values range"):
+            fastconv.max_unpool2d_forward(pooled, wrong, 2, backend=backend)

@@ -758,7 +758,35 @@ def adaptive_max_forward(const floating[:, :, ::1] x, floating[:, :, ::1] out,
 
 # ---- max-unpooling --------------------------------------------------------------------------
 
-def unpool_forward(const floating[:, ::1] x, const int64_t[:, ::1] indices, floating[:, ::1] out,
+ctypedef fused source_t:
+    int32_t
+    int64_t
+
+
+def copy_indices(const source_t[:, ::1] indices, index_t[:, ::1] own, Py_ssize_t limit,
+                 int num_threads):
+    """own = indices (planes, L), each value checked to lie in [0, limit) as it is copied; the
+    number of planes holding a value outside it (0: all in range; own is then complete).
+
+    Max-unpooling's front copies the caller's indices so that nothing they do later reaches
+    the cache, into int32 where the output plane allows: one pass instead of NumPy's copy
+    and two reductions for the bounds, and half the bytes for the backward to read."""
+    cdef Py_ssize_t plane, i, planes = indices.shape[0], length = indices.shape[1]
+    cdef Py_ssize_t bad = 0
+    cdef source_t value
+    cdef bint outside
+    for plane in prange(planes, nogil=True, schedule="static", num_threads=num_threads):
+        outside = False
+        for i in range(length):
+            value = indices[plane, i]
+            outside = outside | (value < 0) | (value >= limit)
+            own[plane, i] = <index_t>value
+        if outside:
+            bad += 1
+    return bad
+
+
+def unpool_forward(const floating[:, ::1] x, const index_t[:, ::1] indices, floating[:, ::1] out,
                    int num_threads):
     """Overwrite out (planes, M) with zeros and x (planes, L) written at indices (planes, L),
     each in [0, M). A position named twice keeps the last x in plane order."""
@@ -768,7 +796,7 @@ def unpool_forward(const floating[:, ::1] x, const int64_t[:, ::1] indices, floa
             scatter_plane(&x[plane, 0], &indices[plane, 0], &out[plane, 0], length, out_size)
 
 
-cdef inline void scatter_plane(const floating* x, const int64_t* indices, floating* out,
+cdef inline void scatter_plane(const floating* x, const index_t* indices, floating* out,
                                Py_ssize_t length, Py_ssize_t out_size) noexcept nogil:
     """One plane of unpool_forward. Pointers, not memoryviews: with the memoryviews' strides
     in memory that a float store may alias (-fno-strict-aliasing), every element reloaded
@@ -780,7 +808,7 @@ cdef inline void scatter_plane(const floating* x, const int64_t* indices, floati
         out[indices[i]] = x[i]
 
 
-cdef inline void gather_plane(const floating* dout, const int64_t* indices, floating* dx,
+cdef inline void gather_plane(const floating* dout, const index_t* indices, floating* dx,
                               uint8_t* claimed, Py_ssize_t length, Py_ssize_t out_size) noexcept nogil:
     """One plane of unpool_backward (pointers: see scatter_plane). Scanned from the end, so the
     first x element to claim a position is the one the forward kept (the last); claimed: one
@@ -794,7 +822,7 @@ cdef inline void gather_plane(const floating* dout, const int64_t* indices, floa
         claimed[position] = 1
 
 
-def unpool_backward(const floating[:, ::1] dout, const int64_t[:, ::1] indices, floating[:, ::1] dx,
+def unpool_backward(const floating[:, ::1] dout, const index_t[:, ::1] indices, floating[:, ::1] dx,
                     uint8_t[:, ::1] claimed, int num_threads):
     """dx (planes, L): dout (planes, M) read back at indices (planes, L), the gradient of
     unpool_forward: an x element a later one overwrote gets 0. claimed: (num_threads, M) scratch."""
