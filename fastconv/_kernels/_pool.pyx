@@ -421,6 +421,10 @@ cdef inline void divide_window_sums(floating* out_row, const floating* padded, P
     elif kernel == 2 and stride == 2:
         for o in range(count):
             out_row[o] = (padded[2 * o] + padded[2 * o + 1]) / (factor * divisors[o])
+    elif kernel == 4 and stride == 4:
+        for o in range(count):
+            out_row[o] = ((padded[4 * o] + padded[4 * o + 1] + padded[4 * o + 2] + padded[4 * o + 3])
+                          / (factor * divisors[o]))
     else:
         for o in range(count):
             total = 0
@@ -477,7 +481,8 @@ cdef inline void spread_shares(floating* padded, floating* shares, const floatin
     for c < padded_width. shares: scratch of count + 2*kernel.
 
     The common windows gather: shares with kernel - 1 zeros either side, and each padded
-    column the sum of its (at most kernel) shares, in registers. Others scatter."""
+    column the sum of its (at most kernel) shares, in registers. Windows side by side
+    (kernel == stride) write each column's one share; others scatter."""
     cdef Py_ssize_t o, c, j, lead = kernel - 1
     cdef floating share
     if (kernel == 3 and stride <= 2) or (kernel == 2 and stride == 2):
@@ -504,6 +509,14 @@ cdef inline void spread_shares(floating* padded, floating* shares, const floatin
             if padded_width % 2:
                 padded[padded_width - 1] = 0
         return
+    if kernel == stride:  # windows side by side (audio's 4/4): each column one share
+        for o in range(count):
+            share = dout_row[o] / (factor * divisors[o])
+            for j in range(kernel):
+                padded[o * stride + j] = share
+        for c in range(count * stride, padded_width):
+            padded[c] = 0
+        return
     for c in range(padded_width):
         padded[c] = 0
     for o in range(count):
@@ -512,20 +525,36 @@ cdef inline void spread_shares(floating* padded, floating* shares, const floatin
             padded[o * stride + j] += share
 
 
+cdef inline bint window_holds(Py_ssize_t index, Axis axis, Py_ssize_t out_size) noexcept nogil:
+    """Whether some window of an axis whose windows do not overlap (kernel <= stride) holds
+    input `index`."""
+    cdef Py_ssize_t shifted = index + axis.pad
+    return shifted // axis.stride < out_size and shifted % axis.stride < axis.kernel
+
+
 cdef void avg_plane_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
                              Py_ssize_t plane, Axis depths, Axis rows, Axis cols,
                              bint count_include_pad, Py_ssize_t divisor_override,
                              floating* padded, Py_ssize_t padded_width, floating* shares,
                              const floating* divisors) noexcept nogil:
     """Overwrite dx with each dout element / its divisor added over its window, for one plane.
-    padded, shares: one thread's scratch (see spread_shares)."""
+    padded, shares: one thread's scratch (see spread_shares).
+
+    Where no two windows share an input row (depth and row windows no longer than their
+    strides: every 1-D pool, 2x2/2), each row of dx is written once, by assignment, and only
+    the rows no window holds are zeroed: one pass over dx instead of two (1-D 4/4 on
+    (32, 64, 4000), one thread: 4.2-4.9 ms before, 3.2-3.9 after; docs/pooling.md)."""
     cdef Py_ssize_t out_width = dout.shape[3], width = dx.shape[3]
     cdef Py_ssize_t od, oh, start, top, depth, row, c
     cdef floating factor
     cdef floating* dx_row
     cdef const floating* columns = padded + cols.pad
+    cdef bint disjoint = depths.kernel <= depths.stride and rows.kernel <= rows.stride
     for depth in range(dx.shape[1]):
         for row in range(dx.shape[2]):
+            if disjoint and window_holds(depth, depths, dout.shape[1]) \
+                    and window_holds(row, rows, dout.shape[2]):
+                continue  # written below
             dx_row = &dx[plane, depth, row, 0]
             for c in range(width):
                 dx_row[c] = 0
@@ -539,8 +568,12 @@ cdef void avg_plane_backward(const floating[:, :, :, ::1] dout, floating[:, :, :
             for depth in range(clamp_low(start), clamp_high(start + depths.kernel, depths.size)):
                 for row in range(clamp_low(top), clamp_high(top + rows.kernel, rows.size)):
                     dx_row = &dx[plane, depth, row, 0]
-                    for c in range(width):
-                        dx_row[c] += columns[c]
+                    if disjoint:
+                        for c in range(width):
+                            dx_row[c] = columns[c]
+                    else:
+                        for c in range(width):
+                            dx_row[c] += columns[c]
 
 
 def avg_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
