@@ -77,9 +77,9 @@ def _thread_rows(threads, width, dtype):
     line away from the next: (threads, stride >= width + one line).
 
     A kernel thread writes its row on every output row. Packed rows of a few dozen elements
-    share cache lines, which then bounce between the cores: adaptive average pooling of
-    (32, 256, 13, 13) -> 6 with rows of 13 floats took 2.5-3.2 ms on two threads against
-    2.1 ms on one."""
+    share cache lines, which then bounce between the cores: the backward of adaptive average
+    pooling of (32, 256, 13, 13) -> 6, rows of 13 floats, took 2.5-3.2 ms on two threads
+    against 2.1 ms on one."""
     itemsize = np.dtype(dtype).itemsize
     stride = -(-width * itemsize // _LINE) * _LINE // itemsize + _LINE // itemsize
     return np.empty((threads, stride), dtype)
@@ -395,9 +395,10 @@ def _fixed_windows(geometry):
     adaptive pooling, when every output size divides its input size (14 -> 7, 8 -> 4, ...):
     adaptive window i is then [i*k, (i+1)*k) in each axis. Else None.
 
-    Those poolings take the fixed-window kernels, whose 2x2/2 and 3x3/2 windows are
-    unrolled (max pooling: the same comparisons in the same order, so the same results): (16, 512, 14, 14) -> 7, adaptive max pooling's forward
-    went from 3.4-5.2 ms to ~1.5 ms (docs/pooling.md, "Adaptive pools on fixed windows").
+    Those poolings take the fixed-window kernels, whose 2x2/2 and 3x3/2 windows are unrolled
+    (max pooling: the same comparisons in the same order, so the same results and indices).
+    On (16, 512, 14, 14) -> 7 adaptive max pooling's forward went from 3.4-3.8 ms to about
+    1.6 ms (docs/pooling.md, "Measurements").
     """
     if 0 in geometry.out or any(s % o for s, o in zip(geometry.size, geometry.out)):
         return None
