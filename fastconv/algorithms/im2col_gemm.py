@@ -95,7 +95,8 @@ def run_forward(x, w, b, geometry, direct):
     rows = patch
     if direct:
         rows = 0
-    elif b is not None and groups == 1 and geometry.patch + 1 <= geometry.batch * geometry.out_pixels:
+    elif (b is not None and groups == 1
+          and geometry.patch + 1 <= geometry.batch * geometry.out_pixels):
         # the bias as one more column of the weights, against a row of ones under the
         # im2col buffer: the GEMM adds it, with no pass over the output to set it first.
         # That copies the weights (F x patch) on every call, which pays only where they are

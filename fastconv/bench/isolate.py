@@ -53,8 +53,8 @@ def _time_in_process(function, settings, budget=None):
 
     The first call, the process warm-up (_warm_up_process) and a second call warm up; the
     faster of the two timed ones sets how many calls fill settings.blocks *
-    settings.block_seconds (at least 3, at most blocks * max_calls_per_block); then untimed calls for block_warmup_seconds and the
-    timed calls, with the garbage collector paused.
+    settings.block_seconds (at least 3, at most blocks * max_calls_per_block); then untimed
+    calls for block_warmup_seconds and the timed calls, with the garbage collector paused.
     """
     first = runner._timed(function)
     if budget is not None and first > budget:
