@@ -954,3 +954,28 @@ def test_unpool_copies_indices_into_int32_and_checks_every_one(backend, index_dt
         wrong[1, 2, 3, 1] = bad
         with pytest.raises(ValueError, match=rf"got {bad} \(values range"):
             fastconv.max_unpool2d_forward(pooled, wrong, 2, backend=backend)
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_average_pooling_paths_match_the_reference_on_random_windows(ndim):
+    """The two-pass kernel's paths (literal 3/1, 3/2, 2/2, 4/4 windows, kernel == stride,
+    windows with gaps, disjoint rows written once) against the twin, float64, many windows."""
+    rng = np.random.default_rng(ndim)
+    checked = 0
+    for _ in range(60):
+        kernel = tuple(int(rng.integers(1, 5)) for _ in range(ndim))
+        stride = tuple(int(k + rng.integers(-1, 3)) or 1 for k in kernel)
+        padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+        size = tuple(int(rng.integers(k, 12)) for k in kernel)
+        options = dict(ceil_mode=bool(rng.integers(0, 2)), count_include_pad=bool(rng.integers(0, 2)))
+        x = rng.standard_normal((2, 3) + size)
+        forward, backward = _ops(fastconv, "avg", ndim)
+        ref_forward, ref_backward = _ops(reference, "avg", ndim)
+        out, cache = forward(x, kernel, stride, padding, backend="cython", **options)
+        expected, ref_cache = ref_forward(x, kernel, stride, padding, **options)
+        dout = rng.standard_normal(out.shape)
+        np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(backward(dout, cache), ref_backward(dout, ref_cache),
+                                   rtol=1e-12, atol=1e-12)
+        checked += 1
+    assert checked == 60
