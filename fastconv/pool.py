@@ -433,8 +433,8 @@ def adaptive_avg_pool2d_forward(x, output_size, *, backend="auto"):
         out = reference._adaptive_avg_forward(x, geometry)
     elif geometry.is_global:
         out = _plane_means(x, geometry)
-    elif _fixed_windows(geometry) is not None:
-        out = _avg_forward_compiled(x, _fixed_windows(geometry), True, None)
+    elif (fixed := _fixed_windows(geometry)) is not None:
+        out = _avg_forward_compiled(x, fixed, True, None)
     else:
         out = np.empty(geometry.output_shape, dtype=x.dtype)
         if out.size:
@@ -462,8 +462,8 @@ def adaptive_avg_pool2d_backward(dout, cache):
         return reference._adaptive_avg_backward(dout, geometry)
     if geometry.is_global:
         return _spread_means(dout, geometry)
-    if _fixed_windows(geometry) is not None:
-        return _avg_backward_compiled(dout, _fixed_windows(geometry), True, None)
+    if (fixed := _fixed_windows(geometry)) is not None:
+        return _avg_backward_compiled(dout, fixed, True, None)
     dx = np.empty(geometry.input_shape, dtype=dout.dtype)
     if dx.size:
         threads = _threads(geometry)
@@ -498,8 +498,8 @@ def adaptive_max_pool2d_forward(x, output_size, *, backend="auto"):
     if backend == "reference":
         out, argmax = reference._max_over(x, reference.adaptive_windows(geometry),
                                           geometry.output_shape, index_dtype)
-    elif _fixed_windows(geometry) is not None:
-        out, argmax = _max_forward_compiled(x, _fixed_windows(geometry), index_dtype)
+    elif (fixed := _fixed_windows(geometry)) is not None:
+        out, argmax = _max_forward_compiled(x, fixed, index_dtype)
     else:
         out = np.empty(geometry.output_shape, dtype=x.dtype)
         argmax = np.empty(geometry.output_shape, dtype=index_dtype)
