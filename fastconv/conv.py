@@ -6,10 +6,16 @@ and weight gradient, by whichever algorithms the planner chooses for those passe
 """
 import numpy as np
 
-from . import _backend, algorithms, planner
+from . import _backend, _epilogue, algorithms, planner
 from ._cache import ConvCache, ConvTransposeCache
 from ._geometry import BLAS_INT_MAX
-from ._validate import check_cache, check_dout, contiguous, conv_inputs, conv_transpose_inputs
+from ._validate import (
+    check_cache,
+    check_dout,
+    contiguous,
+    conv_inputs,
+    conv_transpose_inputs,
+)
 from .reference import conv as reference
 
 available_algorithms = planner.available_algorithms
@@ -124,7 +130,7 @@ def _arrays(x, w, b):
 # ---- convolutions ---------------------------------------------------------------------
 
 def _conv_forward(ndim, x, w, b, stride, padding, dilation, groups, padding_mode, backend,
-                  algorithm):
+                  algorithm, epilogue=None):
     geometry = conv_inputs(x, w, b, ndim, stride, padding, dilation, groups, padding_mode)
     backend = _backend.resolve(backend)
     planning = algorithm if algorithm in planner.PLANNING else None
@@ -134,9 +140,38 @@ def _conv_forward(ndim, x, w, b, stride, padding, dilation, groups, padding_mode
     x, w, b = _arrays(x, w, b)
     if backend == "reference":
         out = reference._forward(x, w, b, geometry)
+        if epilogue is not None:
+            out = reference_epilogue(out, epilogue)
+    elif epilogue is not None and getattr(chosen, "EPILOGUE", False) and planning is None \
+            and not _empty(geometry):
+        out = chosen.forward(x, w, b, geometry, epilogue)[0]
     else:
         out, chosen = _run_forward(x, w, b, geometry, chosen, planning)
+        if epilogue is not None:
+            _epilogue.apply(out, epilogue)
     return out, ConvCache(x, w, b is not None, geometry, backend, chosen.NAME, planning)
+
+
+def reference_epilogue(out, epilogue):
+    """The _epilogue.Epilogue in NumPy, on a fresh array: the batch norm map in float64,
+    rounded once to out's dtype, then v <= 0 -> 0 (NaN stays)."""
+    if epilogue.mean is not None:
+        shape = (1, -1) + (1,) * (out.ndim - 2)
+        out = ((out - epilogue.mean.reshape(shape)) * epilogue.scale.reshape(shape)
+               + epilogue.shift.reshape(shape)).astype(out.dtype)
+    if epilogue.relu:
+        out = np.where(out <= 0, out.dtype.type(0), out)
+    return out
+
+
+def conv_inference(ndim, x, w, b=None, stride=1, padding=0, *, dilation=1, groups=1,
+                   padding_mode="zeros", backend="auto", algorithm="auto", epilogue=None):
+    """The output alone (nothing kept for a backward) of conv{ndim}d_forward, followed by
+    `epilogue` (an _epilogue.Epilogue: an evaluation-mode batch norm's map, then a ReLU),
+    run inside the kernel where the chosen algorithm can (see fastconv/_epilogue.py).
+    Sequential.infer uses it to run Conv -> BatchNorm -> ReLU as one call."""
+    return _conv_forward(ndim, x, w, b, stride, padding, dilation, groups, padding_mode,
+                         backend, algorithm, epilogue)[0]
 
 
 def _conv_backward(dout, cache, name, need_dx):

@@ -270,7 +270,7 @@ def _check_model(model):
 def _predict_block(block, snapshot):
     model = cloudpickle.loads(snapshot)
     model.eval()
-    return np.asarray(model.forward(block))
+    return np.asarray(model.infer(block))
 
 
 def predict(model, x):

@@ -78,6 +78,18 @@ def _batch_statistics_compiled(x, layout):
     return mean, m2 / layout.count
 
 
+def _affine_map(mean, inv_std, weight, bias):
+    """(mean, scale, shift), float64 (C,), of out = (x - mean) * scale + shift."""
+    return mean, weight * inv_std, bias.astype(np.float64)
+
+
+def running_affine_map(weight, bias, running_mean, running_var, eps):
+    """The (mean, scale, shift) by which batch_norm_forward(training=False) maps x, computed
+    as it computes them: for a convolution's epilogue (fastconv/_epilogue.py)."""
+    mean = running_mean.astype(np.float64)
+    return _affine_map(mean, 1 / np.sqrt(running_var.astype(np.float64) + eps), weight, bias)
+
+
 def _batch_affine_compiled(x, layout, mean, scale, shift):
     out = np.empty_like(x)
     if x.size:
@@ -161,7 +173,7 @@ def batch_norm_forward(x, weight, bias, running_mean=None, running_var=None, *, 
     else:
         mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
     inv_std = 1 / np.sqrt(var + eps)
-    out = _batch_affine_compiled(x, layout, mean, weight * inv_std, bias.astype(np.float64))
+    out = _batch_affine_compiled(x, layout, *_affine_map(mean, inv_std, weight, bias))
     return out, NormCache("batch", x, weight.copy(), mean, var, inv_std, training, None, "cython")
 
 

@@ -123,14 +123,16 @@ class _EvaluationMode:
 
 
 def predict_scores(model, x, batch_size=256):
-    """Class scores of `model` on `x`, (N, num_classes), in evaluation mode and in batches.
+    """Class scores of `model` on `x`, (N, num_classes), in evaluation mode and in batches,
+    by model.infer (layers fused where they can be; nothing kept for a backward).
 
     The model's training/evaluation mode is restored afterwards.
     """
     batch_size = _positive_int(batch_size, "batch_size")
+    infer = getattr(model, "infer", None) or model.forward  # a duck-typed model: its forward
     with _EvaluationMode(model):
         return np.concatenate(
-            [model.forward(x[start:start + batch_size]) for start in range(0, x.shape[0], batch_size)]
+            [infer(x[start:start + batch_size]) for start in range(0, x.shape[0], batch_size)]
         )
 
 

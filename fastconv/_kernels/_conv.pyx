@@ -28,13 +28,52 @@ cdef inline void fill_bias(floating[:, :, ::1] out, const floating[::1] bias, Py
             out[image, f, j] = value
 
 
+cdef inline void epilogue(floating[:, :, ::1] out, Py_ssize_t image, Py_ssize_t start,
+                          Py_ssize_t count, Py_ssize_t first, Py_ssize_t stop,
+                          const double[::1] mean, const double[::1] scale,
+                          const double[::1] shift, bint relu) noexcept nogil:
+    """On out[image, f, start:start + count] for filters [first, stop), while the block is
+    still in cache after its GEMM: with `mean` not None the per-filter affine map of an
+    evaluation-mode batch norm, (v - mean[f]) * scale[f] + shift[f] in double (as
+    _norm.plane_affine), then with `relu` v <= 0 -> 0, which keeps NaN (as
+    _elementwise.relu_forward)."""
+    cdef Py_ssize_t f, j
+    cdef double centre = 0, factor = 1, offset = 0
+    cdef floating value
+    cdef bint affine = mean is not None
+    for f in range(first, stop):
+        if affine:
+            centre, factor, offset = mean[f], scale[f], shift[f]
+        for j in range(start, start + count):
+            value = out[image, f, j]
+            if affine:
+                value = <floating>((value - centre) * factor + offset)
+            if relu and value <= 0:
+                value = 0
+            out[image, f, j] = value
+
+
+def apply_epilogue(floating[:, :, ::1] out, const double[::1] mean, const double[::1] scale,
+                   const double[::1] shift, bint relu, int num_threads):
+    """epilogue() over all of out (N, F, P) in place, for the algorithms whose kernels do not
+    run it themselves: one task per (image, filter) row."""
+    cdef Py_ssize_t filters = out.shape[1], row
+    for row in prange(out.shape[0] * filters, nogil=True, schedule="static",
+                      num_threads=num_threads):
+        epilogue(out, row // filters, 0, out.shape[2], row % filters, row % filters + 1,
+                 mean, scale, shift, relu)
+
+
 def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
             const Py_ssize_t[::1] window, Py_ssize_t groups,
             const floating[::1] bias, floating[:, :, ::1] out,
             floating[:, :, ::1] workspace, floating[:, ::1] stage,
             Py_ssize_t band_rows, Py_ssize_t filter_blocks, bint direct,
-            const int[::1] gemm_pieces, int num_threads):
-    """out (N, F, OD*OH*OW) = conv(x (N, C, D, H, W), weight) [+ bias (F,)].
+            const int[::1] gemm_pieces, const double[::1] mean, const double[::1] scale,
+            const double[::1] shift, bint relu, int num_threads):
+    """out (N, F, OD*OH*OW) = conv(x (N, C, D, H, W), weight) [+ bias (F,)], then the
+    epilogue() (an evaluation-mode batch norm's mean, scale and shift (F,) or None, and a
+    ReLU when `relu`) on each block after its GEMM.
 
     weight: (F, C/groups * KD*KH*KW), or with groups == 1 (F, C*KD*KH*KW + 1) with the bias as
     its last column: the im2col buffer then gets a row of ones and the GEMM adds the bias
@@ -68,6 +107,7 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
     cdef int piece_columns = gemm_pieces[2]
     cdef bint has_bias = bias is not None
     cdef floating beta = 1 if has_bias else 0
+    cdef bint has_epilogue = relu or mean is not None
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
         if not direct and depth > group_patch:
@@ -96,6 +136,8 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
                              &x[image, 0, 0, 0, 0] + start, in_plane,
                              beta, &out[image, first, start], plane,
                              piece_rows, piece_inner, piece_columns)
+                if has_epilogue:
+                    epilogue(out, image, start, ncols, first, stop, mean, scale, shift, relu)
                 continue
             if stage.shape[1] > 0:
                 im2col_staged(x, image, &w, od, row_start, row_stop, workspace[tid], 0,
@@ -111,6 +153,9 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
                              &workspace[tid, g * group_patch, 0], ld_work, beta,
                              &out[image, g * group_filters + first, start], plane, piece_rows,
                              piece_inner, piece_columns)
+                if has_epilogue:
+                    epilogue(out, image, start, ncols, g * group_filters + first,
+                             g * group_filters + stop, mean, scale, shift, relu)
 
 
 cdef inline void transpose_into(floating* dst, const floating* src, Py_ssize_t rows,

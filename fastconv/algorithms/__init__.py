@@ -8,6 +8,8 @@ Each algorithm is a module exposing
     backward(dout, x, w, has_bias, geometry, need_dx=True, need_dw=True)
         -> ((dx, dw, db), finite), dx None unless need_dx, dw and db None unless need_dw
         (x may then be None);
+and, where its kernel runs an _epilogue.Epilogue on its output blocks, EPILOGUE = True with
+    forward(x, w, b, geometry, epilogue=None);
 and, where its transforms can turn an infinity into NaN, TRANSFORMS_INFINITIES = True:
 `finite` then says whether the result came out all finite ("auto" recomputes one that did not
 by the direct method); else it is None. Inputs are C-contiguous and valid (the front checked

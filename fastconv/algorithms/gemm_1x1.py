@@ -4,6 +4,7 @@ from . import im2col_gemm
 
 NAME = "gemm-1x1"
 HANDLES = "1x1 kernels (any rank) with stride 1, no padding and no groups"
+EPILOGUE = True
 
 
 def supports(geometry):
@@ -22,8 +23,8 @@ def cost(geometry, machine, pass_name):
     return im2col_gemm.band_cost(geometry, machine, pass_name, direct=True)
 
 
-def forward(x, w, b, geometry):
-    return im2col_gemm.run_forward(x, w, b, geometry, direct=True), None
+def forward(x, w, b, geometry, epilogue=None):
+    return im2col_gemm.run_forward(x, w, b, geometry, True, epilogue), None
 
 
 def backward(dout, x, w, has_bias, geometry, need_dx=True, need_dw=True):

@@ -15,10 +15,13 @@ import numpy as np
 
 from .. import _blas, _compiled, _tuning
 from .._scratch import scratch
+from .._epilogue import Epilogue
 from .._settings import get_num_threads, get_workspace_limit
 
 NAME = "im2col"
 HANDLES = "every convolution (1-D to 3-D, any stride, padding, padding mode, dilation, groups)"
+EPILOGUE = True
+NO_EPILOGUE = Epilogue()
 
 
 def supports(geometry):
@@ -84,9 +87,9 @@ def plan(geometry, itemsize, threads=None):
     return threads, band_rows, filter_blocks
 
 
-def run_forward(x, w, b, geometry, direct):
+def run_forward(x, w, b, geometry, direct, epilogue=None):
     """out (N, F, *out) by the _conv kernel: im2col bands, or with `direct` one GEMM per band
-    straight on x."""
+    straight on x; then the _epilogue.Epilogue, if any, on each block after its GEMM."""
     filters, groups = geometry.filters, geometry.groups
     out = np.empty(geometry.output_shape, dtype=x.dtype)
     threads, band_rows, filter_blocks = plan(geometry, x.itemsize)
@@ -112,7 +115,8 @@ def run_forward(x, w, b, geometry, direct):
         _blas.run_kernel(_compiled.conv.forward, threads, _as_5d(x, geometry), weight,
                          geometry.kernel_window(), groups, b,
                          out.reshape(out.shape[0], filters, -1), workspace, stage_buffer,
-                         band_rows, filter_blocks, direct, pieces, all_small=pieces[2] > 0)
+                         band_rows, filter_blocks, direct, pieces,
+                         *(epilogue or NO_EPILOGUE).kernel_args(), all_small=pieces[2] > 0)
     return out
 
 
@@ -210,8 +214,8 @@ def cost(geometry, machine, pass_name):
     return band_cost(geometry, machine, pass_name, direct=False)
 
 
-def forward(x, w, b, geometry):
-    return run_forward(x, w, b, geometry, direct=False), None
+def forward(x, w, b, geometry, epilogue=None):
+    return run_forward(x, w, b, geometry, False, epilogue), None
 
 
 def backward(dout, x, w, has_bias, geometry, need_dx=True, need_dw=True):

@@ -114,6 +114,23 @@ class Layer:
     def backward(self, dout, *, need_dx=True):
         raise NotImplementedError
 
+    def infer(self, x):
+        """forward(x) for inference: the output alone, in the layer's current mode.
+
+        Nothing is kept for a backward: what an earlier forward saved is dropped too, so a
+        backward after infer raises as one before any forward does, never mixing two inputs.
+        That frees containers to fuse layers: Sequential.infer runs Conv -> BatchNorm (with
+        running statistics) -> ReLU as one convolution, with the output equal to forward's
+        within a rounding (fastconv/_epilogue.py). predict, predict_scores and accuracy use it.
+        """
+        out = self.forward(x)
+        self._forget()
+        return out
+
+    def _forget(self):
+        """Drop what forward saved for backward (containers: in every layer)."""
+        self._cache = None
+
     def __call__(self, x):
         return self.forward(x)
 

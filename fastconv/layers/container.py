@@ -1,9 +1,15 @@
 """Sequential: a chain of layers seen as one layer, with flat "index.name" params and grads."""
 import numbers
 
+from .. import _epilogue
 from .base import Layer
+from .conv import Conv1d, Conv2d, Conv3d
 from .core import ReLU
+from .norm import BatchNorm1d, BatchNorm2d
 from .pool import _MaxPool
+
+# the batch norm that may follow each convolution into its epilogue
+_NORM_AFTER = {Conv1d: BatchNorm1d, Conv2d: BatchNorm2d, Conv3d: None}
 
 
 def _relu_then_max_pool(first, second):
@@ -90,6 +96,59 @@ class Sequential(Layer):
         for index in order:
             x = self.layers[index].forward(x)
         return x
+
+    def _conv_epilogue(self, index):
+        """(number of layers, Epilogue) when layers[index] is a convolution that Conv ->
+        BatchNorm (with running statistics) -> ReLU, or any two of them starting with the
+        conv, may run as one call; else None."""
+        layers = self.layers
+        conv = layers[index]
+        if type(conv) not in _NORM_AFTER:
+            return None
+        end, norm_map = index + 1, None
+        norm = layers[end] if end < len(layers) else None
+        if (norm is not None and type(norm) is _NORM_AFTER[type(conv)]
+                and norm.num_features == conv.out_channels and norm.dtype == conv.dtype):
+            norm_map = norm._running_map()
+            if norm_map is not None:
+                end += 1
+        relu = end < len(layers) and type(layers[end]) is ReLU
+        end += relu
+        if end == index + 1:
+            return None
+        epilogue = (_epilogue.batch_norm(*norm_map, relu) if norm_map is not None
+                    else _epilogue.Epilogue(relu=True))
+        return end - index, epilogue
+
+    def infer(self, x):
+        """The output of forward(x), keeping nothing for a backward (Layer.infer). With
+        fuse=True a convolution followed by a BatchNorm using its running statistics
+        (evaluation mode, or frozen) and/or a ReLU runs as one convolution whose kernel
+        applies them to each block of its output (fastconv/_epilogue.py): the output equals
+        forward's within one rounding. A ReLU before a max pool runs after it, as in forward."""
+        layers, index = self.layers, 0
+        self._order = None
+        while index < len(layers):
+            fused = self._conv_epilogue(index) if self.fuse else None
+            if fused is not None:
+                count, epilogue = fused
+                x = layers[index]._infer_with(x, epilogue)
+                for layer in layers[index + 1:index + count]:
+                    layer._forget()
+                index += count
+            elif (self.fuse and index + 1 < len(layers)
+                  and _relu_then_max_pool(layers[index], layers[index + 1])):
+                x = layers[index].infer(layers[index + 1].infer(x))
+                index += 2
+            else:
+                x = layers[index].infer(x)
+                index += 1
+        return x
+
+    def _forget(self):
+        self._order = None
+        for layer in self.layers:
+            layer._forget()
 
     def backward(self, dout, *, need_dx=True):
         """dout (the forward output's shape) -> dx (the input's shape), or None with need_dx=False.

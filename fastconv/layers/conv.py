@@ -88,17 +88,29 @@ class _ConvNd(Layer):
         options["padding_mode"] = self.padding_mode
         return (self.stride, self.padding), options
 
-    def forward(self, x):
-        """x (N, in_channels, *size) of the layer's dtype -> out (N, out_channels, *out)."""
+    def _check_input(self, x):
         layout = _LAYOUTS[self.ndim].format(c=self.in_channels)
         check_layer_input(self, x, ndim=self.ndim + 2, layout=layout, dtype=self.dtype)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} expects x of shape {layout}, got {x.shape}")
+
+    def forward(self, x):
+        """x (N, in_channels, *size) of the layer's dtype -> out (N, out_channels, *out)."""
+        self._check_input(x)
         forward = getattr(ops, f"conv{'_transpose' if self.transposed else ''}{self.ndim}d_forward")
         arguments, options = self._options()
         out, self._cache = forward(x, self.params["weight"], self.params.get("bias"), *arguments,
                                    **options)
         return out
+
+    def _infer_with(self, x, epilogue):
+        """The output of forward(x) then `epilogue` (an _epilogue.Epilogue), in one call,
+        keeping nothing (Sequential.infer; not for transposed convolutions)."""
+        self._check_input(x)
+        self._cache = None
+        arguments, options = self._options()
+        return ops.conv_inference(self.ndim, x, self.params["weight"], self.params.get("bias"),
+                                  *arguments, epilogue=epilogue, **options)
 
     def backward(self, dout, *, need_dx=True):
         """dout, the forward output's shape and dtype -> dx (x's shape), or None with

@@ -90,6 +90,15 @@ class _BatchNorm(_Normalization):
         )
         return out
 
+    def _running_map(self):
+        """(mean, scale, shift), float64 (C,), of the fixed affine map this layer applies in
+        its current mode, or None when it would use the batch's statistics (training and
+        trainable): for a convolution's epilogue (Sequential.infer)."""
+        if self.training and getattr(self, "trainable", True):
+            return None
+        return norm.running_affine_map(self.params["weight"], self.params["bias"],
+                                       self.running_mean, self.running_var, self.eps)
+
     def __repr__(self):
         return (
             f"{type(self).__name__}({self.num_features}, eps={self.eps}, momentum={self.momentum}, "

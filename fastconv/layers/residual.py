@@ -59,6 +59,26 @@ class Residual(Layer):
         check_layer_input(self, x)
         main = self.body.forward(x)
         side = x if self.shortcut is None else self.shortcut.forward(x)
+        self._check_branches(x, main, side)
+        self._cache = (main.shape, main.dtype)
+        return np.add(main, side)
+
+    def infer(self, x):
+        """body.infer(x) + shortcut.infer(x) (or + x), keeping nothing (Layer.infer): the
+        branches fuse their own layers."""
+        check_layer_input(self, x)
+        main = self.body.infer(x)
+        side = x if self.shortcut is None else self.shortcut.infer(x)
+        self._check_branches(x, main, side)
+        self._cache = None
+        return np.add(main, side)
+
+    def _forget(self):
+        self._cache = None
+        for child in self._children().values():
+            child._forget()
+
+    def _check_branches(self, x, main, side):
         if not isinstance(main, np.ndarray) or not isinstance(side, np.ndarray) \
                 or main.shape != side.shape or main.dtype != side.dtype:
             described = {name: f"{value.shape} {value.dtype}" if isinstance(value, np.ndarray)
@@ -70,8 +90,6 @@ class Residual(Layer):
                 f"x has shape {x.shape}"
                 + ("; give the Residual a projection shortcut" if self.shortcut is None else "")
             )
-        self._cache = (main.shape, main.dtype)
-        return np.add(main, side)
 
     def backward(self, dout, *, need_dx=True):
         """dout (the forward output's shape and dtype) -> dx (x's shape), or None with need_dx=False."""

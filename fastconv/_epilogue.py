@@ -1,0 +1,48 @@
+"""What may happen to a convolution's output before it is returned, as one pass: the
+per-channel affine map of a batch norm that uses its running statistics (evaluation mode, or
+frozen), then a ReLU. Sequential.infer fuses Conv -> BatchNorm -> ReLU into one convolution
+with this epilogue.
+
+Algorithms with EPILOGUE = True (im2col, gemm-1x1) run it inside their kernel, on each block
+of the output while it is still in cache after its GEMM; for the others apply() makes one
+pass in place over the finished output. Either way the arithmetic is _conv.epilogue(): the
+batch norm as _norm.plane_affine computes it ((v - mean) * scale + shift in double, rounded
+once) and the ReLU as _elementwise.relu_forward (v <= 0 becomes 0, NaN stays NaN). So the
+fused result equals conv, batch_norm_forward and relu_forward run one after the other, but
+for FMA contraction in the ISA-specific norm copy (one rounding of the double, at most).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _compiled
+from ._settings import get_num_threads
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """mean, scale, shift : float64 (F,) arrays of a batch norm's map, or all None;
+    relu : whether a ReLU follows."""
+
+    mean: object = None
+    scale: object = None
+    shift: object = None
+    relu: bool = False
+
+    def kernel_args(self):
+        return self.mean, self.scale, self.shift, self.relu
+
+
+def batch_norm(mean, scale, shift, relu):
+    """An Epilogue from a batch norm's float64 mean, scale and shift (each (F,))."""
+    arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (mean, scale, shift)]
+    return Epilogue(*arrays, relu=bool(relu))
+
+
+def apply(out, epilogue):
+    """Run `epilogue` over out (N, F, ...) in place; returns out."""
+    if out.size:
+        _compiled.conv.apply_epilogue(out.reshape(out.shape[0], out.shape[1], -1),
+                                      *epilogue.kernel_args(),
+                                      1 if out.size < 2**20 else get_num_threads())
+    return out
