@@ -142,8 +142,8 @@ def _conv_forward(ndim, x, w, b, stride, padding, dilation, groups, padding_mode
         out = reference._forward(x, w, b, geometry)
         if epilogue is not None:
             out = reference_epilogue(out, epilogue)
-    elif epilogue is not None and getattr(chosen, "EPILOGUE", False) and planning is None \
-            and not _empty(geometry):
+    elif epilogue is not None and getattr(chosen, "EPILOGUE", False) \
+            and planning != "measure" and not _empty(geometry):
         out = chosen.forward(x, w, b, geometry, epilogue)[0]
     else:
         out, chosen = _run_forward(x, w, b, geometry, chosen, planning)

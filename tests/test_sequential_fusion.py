@@ -96,3 +96,27 @@ def test_fuse_flag_is_checked_and_saved(tmp_path):
     fastconv.save_model(model, path)
     loaded = fastconv.load_model(path)
     assert loaded.fuse is False and loaded._run_order() == [0, 1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cs231n_conv_relu_pool_equals_the_listed_order(dtype):
+    """conv_relu_pool pools before its ReLU: outputs and all three gradients equal conv, then
+    ReLU, then max pool, run as listed, on inputs that give ties, zeros and NaN."""
+    from fastconv.compat import cs231n
+    from fastconv.compat.cs231n import layers as course
+
+    rng = np.random.default_rng(11)
+    x = _tricky((2, 3, 8, 9), dtype, 11)
+    w = rng.integers(-1, 2, size=(4, 3, 3, 3)).astype(dtype)  # integer sums: many ties
+    b = np.array([0, -1, 1, 0], dtype=dtype)
+    conv_param, pool_param = {"stride": 1, "pad": 1}, {"pool_height": 3, "pool_width": 2, "stride": 2}
+    out, cache = cs231n.conv_relu_pool_forward(x, w, b, conv_param, pool_param)
+    conv_out, conv_cache = cs231n.conv_forward_fast(x, w, b, conv_param)
+    relu_out, relu_cache = course.relu_forward(conv_out)
+    expected, pool_cache = cs231n.max_pool_forward_fast(relu_out, pool_param)
+    np.testing.assert_array_equal(out, expected)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dconv = course.relu_backward(cs231n.max_pool_backward_fast(dout, pool_cache), relu_cache)
+    for got, want in zip(cs231n.conv_relu_pool_backward(dout, cache),
+                         cs231n.conv_backward_fast(dconv, conv_cache)):
+        np.testing.assert_array_equal(got, want)
