@@ -62,21 +62,26 @@ def _finite_or_direct(result, run_direct, planning):
     return value, algorithm
 
 
-def _run_forward(x, w, b, geometry, algorithm, planning):
+def _run_forward(x, w, b, geometry, algorithm, planning, epilogue=None):
     """(out, the algorithm that computed it) by `algorithm`, or for planning "measure" by
-    the planner's fastest (timed on these arrays the first time this problem is seen)."""
+    the planner's fastest (timed on these arrays the first time this problem is seen); then
+    the _epilogue.Epilogue, if any: inside the kernel where the algorithm runs one
+    (EPILOGUE), else as one pass over out."""
     if _empty(geometry):  # the output is the bias
-        return _with_bias(np.zeros(geometry.output_shape, x.dtype), b), algorithm
+        out = _with_bias(np.zeros(geometry.output_shape, x.dtype), b)
+        return (out if epilogue is None else _epilogue.apply(out, epilogue)), algorithm
 
     def run(module):
-        return module.forward(x, w, b, geometry)
+        if epilogue is not None and getattr(module, "EPILOGUE", False):
+            return module.forward(x, w, b, geometry, epilogue)
+        out, finite = module.forward(x, w, b, geometry)
+        return (out if epilogue is None else _epilogue.apply(out, epilogue)), finite
 
     if planning == "measure":
         chosen, outcome = planner.measure(geometry, x.dtype, "forward", run)
     else:
         chosen, outcome = algorithm, run(algorithm)
-    return _finite_or_direct((outcome, chosen), lambda: algorithms.DIRECT.forward(x, w, b, geometry)[0],
-                             planning)
+    return _finite_or_direct((outcome, chosen), lambda: run(algorithms.DIRECT)[0], planning)
 
 
 def _run_backward(dout, x, w, has_bias, geometry, algorithm, planning, need_dx=True,
@@ -142,13 +147,8 @@ def _conv_forward(ndim, x, w, b, stride, padding, dilation, groups, padding_mode
         out = reference._forward(x, w, b, geometry)
         if epilogue is not None:
             out = reference_epilogue(out, epilogue)
-    elif epilogue is not None and getattr(chosen, "EPILOGUE", False) \
-            and planning != "measure" and not _empty(geometry):
-        out = chosen.forward(x, w, b, geometry, epilogue)[0]
     else:
-        out, chosen = _run_forward(x, w, b, geometry, chosen, planning)
-        if epilogue is not None:
-            _epilogue.apply(out, epilogue)
+        out, chosen = _run_forward(x, w, b, geometry, chosen, planning, epilogue)
     return out, ConvCache(x, w, b is not None, geometry, backend, chosen.NAME, planning)
 
 

@@ -229,3 +229,19 @@ def test_conv_inference_function_matches_forward_then_ops():
     np.testing.assert_array_equal(relu, fastconv.relu_forward(out)[0])
     plain = conv_inference(2, x, w, b, 1, 1)
     np.testing.assert_array_equal(plain, out)
+
+
+def test_non_finite_winograd_result_is_recomputed_with_the_epilogue():
+    """Under "auto" a Winograd output that came out non-finite (an infinity in x) is computed
+    again by the direct method, epilogue included: the fused result equals the layers'."""
+    from fastconv import planner
+
+    rng = np.random.default_rng(10)
+    conv = Conv2d(32, 32, 3, padding=1, rng=rng)
+    x = rng.standard_normal((4, 32, 24, 24)).astype(np.float32)
+    out, cache = fastconv.conv2d_forward(x, conv.params["weight"], conv.params["bias"], 1, 1)
+    assert planner.choose(cache.window, x.dtype, "auto", "forward").NAME.startswith("winograd")
+    x[1, 3, 5, 7] = np.inf
+    model = Sequential([conv, _randomise_norm(BatchNorm2d(32), rng), ReLU()]).eval()
+    got = _check_infer(model, x)
+    assert np.isnan(got).sum() == np.isnan(model.forward(x)).sum()

@@ -10,6 +10,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memset
 
+from ._epilogue cimport epilogue_row
 from ._gemm cimport gemm, gemm_blocked
 from ._tiles cimport (Window, col2im_rows, im2col_rows, im2col_staged, unpack_window,
                       zero_image)
@@ -32,30 +33,16 @@ cdef inline void epilogue(floating[:, :, ::1] out, Py_ssize_t image, Py_ssize_t 
                           Py_ssize_t count, Py_ssize_t first, Py_ssize_t stop,
                           const double[::1] mean, const double[::1] scale,
                           const double[::1] shift, bint relu) noexcept nogil:
-    """On out[image, f, start:start + count] for filters [first, stop), while the block is
-    still in cache after its GEMM: with `mean` not None the per-filter affine map of an
-    evaluation-mode batch norm, (v - mean[f]) * scale[f] + shift[f] in double (as
-    _norm.plane_affine), then with `relu` v <= 0 -> 0, which keeps NaN (as
-    _elementwise.relu_forward). One branch-free loop per case, so each vectorises."""
-    cdef Py_ssize_t f, j
-    cdef double centre, factor, offset
-    cdef floating value
-    cdef floating* row
+    """_epilogue.epilogue_row on out[image, f, start:start + count] for filters [first, stop)
+    (the batch norm's map when `mean` is not None, then a ReLU when `relu`), while the block
+    is still in cache after its GEMM."""
+    cdef Py_ssize_t f
+    cdef bint affine = mean is not None
     for f in range(first, stop):
-        row = &out[image, f, start]
-        if mean is None:
-            for j in range(count):
-                value = row[j]
-                row[j] = 0 if value <= 0 else value
-            continue
-        centre, factor, offset = mean[f], scale[f], shift[f]
-        if relu:
-            for j in range(count):
-                value = <floating>((row[j] - centre) * factor + offset)
-                row[j] = 0 if value <= 0 else value
+        if affine:
+            epilogue_row(&out[image, f, start], count, True, mean[f], scale[f], shift[f], relu)
         else:
-            for j in range(count):
-                row[j] = <floating>((row[j] - centre) * factor + offset)
+            epilogue_row(&out[image, f, start], count, False, 0, 1, 0, relu)
 
 
 def apply_epilogue(floating[:, :, ::1] out, const double[::1] mean, const double[::1] scale,

@@ -30,6 +30,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memset
 
+from ._epilogue cimport epilogue_row
 from ._gemm cimport gemm_blocked
 
 
@@ -483,11 +484,33 @@ cdef inline floating transform_output_tiles(
     return total
 
 
+cdef inline void band_epilogue(floating[:, :, :, ::1] out, Py_ssize_t band_start,
+                               Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tile,
+                               const double[::1] mean, const double[::1] scale,
+                               const double[::1] shift, bint relu) noexcept nogil:
+    """_epilogue.epilogue_row on every output row of the band's tile rows [band_start,
+    band_stop) (which run on across images), for every filter: after the band's output
+    transform, while those rows are still in cache."""
+    cdef Py_ssize_t band_row, image, y, f
+    cdef bint affine = mean is not None
+    for band_row in range(band_start, band_stop):
+        image = band_row // tiles_h
+        for f in range(out.shape[1]):
+            for y in range(tile * (band_row % tiles_h),
+                           min(tile * (band_row % tiles_h + 1), out.shape[2])):
+                if affine:
+                    epilogue_row(&out[image, f, y, 0], out.shape[3], True, mean[f], scale[f],
+                                 shift[f], relu)
+                else:
+                    epilogue_row(&out[image, f, y, 0], out.shape[3], False, 0, 1, 0, relu)
+
+
 def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transformed_weight,
             const floating[::1] bias, floating[:, :, :, ::1] out,
             floating[:, :, :, :] input_work, floating[:, :, :, :] product_work,
             Py_ssize_t pad_h, Py_ssize_t pad_w, int variant, Py_ssize_t band_tile_rows,
-            const int[::1] gemm_pieces, floating[::1] totals, int num_threads):
+            const int[::1] gemm_pieces, floating[::1] totals, const double[::1] mean,
+            const double[::1] scale, const double[::1] shift, bint relu, int num_threads):
     """out (N, F, OH, OW) = 3x3 conv of x (N, C, H, W) [+ bias], stride 1 by F(2x2, 3x3)
     (variant F2X2) or F(4x4, 3x3) (F4X4), or stride 2 (STRIDE_TWO) by the 25-element
     transforms above.
@@ -506,9 +529,12 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
     contiguous; the planes may be spaced freely (the caller skews them apart to avoid
     cache-set conflicts).
     gemm_pieces: (rows, inner, columns), the most of each per GEMM call (0: no split).
+    mean, scale, shift (F,) or None, relu: the epilogue (fastconv/_epilogue.py) run on each
+    band's outputs after its output transform (the totals are of the outputs before it).
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t filters = out.shape[1]
+    cdef bint has_epilogue = relu or mean is not None
     cdef Py_ssize_t tile = variant_tile(variant)
     cdef Py_ssize_t tiles_h = (out.shape[2] + tile - 1) // tile
     cdef Py_ssize_t tiles_w = (out.shape[3] + tile - 1) // tile
@@ -539,6 +565,9 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
             totals[tid] += transform_output_tiles(product_work[tid], bias, has_bias,
                                                   band_start, band_stop, tiles_h, tiles_w,
                                                   variant, out)
+            if has_epilogue:
+                band_epilogue(out, band_start, band_stop, tiles_h, tile, mean, scale, shift,
+                              relu)
 
 
 cdef inline void transform_dout_tiles_2x2(

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .. import _blas, _compiled, _tuning
+from .. import _blas, _compiled, _epilogue, _tuning
 from .._scratch import scratch
 from .._settings import get_num_threads, get_workspace_limit
 
@@ -118,10 +118,11 @@ def _work(threads, band_rows, tiles_w, first, second, dtype, second_by_tile=Fals
                kept)
 
 
-def forward(x, w, b, out, padding, transforms):
+def forward(x, w, b, out, padding, transforms, epilogue=None):
     """out = 3x3 conv of x with w (+ b) by the transform set `transforms` (a key of SETS:
-    F(2x2, 3x3) or F(4x4, 3x3) at stride 1, "stride-2" at stride 2); out is overwritten.
-    Returns whether every output is finite (see the module docstring)."""
+    F(2x2, 3x3) or F(4x4, 3x3) at stride 1, "stride-2" at stride 2), then the
+    _epilogue.Epilogue if any, band by band; out is overwritten.
+    Returns whether every output of the convolution is finite (see the module docstring)."""
     channels, filters = x.shape[1], w.shape[0]
     name, elements, tile = SETS[transforms]
     variant = getattr(_compiled.winograd.Variant, name)
@@ -134,7 +135,8 @@ def forward(x, w, b, out, padding, transforms):
         _compiled.winograd.transform_weights(w, variant, transformed)
         pieces = _blas.gemm_pieces(filters, channels)
         _blas.run_kernel(_compiled.winograd.forward, threads, x, transformed, b, out, inputs, products,
-                   *padding, variant, band_rows, pieces, totals, all_small=pieces[2] > 0)
+                   *padding, variant, band_rows, pieces, totals,
+                   *(epilogue or _epilogue.NONE).kernel_args(), all_small=pieces[2] > 0)
     return bool(np.isfinite(totals.sum()))
 
 

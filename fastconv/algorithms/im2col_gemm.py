@@ -13,15 +13,13 @@ import math
 
 import numpy as np
 
-from .. import _blas, _compiled, _tuning
+from .. import _blas, _compiled, _epilogue, _tuning
 from .._scratch import scratch
-from .._epilogue import Epilogue
 from .._settings import get_num_threads, get_workspace_limit
 
 NAME = "im2col"
 HANDLES = "every convolution (1-D to 3-D, any stride, padding, padding mode, dilation, groups)"
 EPILOGUE = True
-NO_EPILOGUE = Epilogue()
 
 
 def supports(geometry):
@@ -116,7 +114,7 @@ def run_forward(x, w, b, geometry, direct, epilogue=None):
                          geometry.kernel_window(), groups, b,
                          out.reshape(out.shape[0], filters, -1), workspace, stage_buffer,
                          band_rows, filter_blocks, direct, pieces,
-                         *(epilogue or NO_EPILOGUE).kernel_args(), all_small=pieces[2] > 0)
+                         *(epilogue or _epilogue.NONE).kernel_args(), all_small=pieces[2] > 0)
     return out
 
 

@@ -8,6 +8,7 @@ from . import _winograd
 
 NAME = "winograd-2x2"
 HANDLES = "3x3 kernels, stride 1, padding <= 2"
+EPILOGUE = True
 TRANSFORMS_INFINITIES = True  # may turn an infinity into NaN (module _winograd)
 
 
@@ -26,9 +27,9 @@ def cost(geometry, machine, pass_name):
     return _winograd.stride_one_cost(geometry, machine, pass_name, "2x2")
 
 
-def forward(x, w, b, geometry):
+def forward(x, w, b, geometry, epilogue=None):
     out = np.empty(geometry.output_shape, dtype=x.dtype)
-    return out, _winograd.forward(x, w, b, out, geometry.padding, "2x2")
+    return out, _winograd.forward(x, w, b, out, geometry.padding, "2x2", epilogue)
 
 
 def backward(dout, x, w, has_bias, geometry, need_dx=True, need_dw=True):

@@ -9,6 +9,7 @@ from . import _winograd, winograd_2x2
 
 NAME = "winograd-4x4"
 HANDLES = "3x3 kernels, stride 1, padding <= 2"
+EPILOGUE = True
 TRANSFORMS_INFINITIES = True
 
 supports = winograd_2x2.supports
@@ -18,9 +19,9 @@ def cost(geometry, machine, pass_name):
     return _winograd.stride_one_cost(geometry, machine, pass_name, "4x4")
 
 
-def forward(x, w, b, geometry):
+def forward(x, w, b, geometry, epilogue=None):
     out = np.empty(geometry.output_shape, dtype=x.dtype)
-    return out, _winograd.forward(x, w, b, out, geometry.padding, "4x4")
+    return out, _winograd.forward(x, w, b, out, geometry.padding, "4x4", epilogue)
 
 
 def backward(dout, x, w, has_bias, geometry, need_dx=True, need_dw=True):

@@ -10,6 +10,7 @@ from . import _winograd, im2col_gemm
 
 NAME = "winograd-s2"
 HANDLES = "3x3 kernels, stride 2"
+EPILOGUE = True
 TRANSFORMS_INFINITIES = True
 
 
@@ -29,9 +30,9 @@ def cost(geometry, machine, pass_name):
                                   *geometry.out, "stride-2")
 
 
-def forward(x, w, b, geometry):
+def forward(x, w, b, geometry, epilogue=None):
     out = np.empty(geometry.output_shape, dtype=x.dtype)
-    return out, _winograd.forward(x, w, b, out, geometry.padding, "stride-2")
+    return out, _winograd.forward(x, w, b, out, geometry.padding, "stride-2", epilogue)
 
 
 backward = im2col_gemm.backward
