@@ -925,3 +925,28 @@ def test_optimiser_updates_equal_reference_exactly(data, dtype, threads, rule, s
             numpy.step({name: np.array(grad) for name, grad in grads.items()})
     for name in params:
         _identical(np.array(params[name]), twin[name], name)
+
+
+@given(problem=conv_problems(), data=st.data(), threads=st.sampled_from([1, 2, 3]))
+def test_conv_epilogue_equals_the_separate_passes(problem, data, threads):
+    """conv_inference with an epilogue (Sequential.infer's Conv -> BatchNorm -> ReLU) equals
+    the same algorithm's conv2d_forward followed by the epilogue's NumPy twin, to within one
+    rounding of the double-precision map (the ISA-specific Winograd copy may contract it into
+    an FMA)."""
+    from fastconv import _epilogue
+    from fastconv.conv import conv_inference, reference_epilogue
+
+    x, w, b, stride, padding, algorithm = problem
+    filters = w.shape[0]
+    affine, relu = data.draw(st.sampled_from([(True, True), (True, False), (False, True)]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    epilogue = (_epilogue.batch_norm(rng.standard_normal(filters), rng.uniform(-2, 2, filters),
+                                     rng.standard_normal(filters), relu)
+                if affine else _epilogue.Epilogue(relu=True))
+    with settings_for_call(threads, None):
+        out, _ = fastconv.conv2d_forward(x, w, b, stride, padding, algorithm=algorithm)
+        got = conv_inference(2, x, w, b, stride, padding, algorithm=algorithm, epilogue=epilogue)
+    want = reference_epilogue(out, epilogue)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    eps = np.finfo(x.dtype).eps
+    np.testing.assert_allclose(got, want, rtol=2 * eps, atol=2 * eps * (np.max(np.abs(want), initial=0) + 1))
