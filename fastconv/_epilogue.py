@@ -43,6 +43,22 @@ def batch_norm(mean, scale, shift, relu):
     return Epilogue(*arrays, relu=bool(relu))
 
 
+def check(epilogue, filters):
+    """A clear error unless `epilogue` is an Epilogue whose arrays are (filters,) float64
+    (the kernels index them by filter without checks)."""
+    if not isinstance(epilogue, Epilogue):
+        raise TypeError(f"epilogue must be a fastconv._epilogue.Epilogue, got {type(epilogue).__name__}")
+    arrays = (epilogue.mean, epilogue.scale, epilogue.shift)
+    if all(a is None for a in arrays):
+        return
+    for name, a in zip(("mean", "scale", "shift"), arrays):
+        if not isinstance(a, np.ndarray) or a.dtype != np.float64 or a.shape != (filters,) \
+                or not a.flags.c_contiguous:
+            described = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
+            raise ValueError(f"epilogue.{name} must be a contiguous float64 array of shape "
+                             f"({filters},), one value per filter; got {described}")
+
+
 def apply(out, epilogue):
     """Run `epilogue` over out (N, F, ...) in place; returns out."""
     if out.size:

@@ -137,6 +137,8 @@ def _arrays(x, w, b):
 def _conv_forward(ndim, x, w, b, stride, padding, dilation, groups, padding_mode, backend,
                   algorithm, epilogue=None):
     geometry = conv_inputs(x, w, b, ndim, stride, padding, dilation, groups, padding_mode)
+    if epilogue is not None:
+        _epilogue.check(epilogue, geometry.filters)
     backend = _backend.resolve(backend)
     planning = algorithm if algorithm in planner.PLANNING else None
     chosen = planner.choose(geometry, x.dtype, algorithm, "forward")

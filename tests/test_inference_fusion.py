@@ -245,3 +245,14 @@ def test_non_finite_winograd_result_is_recomputed_with_the_epilogue():
     model = Sequential([conv, _randomise_norm(BatchNorm2d(32), rng), ReLU()]).eval()
     got = _check_infer(model, x)
     assert np.isnan(got).sum() == np.isnan(model.forward(x)).sum()
+
+
+def test_conv_inference_rejects_a_bad_epilogue():
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    w = np.zeros((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"epilogue.mean .*shape \(3,\)"):
+        conv_inference(2, x, w, epilogue=_epilogue.batch_norm(np.zeros(2), np.ones(2), np.zeros(2), True))
+    with pytest.raises(ValueError, match="epilogue.scale"):
+        conv_inference(2, x, w, epilogue=_epilogue.Epilogue(np.zeros(3), np.ones(4), np.zeros(3)))
+    with pytest.raises(TypeError, match="epilogue"):
+        conv_inference(2, x, w, epilogue=(None, None, None, True))

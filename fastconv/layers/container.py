@@ -44,7 +44,9 @@ class Sequential(Layer):
     fuse : True (default) runs a ReLU directly followed by a max pool (MaxPool1d/2d/3d
         without return_indices) as the pool then the ReLU, which gives identical outputs and
         gradients at a fraction of the ReLU's cost (see _relu_then_max_pool); each layer still
-        runs its own forward and backward. False runs every layer in the listed order.
+        runs its own forward and backward. In infer() it also runs each convolution
+        followed by a BatchNorm with running statistics and/or a ReLU as one convolution
+        (see infer). False runs every layer on its own, in the listed order.
     """
 
     def __init__(self, layers, *, fuse=True):
@@ -98,9 +100,9 @@ class Sequential(Layer):
         return x
 
     def _conv_epilogue(self, index):
-        """(number of layers, Epilogue) when layers[index] is a convolution that Conv ->
-        BatchNorm (with running statistics) -> ReLU, or any two of them starting with the
-        conv, may run as one call; else None."""
+        """(number of layers, Epilogue) when layers[index] is a convolution followed by a
+        BatchNorm with running statistics and/or a ReLU, which can then run as one call
+        with that Epilogue; else None."""
         layers = self.layers
         conv = layers[index]
         if type(conv) not in _NORM_AFTER:
