@@ -23,7 +23,7 @@ from fastconv.train import predict_scores
 
 
 def _tolerance(dtype):
-    return dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    return {"rtol": 1e-6, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
 
 
 def _randomise_norm(norm, rng):
@@ -239,7 +239,7 @@ def test_non_finite_winograd_result_is_recomputed_with_the_epilogue():
     rng = np.random.default_rng(10)
     conv = Conv2d(32, 32, 3, padding=1, rng=rng)
     x = rng.standard_normal((4, 32, 24, 24)).astype(np.float32)
-    out, cache = fastconv.conv2d_forward(x, conv.params["weight"], conv.params["bias"], 1, 1)
+    _, cache = fastconv.conv2d_forward(x, conv.params["weight"], conv.params["bias"], 1, 1)
     assert planner.choose(cache.window, x.dtype, "auto", "forward").NAME.startswith("winograd")
     x[1, 3, 5, 7] = np.inf
     model = Sequential([conv, _randomise_norm(BatchNorm2d(32), rng), ReLU()]).eval()
