@@ -1058,7 +1058,16 @@ case("losses.svm_loss", "margin negative", lambda api: getattr(_Losses(api), "sv
 
 
 def _layer_cases():
-    from fastconv.layers import Dropout, LeakyReLU, Linear, ReLU, Residual
+    from fastconv.layers import (
+        BatchNorm2d,
+        Conv2d,
+        Dropout,
+        LeakyReLU,
+        Linear,
+        ReLU,
+        Residual,
+        Sequential,
+    )
 
     variants = ("cython", "reference")
     makers = {
@@ -1106,6 +1115,16 @@ def _layer_cases():
          lambda api: Residual(Linear(6, 4, backend=api.variant)).forward(_lx()), ValueError,
          r"the body's output \(\(5, 4\) float32\) and the identity shortcut \(x\) \(\(5, 6\) float32\)", variants)
     case("layers", "Dropout p 1", lambda api: Dropout(1.0), ValueError, r"p \(the drop probability\)", ("cython",))
+    case("layers", "Sequential fuse not a bool", lambda api: Sequential([ReLU()], fuse="yes"),
+         TypeError, r"fuse must be True or False, got str 'yes'", ("cython",))
+    case("layers", "infer of a fused Conv-BN-ReLU, x float64",
+         lambda api: Sequential([Conv2d(3, 4, 3, backend=api.variant), BatchNorm2d(4),
+                                 ReLU()]).eval().infer(_x().astype(np.float64)), TypeError,
+         r"Conv2d has float32 parameters but input x is float64", variants)
+    case("layers", "infer of a fused Conv-BN-ReLU, x with 5 channels",
+         lambda api: Sequential([Conv2d(3, 4, 3, backend=api.variant), BatchNorm2d(4),
+                                 ReLU()]).eval().infer(np.zeros((2, 5, 8, 8), np.float32)),
+         ValueError, r"Conv2d expects x of shape \(N, 3, H, W\), got \(2, 5, 8, 8\)", variants)
 
 
 _layer_cases()
