@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _compiled
-from ._settings import get_num_threads
+from .elementwise import _threads
 
 
 @dataclass(frozen=True)
@@ -64,5 +64,5 @@ def apply(out, epilogue):
     if out.size:
         _compiled.conv.apply_epilogue(out.reshape(out.shape[0], out.shape[1], -1),
                                       *epilogue.kernel_args(),
-                                      1 if out.size < 2**20 else get_num_threads())
+                                      _threads(out.size))  # a memory-bound pass, as ReLU's
     return out
