@@ -16,9 +16,9 @@ after 8 untimed calls, float32, fastconv's default threads. For example
 docs/training.md ("Fusion in Sequential") records what this measured.
 """
 import sys
-import time
 
 import numpy as np
+from _timing import median_ms
 
 from fastconv.bench import nets
 from fastconv.layers import Sequential
@@ -34,14 +34,7 @@ def main(argv):
 
     Sequential.__init__ = with_fuse
     call = nets.fastconv_call(case, np.float32)
-    for _ in range(8):
-        call()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    print(f"{case.name} fuse={int(fuse)} {np.median(times) * 1e3:.2f} ms")
+    print(f"{case.name} fuse={int(fuse)} {median_ms(call, calls, warmup=8):.2f} ms")
 
 
 if __name__ == "__main__":

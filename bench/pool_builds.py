@@ -13,9 +13,9 @@ on equal terms on a shared machine, e.g.
 docs/pooling.md ("Average pooling in two passes") records what this measured.
 """
 import sys
-import time
 
 import numpy as np
+from _timing import median_ms
 
 import fastconv
 
@@ -31,17 +31,6 @@ CASES = {
     "audio-avg": ((32, 64, 4000), "avg_pool1d", dict(kernel_size=4, stride=4, ceil_mode=True)),
     "adaptive-max": ((16, 512, 14, 14), "adaptive_max_pool2d", dict(output_size=7)),
 }
-
-
-def median_ms(function, calls=40, warmup=10):
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
 
 
 def main(argv):

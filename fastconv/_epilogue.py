@@ -6,11 +6,12 @@ with this epilogue.
 Algorithms with EPILOGUE = True (im2col, gemm-1x1, winograd-2x2, winograd-4x4, winograd-s2)
 run it inside their kernel, on each block of the output while it is still in cache after its
 GEMM (Winograd: after each band's output transform); for the others (depthwise,
-s2d-winograd) apply() makes one pass in place over the finished output. Either way the arithmetic is _conv.epilogue(): the
-batch norm as _norm.plane_affine computes it ((v - mean) * scale + shift in double, rounded
-once) and the ReLU as _elementwise.relu_forward (v <= 0 becomes 0, NaN stays NaN). So the
-fused result equals conv, batch_norm_forward and relu_forward run one after the other, but
-for FMA contraction in the ISA-specific norm copy (one rounding of the double, at most).
+s2d-winograd) apply() makes one pass in place over the finished output. Either way the
+arithmetic is _kernels/_epilogue.pxd's (its NumPy twin: fastconv.reference.conv.epilogue):
+the batch norm as _norm.plane_affine computes it ((v - mean) * scale + shift in double,
+rounded once) and the ReLU as _elementwise.relu_forward (v <= 0 becomes 0, NaN stays NaN).
+So the fused result equals conv, batch_norm_forward and relu_forward run one after the other,
+but for FMA contraction in the ISA-specific copies (one rounding of the double, at most).
 """
 from dataclasses import dataclass
 

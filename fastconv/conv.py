@@ -148,22 +148,10 @@ def _conv_forward(ndim, x, w, b, stride, padding, dilation, groups, padding_mode
     if backend == "reference":
         out = reference._forward(x, w, b, geometry)
         if epilogue is not None:
-            out = reference_epilogue(out, epilogue)
+            out = reference.epilogue(out, epilogue)
     else:
         out, chosen = _run_forward(x, w, b, geometry, chosen, planning, epilogue)
     return out, ConvCache(x, w, b is not None, geometry, backend, chosen.NAME, planning)
-
-
-def reference_epilogue(out, epilogue):
-    """The _epilogue.Epilogue in NumPy, on a fresh array: the batch norm map in float64,
-    rounded once to out's dtype, then v <= 0 -> 0 (NaN stays)."""
-    if epilogue.mean is not None:
-        shape = (1, -1) + (1,) * (out.ndim - 2)
-        out = ((out - epilogue.mean.reshape(shape)) * epilogue.scale.reshape(shape)
-               + epilogue.shift.reshape(shape)).astype(out.dtype)
-    if epilogue.relu:
-        out = np.where(out <= 0, out.dtype.type(0), out)
-    return out
 
 
 def conv_inference(ndim, x, w, b=None, stride=1, padding=0, *, dilation=1, groups=1,

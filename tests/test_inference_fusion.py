@@ -7,7 +7,8 @@ from _helpers import with_layout
 
 import fastconv
 from fastconv import _epilogue, layers
-from fastconv.conv import conv_inference, reference_epilogue
+from fastconv.conv import conv_inference
+from fastconv.reference.conv import epilogue as reference_epilogue
 from fastconv.layers import (
     BatchNorm1d,
     BatchNorm2d,

@@ -934,7 +934,8 @@ def test_conv_epilogue_equals_the_separate_passes(problem, data, threads):
     rounding of the double-precision map (the ISA-specific Winograd copy may contract it into
     an FMA)."""
     from fastconv import _epilogue
-    from fastconv.conv import conv_inference, reference_epilogue
+    from fastconv.conv import conv_inference
+    from fastconv.reference.conv import epilogue as reference_epilogue
 
     x, w, b, stride, padding, algorithm = problem
     filters = w.shape[0]

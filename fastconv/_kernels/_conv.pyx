@@ -10,7 +10,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memset
 
-from ._epilogue cimport epilogue_row
+from ._epilogue cimport epilogue_filter
 from ._gemm cimport gemm, gemm_blocked
 from ._tiles cimport (Window, col2im_rows, im2col_rows, im2col_staged, unpack_window,
                       zero_image)
@@ -33,16 +33,12 @@ cdef inline void epilogue(floating[:, :, ::1] out, Py_ssize_t image, Py_ssize_t 
                           Py_ssize_t count, Py_ssize_t first, Py_ssize_t stop,
                           const double[::1] mean, const double[::1] scale,
                           const double[::1] shift, bint relu) noexcept nogil:
-    """_epilogue.epilogue_row on out[image, f, start:start + count] for filters [first, stop)
-    (the batch norm's map when `mean` is not None, then a ReLU when `relu`), while the block
-    is still in cache after its GEMM."""
+    """_epilogue.epilogue_filter on out[image, f, start:start + count] for filters
+    [first, stop) (the batch norm's map when `mean` is not None, then a ReLU when `relu`),
+    while the block is still in cache after its GEMM."""
     cdef Py_ssize_t f
-    cdef bint affine = mean is not None
     for f in range(first, stop):
-        if affine:
-            epilogue_row(&out[image, f, start], count, True, mean[f], scale[f], shift[f], relu)
-        else:
-            epilogue_row(&out[image, f, start], count, False, 0, 1, 0, relu)
+        epilogue_filter(&out[image, f, start], count, f, mean, scale, shift, relu)
 
 
 def apply_epilogue(floating[:, :, ::1] out, const double[::1] mean, const double[::1] scale,

@@ -24,3 +24,14 @@ cdef inline void epilogue_row(floating* row, Py_ssize_t count, bint affine, doub
     else:
         for j in range(count):
             row[j] = <floating>((row[j] - centre) * factor + offset)
+
+
+cdef inline void epilogue_filter(floating* row, Py_ssize_t count, Py_ssize_t f,
+                                 const double[::1] mean, const double[::1] scale,
+                                 const double[::1] shift, bint relu) noexcept nogil:
+    """epilogue_row on a row of filter f's output: filter f's batch norm map when `mean` is
+    not None, then a ReLU when `relu`."""
+    if mean is None:
+        epilogue_row(row, count, False, 0, 1, 0, relu)
+    else:
+        epilogue_row(row, count, True, mean[f], scale[f], shift[f], relu)

@@ -30,7 +30,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memset
 
-from ._epilogue cimport epilogue_row
+from ._epilogue cimport epilogue_filter
 from ._gemm cimport gemm_blocked
 
 
@@ -488,21 +488,17 @@ cdef inline void band_epilogue(floating[:, :, :, ::1] out, Py_ssize_t band_start
                                Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tile,
                                const double[::1] mean, const double[::1] scale,
                                const double[::1] shift, bint relu) noexcept nogil:
-    """_epilogue.epilogue_row on every output row of the band's tile rows [band_start,
+    """_epilogue.epilogue_filter on every output row of the band's tile rows [band_start,
     band_stop) (which run on across images), for every filter: after the band's output
     transform, while those rows are still in cache."""
     cdef Py_ssize_t band_row, image, y, f
-    cdef bint affine = mean is not None
     for band_row in range(band_start, band_stop):
         image = band_row // tiles_h
         for f in range(out.shape[1]):
             for y in range(tile * (band_row % tiles_h),
                            min(tile * (band_row % tiles_h + 1), out.shape[2])):
-                if affine:
-                    epilogue_row(&out[image, f, y, 0], out.shape[3], True, mean[f], scale[f],
-                                 shift[f], relu)
-                else:
-                    epilogue_row(&out[image, f, y, 0], out.shape[3], False, 0, 1, 0, relu)
+                epilogue_filter(&out[image, f, y, 0], out.shape[3], f, mean, scale, shift,
+                                relu)
 
 
 def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transformed_weight,

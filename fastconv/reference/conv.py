@@ -136,6 +136,18 @@ def _backward(dout, x, w, has_bias, geometry):
             _bias_gradient(dout) if has_bias else None)
 
 
+def epilogue(out, epilogue):
+    """The NumPy twin of a convolution's epilogue (fastconv/_epilogue.py), on a fresh array:
+    the batch norm map in float64, rounded once to out's dtype, then v <= 0 -> 0 (NaN stays)."""
+    if epilogue.mean is not None:
+        shape = (1, -1) + (1,) * (out.ndim - 2)
+        out = ((out - epilogue.mean.reshape(shape)) * epilogue.scale.reshape(shape)
+               + epilogue.shift.reshape(shape)).astype(out.dtype)
+    if epilogue.relu:
+        out = np.where(out <= 0, out.dtype.type(0), out)
+    return out
+
+
 def _transpose_forward(x, w, b, geometry):
     """The transposed convolution of x: the input gradient of its adjoint convolution."""
     out = _input_gradient(x, w, geometry, x.dtype)
