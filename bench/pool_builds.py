@@ -30,6 +30,9 @@ CASES = {
     "adaptive": ((32, 256, 13, 13), "adaptive_avg_pool2d", dict(output_size=6)),
     "audio-avg": ((32, 64, 4000), "avg_pool1d", dict(kernel_size=4, stride=4, ceil_mode=True)),
     "adaptive-max": ((16, 512, 14, 14), "adaptive_max_pool2d", dict(output_size=7)),
+    # x is the 2x2/2 max pooling of a (8, 64, 112, 112) input, indices its argmax
+    "unpool": ((8, 64, 56, 56), "max_unpool2d", dict(kernel_size=2, stride=2)),
+    "global": ((32, 2048, 7, 7), "adaptive_avg_pool2d", dict(output_size=1)),
 }
 
 
@@ -39,6 +42,11 @@ def main(argv):
     fastconv.set_num_threads(threads)
     forward, backward = getattr(fastconv, f"{op}_forward"), getattr(fastconv, f"{op}_backward")
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    if op == "max_unpool2d":
+        source = np.random.default_rng(2).standard_normal(
+            shape[:2] + tuple(2 * size for size in shape[2:])).astype(np.float32)
+        x, indices, _ = fastconv.max_pool2d_forward(source, 2, 2, return_indices=True)
+        keywords = dict(keywords, indices=indices)
     result = forward(x, **keywords)
     out, cache = result[0], result[-1]
     dout = np.random.default_rng(1).standard_normal(out.shape).astype(np.float32)

@@ -80,6 +80,9 @@ class PoolCache(_ReadOnlyCache):
     dtype: the input's dtype. argmax (max kinds: int32 or int64 of the output's shape, each
     output's source as a flat index into its input plane; unpool: the int64 indices, x's
     shape; else None). count_include_pad, divisor_override: average pooling's divisor rule.
+    repeats (unpool): whether a plane may name one output position twice, so that the
+    backward must find the overwritten elements (the compiled forward checks; False lets the
+    backward run as a plain gather).
 
     Read-only, argmax included: the compiled backward scatters through argmax without
     checking it, so a changed cache raises (TypeError, or NumPy's ValueError for argmax)
@@ -87,13 +90,14 @@ class PoolCache(_ReadOnlyCache):
     """
 
     __slots__ = ("kind", "window", "dtype", "argmax", "backend", "count_include_pad",
-                 "divisor_override")
+                 "divisor_override", "repeats")
 
     def __init__(self, kind, window, dtype, argmax, backend, count_include_pad=True,
-                 divisor_override=None):
+                 divisor_override=None, repeats=True):
         if argmax is not None:
             argmax.flags.writeable = False
-        super().__init__(kind, window, dtype, argmax, backend, count_include_pad, divisor_override)
+        super().__init__(kind, window, dtype, argmax, backend, count_include_pad, divisor_override,
+                         bool(repeats))
 
     @property
     def out_shape(self):

@@ -557,14 +557,18 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
     geometry, indices = unpool_inputs(x, indices, kernel_size, stride, padding, output_size,
                                       copier)
     x = contiguous(x)
+    repeats = True
     if backend == "reference":
         out = reference._unpool_forward(x, indices, geometry)
     else:
         out = np.empty(geometry.output_shape, dtype=x.dtype)
+        repeats = False
         if out.size:
-            _compiled.pool.unpool_forward(_flat_planes(x), _flat_planes(indices),
-                                           _flat_planes(out), _threads(geometry))
-    return out, PoolCache("unpool", geometry, x.dtype, indices, backend)
+            threads = _threads(geometry)
+            claimed = _thread_rows(threads, geometry.out_plane_size, np.uint8)
+            repeats = _compiled.pool.unpool_forward(
+                _flat_planes(x), _flat_planes(indices), _flat_planes(out), claimed, threads) > 0
+    return out, PoolCache("unpool", geometry, x.dtype, indices, backend, repeats=repeats)
 
 
 def max_unpool2d_backward(dout, cache):
@@ -584,7 +588,8 @@ def max_unpool2d_backward(dout, cache):
     dx = np.empty(geometry.input_shape, dtype=dout.dtype)
     if dx.size:
         threads = _threads(geometry)
-        claimed = _thread_rows(threads, geometry.out_plane_size, np.uint8)
+        repeats = cache.repeats
+        claimed = _thread_rows(threads if repeats else 0, geometry.out_plane_size, np.uint8)
         _compiled.pool.unpool_backward(_flat_planes(dout), _flat_planes(cache.argmax),
-                                        _flat_planes(dx), claimed, threads)
+                                        _flat_planes(dx), claimed, repeats, threads)
     return dx

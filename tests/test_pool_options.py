@@ -686,6 +686,34 @@ def test_unpool_repeats_keep_the_last_in_plane_order(backend):
     np.testing.assert_array_equal(dx, [[[[0.0, 1.0, 0.0, 2.0]]]])  # x[0] was overwritten: 0
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("repeated_plane", [None, 0, 137, 255])
+def test_unpool_backward_finds_the_one_plane_with_a_repeat(repeated_plane, threads):
+    """The compiled forward notes whether any plane names a position twice; without one the
+    backward is a plain gather. A single repeating plane among 256 (parallel calls) must
+    still give its overwritten element a zero gradient, as the reference does."""
+    source = _random((4, 64, 16, 16), np.float32, 8)
+    pooled, indices, _ = fastconv.max_pool2d_forward(source, 2, 2, return_indices=True)
+    x = _random(pooled.shape, np.float32, 9)
+    if repeated_plane is not None:
+        batch, channel = divmod(repeated_plane, 64)
+        indices[batch, channel, 3, 4] = indices[batch, channel, 5, 6]  # the later one is kept
+    previous = fastconv.get_num_threads()
+    fastconv.set_num_threads(threads)
+    try:
+        out, cache = fastconv.max_unpool2d_forward(x, indices, 2, 2)
+        dout = _random(out.shape, np.float32, 10)
+        dx = fastconv.max_unpool2d_backward(dout, cache)
+    finally:
+        fastconv.set_num_threads(previous)
+    assert cache.repeats == (repeated_plane is not None)
+    ref_out, ref_cache = reference.max_unpool2d_forward(x, indices, 2, 2)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(dx, reference.max_unpool2d_backward(dout, ref_cache))
+    if repeated_plane is not None:
+        assert dx[batch, channel, 3, 4] == 0 and dx[batch, channel, 5, 6] != 0
+
+
 @pytest.mark.parametrize("backend", ["cython", "reference"])
 def test_global_average_is_the_plane_mean(backend):
     x = _random((4, 5, 7, 7), np.float32, 3)
