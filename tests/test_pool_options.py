@@ -734,6 +734,24 @@ def test_plane_sums_are_accurate_in_float32():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_plane_means_over_every_tail_and_block_boundary(dtype):
+    """The vector sums take 16 (float32) or 8 (float64) values a step, then 4 or 2, then one
+    at a time, in blocks of 256: plane lengths on each side of every boundary, against
+    float64 means; a NaN or an infinity anywhere in a plane reaches its mean."""
+    tolerance = 4 * np.finfo(dtype).eps
+    for length in (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 49, 255, 256, 257, 511, 513, 1000):
+        x = (1.0 + _random((3, 2, 1, length), dtype, length)).astype(dtype)
+        means = fastconv._compiled.pool.plane_means(x.reshape(6, length), out := np.empty(6, dtype), 2)
+        assert means is None
+        exact = x.astype(np.float64).reshape(6, length).mean(axis=1)
+        assert np.max(np.abs(out - exact) / np.abs(exact)) <= tolerance, length
+        x.reshape(6, length)[1, length // 2] = np.nan
+        x.reshape(6, length)[4, length - 1] = np.inf
+        out = fastconv.adaptive_avg_pool2d_forward(x, 1)[0].reshape(6)
+        assert np.isnan(out[1]) and out[4] == np.inf and np.isfinite(np.delete(out, [1, 4])).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_kernels_write_every_output_element(dtype):
     """New kernels on outputs pre-filled with NaN / -1: no element may be left unwritten."""
     kernels = fastconv._compiled.pool
