@@ -29,6 +29,7 @@ CASES = {
     "3d": ((4, 32, 16, 28, 28), "avg_pool3d", dict(kernel_size=3, stride=2, padding=1)),
     "adaptive": ((32, 256, 13, 13), "adaptive_avg_pool2d", dict(output_size=6)),
     "audio-avg": ((32, 64, 4000), "avg_pool1d", dict(kernel_size=4, stride=4, ceil_mode=True)),
+    "audio-max": ((32, 64, 4000), "max_pool1d", dict(kernel_size=3, stride=2, padding=1)),
     "adaptive-max": ((16, 512, 14, 14), "adaptive_max_pool2d", dict(output_size=7)),
     # x is the 2x2/2 max pooling of a (8, 64, 112, 112) input, indices its argmax
     "unpool": ((8, 64, 56, 56), "max_unpool2d", dict(kernel_size=2, stride=2)),

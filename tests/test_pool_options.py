@@ -793,11 +793,12 @@ def test_kernels_write_every_output_element(dtype):
     assert not np.isnan(dx).any()
     indices = np.tile(np.arange(72, dtype=np.int64)[::-1] * 2, (18, 1))
     unpooled = np.full((18, 144), np.nan, dtype)
-    kernels.unpool_forward(x.reshape(18, 72), indices, unpooled, 2)
+    assert kernels.unpool_forward(x.reshape(18, 72), indices, unpooled, np.empty((2, 144), np.uint8), 2) == 0
     assert not np.isnan(unpooled).any()
-    dx = np.full((18, 72), np.nan, dtype)
-    kernels.unpool_backward(unpooled, indices, dx, np.empty((2, 144), np.uint8), 2)
-    np.testing.assert_array_equal(dx, x.reshape(18, 72))
+    for repeats in (False, True):  # the plain gather and the one that finds overwritten elements
+        dx = np.full((18, 72), np.nan, dtype)
+        kernels.unpool_backward(unpooled, indices, dx, np.empty((2, 144), np.uint8), repeats, 2)
+        np.testing.assert_array_equal(dx, x.reshape(18, 72))
 
 
 # ---- errors (the bad-input table in test_bad_inputs.py covers every op; these name the rules)
@@ -1025,3 +1026,20 @@ def test_average_pooling_paths_match_the_reference_on_random_windows(ndim):
                                    rtol=1e-12, atol=1e-12)
         checked += 1
     assert checked == 60
+
+
+def test_kernels_refuse_scratch_too_small_for_their_threads():
+    """A scratch row per thread, each at least an output plane long: anything less is a
+    ValueError before a thread writes past its row."""
+    kernels = fastconv._compiled.pool
+    x = _random((4, 8), np.float32)
+    indices = np.tile(np.arange(8, dtype=np.int32), (4, 1))
+    out = np.empty((4, 16), np.float32)
+    for claimed in (np.empty((1, 16), np.uint8), np.empty((2, 15), np.uint8)):
+        with pytest.raises(ValueError, match="claimed"):
+            kernels.unpool_forward(x, indices, out, claimed, 2)
+        with pytest.raises(ValueError, match="claimed"):
+            kernels.unpool_backward(out, indices, np.empty_like(x), claimed, True, 2)
+    # the plain gather takes no scratch
+    kernels.unpool_backward(out, indices, dx := np.empty_like(x), np.empty((0, 16), np.uint8), False, 2)
+    np.testing.assert_array_equal(dx, out[:, :8])
