@@ -1043,3 +1043,34 @@ def test_kernels_refuse_scratch_too_small_for_their_threads():
     # the plain gather takes no scratch
     kernels.unpool_backward(out, indices, dx := np.empty_like(x), np.empty((0, 16), np.uint8), False, 2)
     np.testing.assert_array_equal(dx, out[:, :8])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 2), (3, 1)])
+def test_one_row_max_pools_on_the_unrolled_path_match_the_twin(kernel, stride, dtype):
+    """1-D pools (and 2-D 1xK windows) with 2/2, 3/2 and 3/1 columns run the unrolled
+    fixed-window kernel: values, indices and gradients as the twin's, ties (the first wins),
+    NaN (it wins), padding and the ceil_mode overhang included."""
+    for length, padding, ceil_mode in ((1, 0, False), (2, 1, True), (9, 1, False), (10, 0, True),
+                                       (33, 1, True), (64, 0, False)):
+        if padding > kernel // 2 or length + 2 * padding < kernel:
+            continue
+        x = np.round(_random((2, 3, length), dtype, length) * 2) / 2  # ties
+        x[1, 2, length // 2] = np.nan
+        for backend_x in (x, x.transpose(1, 0, 2).copy().transpose(1, 0, 2)):  # two layouts
+            out, indices, cache = fastconv.max_pool1d_forward(
+                backend_x, kernel, stride, padding, ceil_mode=ceil_mode, return_indices=True)
+            ref_out, ref_indices, ref_cache = reference.max_pool1d_forward(
+                backend_x, kernel, stride, padding, ceil_mode=ceil_mode, return_indices=True)
+            np.testing.assert_array_equal(out, ref_out)
+            np.testing.assert_array_equal(indices, ref_indices)
+            dout = _random(out.shape, dtype, 3)
+            np.testing.assert_array_equal(fastconv.max_pool1d_backward(dout, cache),
+                                          reference.max_pool1d_backward(dout, ref_cache))
+    x2 = _random((2, 2, 5, 12), dtype, 4)
+    out, indices, _ = fastconv.max_pool2d_forward(x2, (1, kernel), (1, stride), (0, 1),
+                                                  return_indices=True)
+    ref_out, ref_indices, _ = reference.max_pool2d_forward(x2, (1, kernel), (1, stride), (0, 1),
+                                                           return_indices=True)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(indices, ref_indices)
