@@ -3,8 +3,9 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/roofline.py CASE THREADS [torch] [batch=N]
 
 For CASE (a name from fastconv.bench.suite's pooling cases: resnet18-head, resnet50-head,
-segnet-unpool-56, ...) this prints the fastconv forward's median time, the bytes it must move
-at least (each input read once, each output written once), and the roofline: those bytes at
+segnet-unpool-56, ...) this prints the fastconv forward's and forward+backward's median times, the
+bytes each must move at least (each input read once, each output written once; an unpooling's
+indices as the caller's int64), and the roofline: those bytes at
 the best rate the machine gave for a plain pass over an array of the same size, measured in
 this process, right before, on the same number of threads. The readers are NumPy's sum (one
 thread) and, with `torch` on the command line and PyTorch installed, torch.sum (THREADS
@@ -59,6 +60,12 @@ def _read_rates(a, threads, with_torch):
     return rates
 
 
+def _backward(case):
+    if case.op == "unpool":
+        return fastconv.max_unpool2d_backward
+    return fastconv.adaptive_avg_pool2d_backward
+
+
 def main(argv):
     name, threads, with_torch = argv[0], int(argv[1]), "torch" in argv[2:]
     fastconv.set_num_threads(threads)
@@ -67,22 +74,33 @@ def main(argv):
         if option.startswith("batch="):
             case = dataclasses.replace(case, x_shape=(int(option[6:]),) + case.x_shape[1:])
     x, indices = _inputs(case, np.random.default_rng(0))
-    forward = _forward(case, x, indices)
+    forward, backward = _forward(case, x, indices), _backward(case)
     out = forward()[0]
-    # the least traffic: x and the indices fastconv reads, out written once
-    read = x.nbytes + (0 if indices is None else indices.nbytes)
-    written = out.nbytes
-    reads = _read_rates(np.random.default_rng(1).standard_normal(read // 4).astype(np.float32),
+    dout = np.random.default_rng(2).standard_normal(out.shape).astype(np.float32)
+    index_bytes = 0 if indices is None else indices.nbytes
+    # the least traffic: the forward reads x (and the indices) and writes out once; the
+    # backward reads dout (and the indices) and writes dx once
+    passes = {"fwd": (x.nbytes + index_bytes, out.nbytes),
+              "fwd+bwd": (x.nbytes + out.nbytes + 2 * index_bytes, out.nbytes + x.nbytes)}
+    biggest = max(read for read, _ in passes.values())
+    reads = _read_rates(np.random.default_rng(1).standard_normal(biggest // 4).astype(np.float32),
                         threads, with_torch)
-    target = np.empty(written // 4, np.float32)
-    write_rate = written / (median_ms(lambda: target.fill(1.0)) / 1e3)
+    target = np.empty(max(out.nbytes, x.nbytes) // 4, np.float32)
+    write_rate = target.nbytes / (median_ms(lambda: target.fill(1.0)) / 1e3)
     read_rate = max(reads.values())
-    roofline_ms = 1e3 * (read / read_rate + written / write_rate)
-    took = median_ms(forward)
+
+    def both():
+        backward(dout, forward()[-1])
+
+    times = {"fwd": median_ms(forward), "fwd+bwd": median_ms(both)}
     rates = ", ".join(f"{k} {v / 1e9:.1f} GB/s" for k, v in reads.items())
-    print(f"{name} x={case.x_shape} threads={threads} fwd {took:.3f} ms; reads {read / 1e6:.1f} MB, writes "
-          f"{written / 1e6:.1f} MB; {rates}, numpy fill {write_rate / 1e9:.1f} GB/s; roofline "
-          f"{roofline_ms:.3f} ms; fastconv / roofline {took / roofline_ms:.2f}")
+    print(f"{name} x={case.x_shape} threads={threads}; {rates}, numpy fill "
+          f"{write_rate / 1e9:.1f} GB/s")
+    for label, (read, written) in passes.items():
+        roofline_ms = 1e3 * (read / read_rate + written / write_rate)
+        print(f"  {label}: {times[label]:.3f} ms; reads {read / 1e6:.1f} MB, writes "
+              f"{written / 1e6:.1f} MB; roofline {roofline_ms:.3f} ms; fastconv / roofline "
+              f"{times[label] / roofline_ms:.2f}")
 
 
 if __name__ == "__main__":
