@@ -38,6 +38,9 @@ def make_inputs(case, dtype, seed=0):
     if case.kind == "conv":
         inputs["w"] = rng.standard_normal(case.w_shape, dtype=dtype)
         inputs["b"] = rng.standard_normal(case.w_shape[0], dtype=dtype)
+    elif case.kind == "conv-kind":
+        inputs["w"] = rng.standard_normal(case.w_shape, dtype=dtype)
+        inputs["b"] = rng.standard_normal(case.out_shape[1], dtype=dtype)
     inputs["dout"] = rng.standard_normal(case.out_shape, dtype=dtype)
     return inputs
 
@@ -58,6 +61,17 @@ def numpy_call(api, case, pass_name, inputs, **options):
                                       **options)
 
         backward = api.conv2d_backward
+    elif case.kind == "conv-kind":
+        w, b = inputs["w"], inputs["b"]
+        kind_forward = getattr(api, f"{case.op}_forward")
+        keywords = dict(dilation=case.dilation, groups=case.groups, **options)
+        if case.transposed:
+            keywords["output_padding"] = case.output_padding
+
+        def forward():
+            return kind_forward(x, w, b, case.stride, case.padding, **keywords)
+
+        backward = getattr(api, f"{case.op}_backward")
     else:
         def forward():
             return api.max_pool2d_forward(x, case.kernel_size, case.stride, **options)
@@ -94,6 +108,18 @@ def torch_call(torch, case, pass_name, inputs):
 
         def forward():
             return functional.conv2d(x, w, b, case.stride, case.padding, groups=case.groups)
+    elif case.kind == "conv-kind":
+        w = torch.from_numpy(inputs["w"]).requires_grad_(True)
+        b = torch.from_numpy(inputs["b"]).requires_grad_(True)
+        leaves = (x, w, b)
+        kind_forward = getattr(functional, case.op)
+        keywords = dict(stride=case.stride, padding=case.padding, dilation=case.dilation,
+                        groups=case.groups)
+        if case.transposed:
+            keywords["output_padding"] = case.output_padding
+
+        def forward():
+            return kind_forward(x, w, b, **keywords)
     else:
         leaves = (x,)
 

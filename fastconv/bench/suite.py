@@ -176,6 +176,94 @@ POOL_OPTION_CASES = (
 POOL_OPTION_FAMILIES = ("maxpool-ceil", "maxpool-dilated", "avgpool", "adaptive", "unpool", "pool1d", "pool3d")
 
 
+# ---- convolution kinds (issue 22): dilated, transposed and 1-D, one family each -----------
+
+@dataclass(frozen=True)
+class KindCase:
+    """One convolution of a kind plain 2-D convolution is not: x (N, C, *size) and w as the
+    kind's forward takes them (transposed: (C, F // groups, *kernel)); stride, padding,
+    dilation, output_padding (transposed only) as ints or per-axis tuples, groups an int."""
+
+    name: str
+    family: str
+    x_shape: tuple
+    w_shape: tuple
+    stride: object = 1
+    padding: object = 0
+    dilation: object = 1
+    output_padding: object = 0
+    groups: int = 1
+    full_only: bool = False
+
+    kind = "conv-kind"
+
+    @property
+    def ndim(self):
+        return len(self.x_shape) - 2
+
+    @property
+    def transposed(self):
+        return self.family == "transposed"
+
+    @property
+    def op(self):
+        """The fastconv/torch function name, e.g. "conv1d" or "conv_transpose2d"."""
+        return f"conv_transpose{self.ndim}d" if self.transposed else f"conv{self.ndim}d"
+
+    @property
+    def window(self):
+        """The geometry of the convolution (for a transposed one: the convolution it is the
+        adjoint of, whose `.size` is the transposed output's size)."""
+        from .._geometry import transposed_geometry
+
+        if self.transposed:
+            return transposed_geometry(self.x_shape, self.w_shape, self.stride, self.padding,
+                                       self.output_padding, dilation=self.dilation,
+                                       groups=self.groups)
+        return conv_geometry(self.x_shape, self.w_shape, self.stride, self.padding,
+                             dilation=self.dilation, groups=self.groups)
+
+    @property
+    def out_shape(self):
+        window = self.window
+        return window.input_shape if self.transposed else window.output_shape
+
+    def forward_gflop(self):
+        """2 * the multiply-adds of the forward: a transposed convolution's are those of the
+        convolution it is the adjoint of."""
+        return 2 * self.window.macs() / 1e9
+
+    def describe(self):
+        text = f"{self.op} {_tuple(self.x_shape)} {_tuple(self.w_shape)} s{self.stride} p{self.padding}"
+        if self.dilation != 1:
+            text += f" d{self.dilation}"
+        if self.output_padding:
+            text += f" op{self.output_padding}"
+        if self.groups != 1:
+            text += f" g{self.groups}"
+        return text
+
+
+KIND_CASES = (
+    # DeepLab-style dilated 3x3s, each beside the undilated layer of the same FLOPs (the
+    # target: dilated within 1.2x of undilated)
+    KindCase("deeplab-d2", "dilated", (8, 256, 33, 33), (256, 256, 3, 3), 1, 2, dilation=2),
+    KindCase("deeplab-d1", "dilated", (8, 256, 33, 33), (256, 256, 3, 3), 1, 1),
+    KindCase("wide-d2", "dilated", (16, 64, 56, 56), (64, 64, 3, 3), 1, 2, dilation=2),
+    KindCase("wide-d1", "dilated", (16, 64, 56, 56), (64, 64, 3, 3), 1, 1),
+    # DCGAN generator (4x4 stride 2) and U-Net decoder (2x2 stride 2) upsampling layers
+    KindCase("dcgan-up8", "transposed", (64, 512, 4, 4), (512, 256, 4, 4), 2, 1),
+    KindCase("dcgan-up16", "transposed", (64, 256, 8, 8), (256, 128, 4, 4), 2, 1),
+    KindCase("dcgan-up32", "transposed", (64, 128, 16, 16), (128, 64, 4, 4), 2, 1),
+    KindCase("unet-up56", "transposed", (4, 512, 28, 28), (512, 256, 2, 2), 2, 0),
+    KindCase("unet-up112", "transposed", (4, 256, 56, 56), (256, 128, 2, 2), 2, 0),
+    # audio: a 9-tap layer over one second at 16 kHz, and a strided 5-tap one
+    KindCase("audio-k9", "conv1d", (16, 64, 16000), (64, 64, 9), 1, 4),
+    KindCase("audio-k5s2", "conv1d", (16, 128, 8000), (128, 128, 5), 2, 2),
+)
+KIND_FAMILIES = ("dilated", "transposed", "conv1d")
+
+
 # Small shapes for the test of the bench itself (hidden --tiny option); never reported.
 TINY_CASES = (
     ConvCase("tiny-conv", (2, 3, 9, 8), (4, 3, 3, 2), stride=2, padding=1),
@@ -183,11 +271,11 @@ TINY_CASES = (
     PoolCase("tiny-pool", (2, 3, 8, 7), kernel_size=3, stride=2),
 )
 
-FAMILIES = ("conv", "maxpool") + POOL_OPTION_FAMILIES
+FAMILIES = ("conv", "maxpool") + POOL_OPTION_FAMILIES + KIND_FAMILIES
 
 
 def all_cases(*, tiny=False):
-    return TINY_CASES if tiny else CONV_CASES + POOL_CASES + POOL_OPTION_CASES
+    return TINY_CASES if tiny else CONV_CASES + POOL_CASES + POOL_OPTION_CASES + KIND_CASES
 
 
 def _groups(tiny):
