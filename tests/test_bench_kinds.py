@@ -67,3 +67,17 @@ def test_timed_kind_calls_compute_what_the_reference_and_torch_compute(name):
         np.testing.assert_allclose(forward["torch"]().detach().numpy(), out, rtol=1e-10, atol=1e-10)
         for gradient, expected in zip(backward["torch"](), fast):
             np.testing.assert_allclose(gradient.numpy(), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_kind_rows_name_the_window():
+    """A measured kind case makes a table row (timed in this process on the small shapes,
+    without torch) that names its window."""
+    from fastconv.bench import runner
+
+    case = _small(next(c for c in suite.KIND_CASES if c.name == "dcgan-up8"))
+    settings = runner.TINY
+    inputs = operations.make_inputs(case, np.float32)
+    row = runner.measure_case(case, "forward", inputs, settings)
+    assert row["operation"] == "transposed fwd" and row["w_shape"] == [4, 4, 4, 4]
+    assert (row["stride"], row["padding"], row["dilation"], row["output_padding"]) == (2, 1, 1, 0)
+    assert row["fastconv_ms"] > 0 and row["gflop"] == pytest.approx(case.forward_gflop())

@@ -113,8 +113,8 @@ def torch_call(torch, case, pass_name, inputs):
         b = torch.from_numpy(inputs["b"]).requires_grad_(True)
         leaves = (x, w, b)
         kind_forward = getattr(functional, case.op)
-        keywords = dict(stride=case.stride, padding=case.padding, dilation=case.dilation,
-                        groups=case.groups)
+        keywords = {"stride": case.stride, "padding": case.padding, "dilation": case.dilation,
+                    "groups": case.groups}
         if case.transposed:
             keywords["output_padding"] = case.output_padding
 

@@ -306,6 +306,9 @@ def case_row(case, pass_name, dtype, timings, peak, held):
     }
     if case.kind == "conv":
         row.update(w_shape=list(case.w_shape), stride=case.stride, padding=case.padding)
+    elif case.kind == "conv-kind":
+        row.update(w_shape=list(case.w_shape), stride=case.stride, padding=case.padding,
+                   dilation=case.dilation, groups=case.groups, output_padding=case.output_padding)
     else:
         row.update(kernel_size=case.kernel_size, stride=case.stride, padding=case.padding)
     return row
