@@ -561,9 +561,10 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
     if backend == "reference":
         out = reference._unpool_forward(x, indices, geometry)
     else:
-        out = np.empty(geometry.output_shape, dtype=x.dtype)
         repeats = False
-        if out.size:
+        # x without elements (an empty axis, output_size non-empty): the output is all zeros
+        out = (np.empty if x.size else np.zeros)(geometry.output_shape, dtype=x.dtype)
+        if out.size and x.size:
             threads = _threads(geometry)
             claimed = _thread_rows(threads, geometry.out_plane_size, np.uint8)
             repeats = _compiled.pool.unpool_forward(

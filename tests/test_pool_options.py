@@ -1074,3 +1074,14 @@ def test_one_row_max_pools_on_the_unrolled_path_match_the_twin(kernel, stride, d
                                                            return_indices=True)
     np.testing.assert_array_equal(out, ref_out)
     np.testing.assert_array_equal(indices, ref_indices)
+
+
+@pytest.mark.parametrize("backend", ["cython", "reference"])
+def test_unpool_of_an_empty_input_is_all_zeros(backend):
+    """x with an empty axis and an output_size that is not empty: every output position is
+    one no x element names, so zero (the compiled path once left it unwritten)."""
+    x = np.zeros((2, 3, 0, 3), np.float32)
+    indices = np.zeros(x.shape, np.int64)
+    out, cache = fastconv.max_unpool2d_forward(x, indices, 2, 2, output_size=(1, 6), backend=backend)
+    np.testing.assert_array_equal(out, np.zeros((2, 3, 1, 6), np.float32))
+    assert fastconv.max_unpool2d_backward(np.ones_like(out), cache).shape == x.shape

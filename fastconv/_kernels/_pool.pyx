@@ -645,8 +645,9 @@ def avg_backward(const floating[:, :, :, ::1] dout, floating[:, :, :, ::1] dx,
 # x86-64 four 128-bit accumulators (SSE2: every x86-64 CPU has it, so the portable build
 # keeps it); elsewhere eight scalar lanes. The intrinsics, not a Cython loop: gcc -O3 turned
 # every lane-array form of this loop tried (8 or 16 lanes, any reduction order) into scalar
-# adds, 0.63-0.75 ms for ResNet-50's head (65536 planes of 49 floats, one thread) against
-# 0.22 ms here (docs/pooling.md, "Against the memory roofline").
+# adds. In a C test of the two loops over ResNet-50's head (65536 planes of 49 floats, one
+# thread, fastest of 50): 0.62-0.75 ms for the lane arrays, 0.22 ms here; through the kernel,
+# 0.30 -> 0.18-0.23 ms on two threads (docs/pooling.md, "Against the memory roofline").
 cdef extern from *:
     """
     #if defined(__SSE2__)
@@ -671,8 +672,7 @@ cdef extern from *:
             total += v[i];
         return total;
     }
-    /* float lanes over at most 256 values (16 per lane), then double; a loop over blocks
-       inside the block sum had cost ResNet-50's head 0.22 -> 0.38 ms on one thread */
+    /* float lanes over at most 256 values (16 per lane), then double */
     static inline double fastconv_run_sum_float(const float* v, Py_ssize_t n) {
         double total = 0.0;
         Py_ssize_t start = 0;
@@ -728,9 +728,8 @@ cdef inline double run_sum(const floating* values, Py_ssize_t length) noexcept n
 
 
 def plane_means(const floating[:, ::1] x, floating[::1] out, int num_threads):
-    """out[p] = mean of x[p, :] for x (planes, length), summed in double. Pointers in the
-    loop, not the memoryviews (passing x's slice struct to a helper per plane made ResNet-50's
-    head 1.6x slower on one thread)."""
+    """out[p] = mean of x[p, :] for x (planes, length), summed in double (NaN for length 0,
+    as NumPy's mean of nothing)."""
     cdef Py_ssize_t plane, planes = x.shape[0], length = x.shape[1]
     cdef double size = length
     cdef const floating* values
