@@ -78,8 +78,8 @@ class PoolCache(_ReadOnlyCache):
     kind: "max", "avg", "adaptive_max", "adaptive_avg" or "unpool". window: the geometry
     (PoolGeometry, AdaptiveGeometry or UnpoolGeometry; its ndim names the 1-D/2-D/3-D op).
     dtype: the input's dtype. argmax (max kinds: int32 or int64 of the output's shape, each
-    output's source as a flat index into its input plane; unpool: the int64 indices, x's
-    shape; else None). count_include_pad, divisor_override: average pooling's divisor rule.
+    output's source as a flat index into its input plane; unpool: the indices, x's shape,
+    int32 where the output plane allows, else int64; else None). count_include_pad, divisor_override: average pooling's divisor rule.
     repeats (unpool): whether a plane may name one output position twice, so that the
     backward must find the overwritten elements (the compiled forward checks; False lets the
     backward run as a plain gather).
