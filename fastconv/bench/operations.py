@@ -64,9 +64,7 @@ def numpy_call(api, case, pass_name, inputs, **options):
     elif case.kind == "conv-kind":
         w, b = inputs["w"], inputs["b"]
         kind_forward = getattr(api, f"{case.op}_forward")
-        keywords = dict(dilation=case.dilation, groups=case.groups, **options)
-        if case.transposed:
-            keywords["output_padding"] = case.output_padding
+        keywords = {**case.keywords, **options}
 
         def forward():
             return kind_forward(x, w, b, case.stride, case.padding, **keywords)
@@ -113,13 +111,10 @@ def torch_call(torch, case, pass_name, inputs):
         b = torch.from_numpy(inputs["b"]).requires_grad_(True)
         leaves = (x, w, b)
         kind_forward = getattr(functional, case.op)
-        keywords = {"stride": case.stride, "padding": case.padding, "dilation": case.dilation,
-                    "groups": case.groups}
-        if case.transposed:
-            keywords["output_padding"] = case.output_padding
+        keywords = case.keywords
 
         def forward():
-            return kind_forward(x, w, b, **keywords)
+            return kind_forward(x, w, b, stride=case.stride, padding=case.padding, **keywords)
     else:
         leaves = (x,)
 

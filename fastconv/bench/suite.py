@@ -211,6 +211,15 @@ class KindCase:
         return f"conv_transpose{self.ndim}d" if self.transposed else f"conv{self.ndim}d"
 
     @property
+    def keywords(self):
+        """The keywords the kind's forward takes beyond (x, w, b, stride, padding), the same
+        for fastconv's and torch's: output_padding only for a transposed convolution."""
+        keywords = {"dilation": self.dilation, "groups": self.groups}
+        if self.transposed:
+            keywords["output_padding"] = self.output_padding
+        return keywords
+
+    @property
     def window(self):
         """The geometry of the convolution (for a transposed one: the convolution it is the
         adjoint of, whose `.size` is the transposed output's size)."""
