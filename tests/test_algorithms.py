@@ -28,11 +28,13 @@ POOL = [
     ((2, 4, 4, 5, 6), (6, 2, 3, 2, 3), dict(padding=1, groups=2)),
     ((2, 3, 8, 9), (4, 3, 3, 3), dict(padding=1, padding_mode="replicate")),
     ((2, 16, 8, 8), (16, 16, 3, 3), dict(padding=1, dilation=2)),
+    ((1, 5, 11, 9), (3, 5, 3, 3), dict(padding=(2, 0, 1, 3), dilation=(3, 2))),
     ((2, 16, 8, 8), (16, 16, 3, 3), dict(padding=(1, 0, 1, 1))),
 ]
 
 TOLERANCE = {  # float32, relative to the output's scale: tests/test_conv.py's bounds
     "winograd-2x2": 5e-5, "winograd-s2": 5e-5, "winograd-4x4": 1e-4, "s2d-winograd": 1e-4,
+    "s2b-winograd": 1e-4,
 }
 
 

@@ -476,7 +476,7 @@ def test_winograd_with_small_workspace_and_threads(algorithm, stride, x_shape, m
 def test_available_algorithms():
     assert fastconv.available_algorithms() == ["depthwise", "gemm-1x1", "winograd-4x4",
                                                "winograd-2x2", "winograd-s2", "s2d-winograd",
-                                               "im2col", "winograd"]
+                                               "s2b-winograd", "im2col", "winograd"]
     x, w, _ = _inputs((1, 16, 6, 6), (16, 16, 3, 3), np.float32)
     geometry = fastconv._validate.conv2d_inputs(x, w, None, 2, 1)
     assert fastconv.available_algorithms(geometry) == ["winograd-s2", "s2d-winograd", "im2col"]

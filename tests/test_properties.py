@@ -474,6 +474,57 @@ def test_conv_kinds_equal_reference(problem, data, run):
             assert_matches(got, want, size, count, name)
 
 
+
+@st.composite
+def dilated_winograd_problems(draw):
+    """(x, w, b, padding, dilation) of a dilated 3x3 stride-1 2-D convolution with zero
+    padding in every form (int, per axis, per side, "same"): s2b-winograd's shapes."""
+    dilation = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    assume(dilation != (1, 1))
+    size = tuple(draw(st.integers(1, 14)) for _ in range(2))
+    form = draw(st.sampled_from(["int", "axes", "sides", "same"]))
+    padding = {"int": lambda: draw(st.integers(0, 5)),
+               "axes": lambda: tuple(draw(st.integers(0, 5)) for _ in range(2)),
+               "sides": lambda: tuple(draw(st.integers(0, 5)) for _ in range(4)),
+               "same": lambda: "same"}[form]()
+    before, after = fastconv._geometry._padding_sides(padding, 2, size, (3, 3), (1, 1), dilation)
+    assume(all(2 * d + 1 <= s + b + a for d, s, b, a in zip(dilation, size, before, after)))
+    dtype = draw(st.sampled_from(DTYPES))
+    batch, channels, filters = draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    x = draw(laid_out(_values(draw, (batch, channels) + size, dtype)))
+    w = draw(laid_out(_values(draw, (filters, channels, 3, 3), dtype)))
+    b = draw(laid_out(_values(draw, (filters,), dtype))) if draw(st.booleans()) else None
+    return x, w, b, padding, dilation
+
+
+@given(problem=dilated_winograd_problems(), data=st.data(), run=run_settings)
+def test_s2b_winograd_equals_reference(problem, data, run):
+    """F(4x4, 3x3) over the phase images, whose planes are within the padded x's: the
+    Winograd bound of the full planes holds."""
+    x, w, b, padding, dilation = problem
+    with settings_for_call(*run):
+        out, cache = fastconv.conv2d_forward(x, w, b, 1, padding, dilation=dilation,
+                                             algorithm="s2b-winograd")
+        dout = data.draw(laid_out(_values(data.draw, out.shape, out.dtype)))
+        grads = fastconv.conv2d_backward(dout, cache)
+    plain = [None if a is None else np.array(a) for a in (x, w, b, dout)]
+    expected, ref_cache = reference.conv2d_forward(*plain[:3], 1, padding, dilation=dilation)
+    magnitude, abs_cache = reference.conv2d_forward(_abs64(x), _abs64(w), _abs64(b), 1, padding,
+                                                    dilation=dilation)
+    magnitudes = list(reference.conv2d_backward(_abs64(dout), abs_cache))
+    magnitude = _winograd_magnitude(magnitude, "winograd-4x4")
+    magnitudes[:2] = [_winograd_magnitude(m, "winograd-4x4") for m in magnitudes[:2]]
+    assert_matches(out, expected, magnitude, w[0].size + 1, "out")
+    batch_positions = out.shape[0] * out.shape[2] * out.shape[3]
+    counts = (out.shape[1] * 9, batch_positions, batch_positions)
+    for name, got, want, size, count in zip(("dx", "dw", "db"), grads,
+                                            reference.conv2d_backward(plain[3], ref_cache),
+                                            magnitudes, counts):
+        if want is None:
+            assert got is None
+        else:
+            assert_matches(got, want, size, count, name)
+
 @st.composite
 def transposed_problems(draw):
     ndim = draw(st.sampled_from([1, 2, 3]))

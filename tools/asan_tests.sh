@@ -27,7 +27,7 @@ if [ "$#" -eq 0 ]; then
         tests/test_im2col.py tests/test_conv.py tests/test_conv_kinds.py tests/test_pool.py \
         tests/test_pool_options.py tests/test_norm.py tests/test_algorithms.py \
         tests/test_elementwise.py tests/test_linear.py tests/test_optim.py tests/test_losses.py \
-        tests/test_inference_fusion.py tests/test_sequential_fusion.py \
+        tests/test_inference_fusion.py tests/test_sequential_fusion.py tests/test_dilated_winograd.py \
         -k "not rss and not leak and not 32_bit"
 fi
 echo "== running the tests under AddressSanitizer"

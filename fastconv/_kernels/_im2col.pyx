@@ -1,5 +1,6 @@
-"""Compiled im2col / col2im over a whole batch, and the space-to-depth rearrangement of
-s2d-winograd (fastconv/reference/polyphase.py has the NumPy twins) and its adjoint; parallel over images and channels."""
+"""Compiled im2col / col2im over a whole batch, and the polyphase rearrangement of
+s2d-winograd (phases into channels) and s2b-winograd (phases into the batch) and its adjoint
+(fastconv/reference/polyphase.py has the NumPy twins); parallel over images and channels."""
 from cython cimport floating
 from cython.parallel cimport prange
 
@@ -45,18 +46,32 @@ cdef inline Py_ssize_t phase_stop(Py_ssize_t phase, Py_ssize_t stride, Py_ssize_
     return 0 if size - 1 + pad - phase < 0 else min(count, (size - 1 + pad - phase) // stride + 1)
 
 
+cdef check_phases(phases, Py_ssize_t batch, Py_ssize_t channels, Py_ssize_t stride_h,
+                  Py_ssize_t stride_w, bint by_batch):
+    """ValueError unless phases has the images and planes of its layout (the loops index it
+    without bounds checks)."""
+    cdef Py_ssize_t images = stride_h * stride_w * batch if by_batch else batch
+    cdef Py_ssize_t planes = channels if by_batch else channels * stride_h * stride_w
+    if stride_h < 1 or stride_w < 1 or phases.shape[0] != images or phases.shape[1] != planes:
+        raise ValueError(f"phases must have {images} images of {planes} planes for strides "
+                         f"({stride_h}, {stride_w}), by_batch={bool(by_batch)}; got "
+                         f"{tuple(phases.shape)[:2]}")
+
+
 def space_to_depth(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] phases,
                    Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-                   int num_threads):
+                   int num_threads, bint by_batch=False):
     """phases[n, (c, a, b), p, q] = padded x[n, c, stride_h*p + a, stride_w*q + b] for
     x (N, C, H, W) and phases (N, C*stride_h*stride_w, P, Q): zero where that pixel is padding
-    or lies past x."""
-    cdef Py_ssize_t batch = phases.shape[0], channels = x.shape[1]
+    or lies past x. by_batch: the phases go into the batch instead,
+    phases[(a, b, n), c, p, q], phases (stride_h*stride_w*N, C, P, Q) (space-to-batch)."""
+    cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
     cdef Py_ssize_t rows = phases.shape[2], columns = phases.shape[3]
     cdef Py_ssize_t task, image, c, a, b, p, q, plane, p0, p1, q0, q1, r
     cdef const floating* source
     cdef floating* target
+    check_phases(phases, batch, channels, stride_h, stride_w, by_batch)
     for task in prange(batch * channels, nogil=True, schedule="static", num_threads=num_threads):
         image = task // channels
         c = task - image * channels
@@ -68,7 +83,10 @@ def space_to_depth(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] phases
                 q1 = phase_stop(b, stride_w, pad_w, width, columns)
                 plane = (c * stride_h + a) * stride_w + b
                 for p in range(rows):
-                    target = &phases[image, plane, p, 0]
+                    if by_batch:
+                        target = &phases[(a * stride_w + b) * batch + image, c, p, 0]
+                    else:
+                        target = &phases[image, plane, p, 0]
                     if p < p0 or p >= p1 or q1 <= q0:
                         for q in range(columns):
                             target[q] = 0
@@ -85,16 +103,17 @@ def space_to_depth(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] phases
 
 def depth_to_space(const floating[:, :, :, ::1] phases, floating[:, :, :, ::1] dx,
                    Py_ssize_t stride_h, Py_ssize_t stride_w, Py_ssize_t pad_h, Py_ssize_t pad_w,
-                   int num_threads):
-    """The adjoint of space_to_depth: dx (N, C, H, W) overwritten, each pixel with its phase
-    pixel (every padded pixel lies in exactly one phase image); zero for rows and columns past
-    the phase images (past the last window)."""
-    cdef Py_ssize_t batch = phases.shape[0], channels = dx.shape[1]
+                   int num_threads, bint by_batch=False):
+    """The adjoint of space_to_depth (with the same by_batch): dx (N, C, H, W) overwritten,
+    each pixel with its phase pixel (every padded pixel lies in exactly one phase image); zero
+    for rows and columns past the phase images (past the last window)."""
+    cdef Py_ssize_t batch = dx.shape[0], channels = dx.shape[1]
     cdef Py_ssize_t height = dx.shape[2], width = dx.shape[3]
     cdef Py_ssize_t rows = phases.shape[2], columns = phases.shape[3]
     cdef Py_ssize_t task, image, c, a, b, p, q, r, j, plane, q0, q1, covered
     cdef const floating* source
     cdef floating* target
+    check_phases(phases, batch, channels, stride_h, stride_w, by_batch)
     # columns of x that some phase image holds: those before stride_w * Q - pad_w
     covered = max(0, min(width, stride_w * columns - pad_w))
     for task in prange(batch * channels, nogil=True, schedule="static", num_threads=num_threads):
@@ -112,7 +131,10 @@ def depth_to_space(const floating[:, :, :, ::1] phases, floating[:, :, :, ::1] d
                 q0 = phase_first(b, stride_w, pad_w)
                 q1 = phase_stop(b, stride_w, pad_w, width, columns)
                 plane = (c * stride_h + a) * stride_w + b
-                source = &phases[image, plane, p, 0]
+                if by_batch:
+                    source = &phases[(a * stride_w + b) * batch + image, c, p, 0]
+                else:
+                    source = &phases[image, plane, p, 0]
                 for q in range(q0, q1):
                     target[stride_w * q + b - pad_w] = source[q]
             for j in range(covered, width):

@@ -18,8 +18,8 @@ them); outputs are fresh arrays. What an algorithm costs is the planner's busine
 
 Adding an algorithm: write its module, then add it to _MODULES below.
 """
-from . import (depthwise, gemm_1x1, im2col_gemm, s2d_winograd, winograd_2x2, winograd_4x4,
-               winograd_s2)
+from . import (depthwise, gemm_1x1, im2col_gemm, s2b_winograd, s2d_winograd, winograd_2x2,
+               winograd_4x4, winograd_s2)
 
 _MODULES = (
     depthwise,
@@ -28,6 +28,7 @@ _MODULES = (
     winograd_2x2,
     winograd_s2,
     s2d_winograd,
+    s2b_winograd,
     im2col_gemm,
 )
 

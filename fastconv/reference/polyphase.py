@@ -11,7 +11,11 @@ cut the same way, kernels[f, (c, a, b), i, j] = w[f, c, s_h*i + a, s_w*j + b] (z
 that tap lies past KH or KW). With KH <= 3*s_h and KW <= 3*s_w those kernels are 3x3, and the
 phase images need OH + 2 rows and OW + 2 columns. Every padded input pixel lies in exactly
 one phase image, so the gradient with respect to x is the phases' gradient put back in place.
+
+Space-to-batch (below) is the same rearrangement with the phases in the batch: dilated
+convolutions as undilated ones.
 """
+import numpy as np
 
 
 def _span(phase, stride, pad, size, count):
@@ -71,3 +75,37 @@ def depth_to_space(phases, window, dx):
     rows, columns = phases.shape[2:]
     dx[:, :, max(0, stride_h * rows - window.pad_height):] = 0
     dx[:, :, :, max(0, stride_w * columns - window.pad_width):] = 0
+
+
+# ---- space-to-batch: dilated convolutions as undilated ones (s2b-winograd) -------------
+#
+# With dilation (d_h, d_w) and stride 1, output (oh, ow) = (d_h*p + a, d_w*q + b) reads padded
+# pixels (d_h*(p + i) + a, d_w*(q + j) + b): pixel (p + i, q + j) of phase image (a, b). The
+# phase images go into the batch, image (a, b, n), and the convolution is an undilated one over
+# them with the same kernel; its output's phase images are the output's.
+
+def space_to_batch(x, step, padding, phases):
+    """Fill phases (d_h*d_w*N, C, P, Q) from x (N, C, H, W) padded by `padding` (top, left):
+    phases[(a, b, n), c, p, q] = padded x[n, c, d_h*p + a, d_w*q + b], zero where that pixel
+    is padding or lies past x. step: (d_h, d_w)."""
+    (d_h, d_w), (top, left) = step, padding
+    batch, channels, height, width = x.shape
+    rows, columns = phases.shape[2:]
+    padded = np.zeros((batch, channels, d_h * rows, d_w * columns), x.dtype)
+    kept_h, kept_w = max(0, min(height, d_h * rows - top)), max(0, min(width, d_w * columns - left))
+    padded[:, :, top:top + kept_h, left:left + kept_w] = x[:, :, :kept_h, :kept_w]
+    split = padded.reshape(batch, channels, rows, d_h, columns, d_w).transpose(3, 5, 0, 1, 2, 4)
+    phases[...] = split.reshape(phases.shape)
+
+
+def batch_to_space(phases, step, padding, x):
+    """x (N, C, H, W) overwritten from its phase images (the adjoint of space_to_batch): each
+    pixel takes its phase pixel; pixels past the phase images get zero."""
+    (d_h, d_w), (top, left) = step, padding
+    batch, channels, height, width = x.shape
+    rows, columns = phases.shape[2:]
+    padded = phases.reshape(d_h, d_w, batch, channels, rows, columns).transpose(
+        2, 3, 4, 0, 5, 1).reshape(batch, channels, d_h * rows, d_w * columns)
+    x[...] = 0
+    kept_h, kept_w = max(0, min(height, d_h * rows - top)), max(0, min(width, d_w * columns - left))
+    x[:, :, :kept_h, :kept_w] = padded[:, :, top:top + kept_h, left:left + kept_w]
