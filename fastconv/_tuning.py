@@ -71,9 +71,18 @@ def _gemm(peak, m_half=12.0, n_half=24.0, k_half=24.0, call=3e-7):
     return {"peak": peak, "m_half": m_half, "n_half": n_half, "k_half": k_half, "call": call}
 
 
+# "sum": the Winograd weight gradient's products, each adding a rank-k update (k = a band's
+# tiles, often 8-64) into per-thread sums of E x C x F values that outgrow the caches (75 MB
+# on dcgan-up8's adjoint, s2d-winograd over 1024 phase channels): every call reads and writes
+# the whole sum block for 2k flops per value, so the rate saturates in k far more slowly.
+# k_half 100 (against 24) was fitted to the measured dW of ten layers, six through
+# s2d-winograd (k 8-64) and four stride-1 (k 44-224), where the old value had the model
+# 2-3.5x low and choosing s2d-winograd's dW at 2.3x im2col's (docs/performance.md, "The
+# weight gradient's sums").
 COST_MODEL = {
     "float32": {
-        "gemm": {"nn": _gemm(150e9), "tn": _gemm(140e9), "nt": _gemm(120e9)},
+        "gemm": {"nn": _gemm(150e9), "tn": _gemm(140e9), "nt": _gemm(120e9),
+                 "sum": _gemm(150e9, k_half=100.0)},
         "elements": {
             "im2col": 0.25e-9, "col2im": 0.4e-9, "copy": 0.2e-9,
             "winograd-input-2x2": 0.3e-9, "winograd-output-2x2": 0.3e-9,
@@ -88,7 +97,8 @@ COST_MODEL = {
         "calls": {"default": 30e-6},
     },
     "float64": {
-        "gemm": {"nn": _gemm(75e9), "tn": _gemm(70e9), "nt": _gemm(60e9)},
+        "gemm": {"nn": _gemm(75e9), "tn": _gemm(70e9), "nt": _gemm(60e9),
+                 "sum": _gemm(75e9, k_half=100.0)},
         "elements": {
             "im2col": 0.35e-9, "col2im": 0.6e-9, "copy": 0.3e-9,
             "winograd-input-2x2": 0.5e-9, "winograd-output-2x2": 0.5e-9,

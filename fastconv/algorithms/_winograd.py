@@ -80,7 +80,8 @@ def weight_gradient_cost(machine, batch, channels, filters, out_height, out_widt
     tiles = rows * tiles_w
     seconds = (machine.work(f"winograd-dout-{transforms}", elements * filters * tiles)
                + machine.work(f"winograd-input-{transforms}", elements * channels * tiles)
-               + machine.gemm(channels, filters, tiles / bands, calls=elements * bands))
+               + machine.gemm(channels, filters, tiles / bands, calls=elements * bands,
+                              layout="sum"))
     return (machine.spread(seconds, bands, threads)
             + machine.gemm(9, channels * filters, elements) * threads)
 
