@@ -34,6 +34,10 @@ CASES = {
     # x is the 2x2/2 max pooling of a (8, 64, 112, 112) input, indices its argmax
     "unpool": ((8, 64, 56, 56), "max_unpool2d", dict(kernel_size=2, stride=2)),
     "global": ((32, 2048, 7, 7), "adaptive_avg_pool2d", dict(output_size=1)),
+    "dil2": ((16, 64, 55, 55), "max_pool2d", dict(kernel_size=3, stride=2, padding=1, dilation=2)),
+    "dil2-1d": ((32, 64, 4000), "max_pool1d", dict(kernel_size=3, stride=2, padding=1, dilation=2)),
+    # the undilated pool dil2 runs on its planes' phase, from a contiguous array
+    "dil2-phase": ((16, 64, 27, 27), "max_pool2d", dict(kernel_size=3, stride=1, padding=1)),
 }
 
 

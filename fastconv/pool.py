@@ -95,6 +95,16 @@ def _max_scratch(geometry, threads, dtype, index_dtype):
     return _NO_SCRATCH[key]
 
 
+def _phase_scratch(planes, window, threads, dtype):
+    """The phase scratch of a dilated max pool the kernel runs as an undilated pool on one
+    phase of each plane (_pool.pyx: "dilated max pooling"), or an unused stand-in."""
+    shape = _compiled.pool.phase_shape(planes.shape[1:], *window) if any(
+        d > 1 for d in window[3]) else None
+    if shape is None:
+        return np.empty((1, 1, 1, 1), dtype)
+    return np.empty((threads,) + shape, dtype)
+
+
 def _whole_plane(geometry):
     """One output per plane whose window is exactly the plane: a plain mean."""
     return (all(o == 1 for o in geometry.out) and geometry.kernel == geometry.size
@@ -108,9 +118,11 @@ def _max_forward_compiled(x, geometry, index_dtype):
     argmax = np.empty(geometry.output_shape, dtype=index_dtype)
     if out.size:
         threads = _threads(geometry)
+        planes, window = _planes(x, geometry.size), _window_3d(geometry)
         _compiled.pool.max_forward(
-            _planes(x, geometry.size), _planes(out, geometry.out), _planes(argmax, geometry.out),
-            *_window_3d(geometry), *_max_scratch(geometry, threads, x.dtype, index_dtype), threads)
+            planes, _planes(out, geometry.out), _planes(argmax, geometry.out), *window,
+            *_max_scratch(geometry, threads, x.dtype, index_dtype),
+            _phase_scratch(planes, window, threads, x.dtype), threads)
     return out, argmax
 
 

@@ -158,7 +158,8 @@ def test_kernels_write_every_output_element(dtype, kernel_size, stride, padding)
     out = np.full((6, 1, window.out_height, window.out_width), np.nan, dtype)
     argmax = np.full(out.shape, -1, np.int32)
     kernels.max_forward(planes, out, argmax, full.kernel, full.stride, full.padding, full.dilation,
-                        np.empty((2, 1, 1), dtype), np.empty((2, 1, 1), np.int32), 2)
+                        np.empty((2, 1, 1), dtype), np.empty((2, 1, 1), np.int32),
+                        np.empty((1, 1, 1, 1), dtype), 2)
     assert not np.isnan(out).any() and (argmax >= 0).all()
     dout = np.ones(out.shape, dtype)
     dx = np.full((6, 90), np.nan, dtype)

@@ -215,6 +215,65 @@ def test_max_ties_nan_and_infinities_match_reference(ndim, case, dtype):
     _check_max_against_reference(ndim, case, dtype, values=x)
 
 
+# Dilated max pools whose stride is a multiple of the dilation, which the kernel runs as an
+# undilated unrolled pool on the one phase of each plane their windows read (_pool.pyx)
+PHASE_CASES = [  # (ndim, case)
+    (2, ((16, 2, 55, 55), 3, 2, 1, 2, False)),              # pool-55-dil2 of the benchmark
+    (2, ((2, 3, 10, 12), 3, 2, 1, 2, True)),                # even sizes, ceil_mode
+    (2, ((1, 2, 13, 9), 3, 2, 0, 2, False)),                # no padding: phase 0
+    (2, ((2, 1, 17, 16), 3, 3, 1, 3, True)),                # dilation 3: phase 2, sub-stride 1
+    (2, ((1, 2, 19, 21), 3, 6, 1, 3, True)),                # sub-stride 2 (3x3/2)
+    (2, ((2, 2, 12, 15), 2, 4, 1, 2, False)),               # kernel 2: 2x2/2 on the phase
+    (2, ((1, 3, 8, 11), 3, (1, 2), 1, (1, 2), False)),      # dilated columns only
+    (2, ((2, 1, 9, 7), 3, (2, 1), 1, (2, 1), True)),        # dilated rows only
+    (2, ((1, 1, 5, 5), 3, 2, 1, 2, True)),                  # a 3x3 phase
+    (1, ((2, 3, 40), 3, 2, 1, 2, True)),                    # 1-D 3/1 on the phase
+    (1, ((1, 2, 31), 2, 6, 1, 3, False)),                   # 1-D 2/2 on the phase
+    (1, ((2, 2, 25), 3, 4, 0, 2, False)),                   # 1-D 3/2 on the phase
+    (3, ((1, 2, 4, 11, 10), (1, 3, 3), 2, (0, 1, 1), (1, 2, 2), False)),  # one depth a window
+    (3, ((2, 1, 7, 9, 9), 3, 2, 1, 2, True)),               # depth windows of 3, dilated too
+]
+
+
+def _takes_phase(ndim, case):
+    shape, kernel, stride, padding, dilation, ceil_mode = case
+    geometry = pool_geometry(shape, kernel, stride, padding, dilation=dilation, ceil_mode=ceil_mode)
+    return fastconv._compiled.pool.phase_shape(
+        (1,) * (3 - ndim) + shape[2:], *fastconv.pool._window_3d(geometry)) is not None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ndim, case", PHASE_CASES)
+def test_dilated_max_on_one_phase_matches_reference(ndim, case, dtype):
+    """Outputs, indices and gradients exactly as the reference's, on random values and on
+    ties, NaN and infinities; the phase is taken from every layout without writing x."""
+    assert _takes_phase(ndim, case)
+    _check_max_against_reference(ndim, case, dtype, seed=ndim)
+    rng = np.random.default_rng(5)
+    x = rng.integers(-1, 2, size=case[0]).astype(dtype)
+    specials = np.array([np.nan, np.inf, -np.inf], dtype=dtype)
+    picks = rng.random(x.shape) < 0.1
+    x[picks] = specials[rng.integers(0, 3, size=int(picks.sum()))]
+    _check_max_against_reference(ndim, case, dtype, values=x)
+    expected, ref_indices, _ = _max_call(reference, ndim, x, case, return_indices=True)
+    for layout in LAYOUTS[1:]:
+        arranged = with_layout(x, layout)
+        before = arranged.copy()
+        out, indices, _ = _max_call(fastconv, ndim, arranged, case, return_indices=True)
+        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(indices, ref_indices)
+        np.testing.assert_array_equal(arranged, before)
+
+
+def test_phase_only_where_stride_is_a_multiple_of_dilation():
+    assert not _takes_phase(2, ((1, 1, 9, 9), 3, 1, 1, 2, False))     # stride 1: every phase read
+    assert not _takes_phase(2, ((1, 1, 9, 9), 3, 3, 1, 2, False))     # 3 % 2
+    assert not _takes_phase(2, ((1, 1, 20, 20), 4, 2, 1, 2, False))   # 4x4/1 is not unrolled
+    assert not _takes_phase(2, ((1, 1, 9, 9), 3, 2, 1, 1, False))     # undilated: direct
+    assert not _takes_phase(2, ((1, 1, 9, 9), 3, (2, 1), 1, (2, 2), False))  # columns: 1 % 2
+    assert _takes_phase(2, ((1, 1, 9, 9), 3, 2, 1, 2, False))
+
+
 @pytest.mark.parametrize("kind", ["avg", "max"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape, output_size", ADAPTIVE_CASES)
@@ -758,13 +817,24 @@ def test_kernels_write_every_output_element(dtype):
     x = _random((6, 3, 9, 8), dtype)
     out = np.full((6, 2, 5, 4), np.nan, dtype)
     argmax = np.full(out.shape, -1, np.int64)
+    unused = np.empty((1, 1, 1, 1), dtype)
     kernels.max_forward(x, out, argmax, (2, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 2),
-                        np.empty((2, 5, 4), dtype), np.empty((2, 5, 4), np.int64), 2)
+                        np.empty((2, 5, 4), dtype), np.empty((2, 5, 4), np.int64), unused, 2)
     assert not np.isnan(out).any() and (argmax >= 0).all() and (argmax < 9 * 8 * 3).all()
     out[...], argmax[...] = np.nan, -1  # an unrolled (H, W) window over two depths
     kernels.max_forward(x, out, argmax, (2, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1),
-                        np.full((2, 5, 4), np.nan, dtype), np.full((2, 5, 4), -1, np.int64), 2)
+                        np.full((2, 5, 4), np.nan, dtype), np.full((2, 5, 4), -1, np.int64), unused, 2)
     assert not np.isnan(out).any() and (argmax >= 0).all() and (argmax < 9 * 8 * 3).all()
+    # the same on one phase of each plane (dilation 2 = stride), scratch of NaN
+    phase = kernels.phase_shape((3, 9, 8), (2, 3, 3), (2, 2, 2), (1, 1, 1), (1, 2, 2))
+    assert phase == (3, 4, 4)
+    out, argmax = np.full((6, 2, 4, 3), np.nan, dtype), np.full((6, 2, 4, 3), -1, np.int64)
+    kernels.max_forward(x, out, argmax, (2, 3, 3), (2, 2, 2), (1, 1, 1), (1, 2, 2),
+                        np.full((2, 4, 3), np.nan, dtype), np.full((2, 4, 3), -1, np.int64),
+                        np.full((2,) + phase, np.nan, dtype), 2)
+    assert not np.isnan(out).any() and (argmax >= 0).all() and (argmax < 9 * 8 * 3).all()
+    # odd rows and columns only: the phase of padding 1 at dilation 2
+    assert ((argmax // 8 % 9) % 2 == 1).all() and ((argmax % 8) % 2 == 1).all()
     out[...] = np.nan
     # padded rows: max(pad 1 + W 8, (OW 4 - 1)*2 + 3) = 9 (scratch of NaN: read only what is written)
     kernels.avg_forward(x, out, (2, 3, 3), (2, 2, 2), (1, 1, 1), False, 0, np.full((2, 9), np.nan, dtype),

@@ -40,6 +40,22 @@ cdef struct Axis:
     Py_ssize_t dilation
 
 
+cdef struct Pitch:
+    # where the elements of the (D, H, W) array a max kernel scans sit in the whole plane:
+    # element (depth, row, col) has flat index start + depth*depth + row*row + col*col (the
+    # plane itself: 0, H*W, W, 1; one phase of it: see "dilated max pooling" below)
+    int64_t start
+    int64_t depth
+    int64_t row
+    int64_t col
+
+
+cdef inline Pitch at_depth(Pitch pitch, Py_ssize_t depth) noexcept nogil:
+    """The pitch of one (H, W) slice of the array, as the 2-D max kernels take it."""
+    pitch.start += depth * pitch.depth
+    return pitch
+
+
 cdef void fill_axes(Axis* axes, Py_ssize_t depth, Py_ssize_t height, Py_ssize_t width,
                     tuple kernel, tuple stride, tuple padding, tuple dilation):
     """axes[0..2] (depth, height, width) from the front's 3-tuples."""
@@ -94,14 +110,15 @@ cdef inline Py_ssize_t window_count(Py_ssize_t index, Axis axis, bint count_incl
 cdef inline void max_window(const floating[:, ::1] x, floating[:, ::1] out,
                             index_t[:, ::1] argmax, Py_ssize_t oh, Py_ssize_t ow,
                             Py_ssize_t top, Py_ssize_t rows,
-                            Py_ssize_t left, Py_ssize_t cols, index_t plane_offset) noexcept nogil:
+                            Py_ssize_t left, Py_ssize_t cols, Pitch pitch) noexcept nogil:
     """out[oh, ow] and argmax[oh, ow] over the rows x cols block of x starting at (top, left).
 
-    plane_offset: the flat index of x[0, 0] in its whole (D, H, W) plane.
+    pitch: where x's elements sit in their whole (D, H, W) plane (at_depth of x's depth).
     """
-    cdef index_t width = <index_t>x.shape[1]
+    cdef index_t start = <index_t>pitch.start, row_step = <index_t>pitch.row
+    cdef index_t col_step = <index_t>pitch.col
     # -inf loses to everything but -inf, so a window of -inf keeps its first element
-    cdef index_t best_index = plane_offset + <index_t>top * width + <index_t>left
+    cdef index_t best_index = start + <index_t>top * row_step + <index_t>left * col_step
     cdef floating best = -INFINITY, value
     cdef Py_ssize_t row, col
     cdef bint take
@@ -110,7 +127,7 @@ cdef inline void max_window(const floating[:, ::1] x, floating[:, ::1] out,
             value = x[top + row, left + col]
             take = (value > best) | (value != value)
             best = value if take else best
-            best_index = (plane_offset + <index_t>(top + row) * width + <index_t>(left + col)
+            best_index = (start + <index_t>(top + row) * row_step + <index_t>(left + col) * col_step
                           if take else best_index)
     out[oh, ow] = best
     argmax[oh, ow] = best_index
@@ -121,7 +138,7 @@ cdef inline void max_inside(const floating[:, ::1] x, floating[:, ::1] out, inde
                             Py_ssize_t ow_first, Py_ssize_t ow_stop,
                             Py_ssize_t kernel_height, Py_ssize_t kernel_width,
                             Py_ssize_t stride_h, Py_ssize_t stride_w,
-                            Py_ssize_t pad_h, Py_ssize_t pad_w, index_t plane_offset) noexcept nogil:
+                            Py_ssize_t pad_h, Py_ssize_t pad_w, Pitch pitch) noexcept nogil:
     """Outputs [oh_first, oh_stop) x [ow_first, ow_stop), whose windows lie wholly inside x.
 
     Called with literal window sizes, it is inlined with them and each window unrolled:
@@ -132,14 +149,14 @@ cdef inline void max_inside(const floating[:, ::1] x, floating[:, ::1] out, inde
         top = oh * stride_h - pad_h
         for ow in range(ow_first, ow_stop):
             left = ow * stride_w - pad_w
-            max_window(x, out, argmax, oh, ow, top, kernel_height, left, kernel_width, plane_offset)
+            max_window(x, out, argmax, oh, ow, top, kernel_height, left, kernel_width, pitch)
 
 
 cdef void max_clamped(const floating[:, ::1] x, floating[:, ::1] out, index_t[:, ::1] argmax,
                       Py_ssize_t oh, Py_ssize_t ow_first, Py_ssize_t ow_stop,
                       Py_ssize_t kernel_height, Py_ssize_t kernel_width,
                       Py_ssize_t stride_h, Py_ssize_t stride_w,
-                      Py_ssize_t pad_h, Py_ssize_t pad_w, index_t plane_offset) noexcept nogil:
+                      Py_ssize_t pad_h, Py_ssize_t pad_w, Pitch pitch) noexcept nogil:
     """Outputs [ow_first, ow_stop) of row oh, windows clamped to x."""
     cdef Py_ssize_t ow, left, top = oh * stride_h - pad_h
     cdef Py_ssize_t row_first = clamp_low(top)
@@ -149,7 +166,7 @@ cdef void max_clamped(const floating[:, ::1] x, floating[:, ::1] out, index_t[:,
         left = ow * stride_w - pad_w
         col_first = clamp_low(left)
         max_window(x, out, argmax, oh, ow, row_first, rows,
-                   col_first, clamp_high(left + kernel_width, x.shape[1]) - col_first, plane_offset)
+                   col_first, clamp_high(left + kernel_width, x.shape[1]) - col_first, pitch)
 
 
 cdef inline void inside_outputs(Py_ssize_t size, Py_ssize_t out_size, Py_ssize_t kernel,
@@ -166,7 +183,7 @@ cdef inline void inside_outputs(Py_ssize_t size, Py_ssize_t out_size, Py_ssize_t
 cdef void max_plane_fixed(const floating[:, ::1] x, floating[:, ::1] out, index_t[:, ::1] argmax,
                           Py_ssize_t kernel_height, Py_ssize_t kernel_width,
                           Py_ssize_t stride_h, Py_ssize_t stride_w,
-                          Py_ssize_t pad_h, Py_ssize_t pad_w, index_t plane_offset) noexcept nogil:
+                          Py_ssize_t pad_h, Py_ssize_t pad_w, Pitch pitch) noexcept nogil:
     """One (H, W) slice for the window sizes unrolled here: 2x2/2, 3x3/2, 3x3/1, and the 1-D
     pools' 1x2/2, 1x3/2, 1x3/1; any padding.
 
@@ -179,31 +196,31 @@ cdef void max_plane_fixed(const floating[:, ::1] x, floating[:, ::1] out, index_
     inside_outputs(x.shape[1], out_width, kernel_width, stride_w, pad_w, &ow_first, &ow_stop)
     if kernel_height == 2 and kernel_width == 2 and stride_h == 2 and stride_w == 2:
         max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 2, 2, 2, 2, pad_h, pad_w,
-                   plane_offset)
+                   pitch)
     elif kernel_height == 3 and kernel_width == 3 and stride_h == 2 and stride_w == 2:
         max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 3, 3, 2, 2, pad_h, pad_w,
-                   plane_offset)
+                   pitch)
     elif kernel_height == 3:  # 3x3/1
         max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 3, 3, 1, 1, pad_h, pad_w,
-                   plane_offset)
+                   pitch)
     elif kernel_width == 2:  # 1x2/2 (1-D 2/2)
         max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 1, 2, 1, 2, pad_h, pad_w,
-                   plane_offset)
+                   pitch)
     elif stride_w == 2:  # 1x3/2
         max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 1, 3, 1, 2, pad_h, pad_w,
-                   plane_offset)
+                   pitch)
     else:  # 1x3/1
         max_inside(x, out, argmax, oh_first, oh_stop, ow_first, ow_stop, 1, 3, 1, 1, pad_h, pad_w,
-                   plane_offset)
+                   pitch)
     for oh in range(out_height):
         if oh_first <= oh < oh_stop:
             max_clamped(x, out, argmax, oh, 0, ow_first, kernel_height, kernel_width,
-                        stride_h, stride_w, pad_h, pad_w, plane_offset)
+                        stride_h, stride_w, pad_h, pad_w, pitch)
             max_clamped(x, out, argmax, oh, ow_stop, out_width, kernel_height, kernel_width,
-                        stride_h, stride_w, pad_h, pad_w, plane_offset)
+                        stride_h, stride_w, pad_h, pad_w, pitch)
         else:
             max_clamped(x, out, argmax, oh, 0, out_width, kernel_height, kernel_width,
-                        stride_h, stride_w, pad_h, pad_w, plane_offset)
+                        stride_h, stride_w, pad_h, pad_w, pitch)
 
 
 cdef bint is_fixed(Axis* axes) noexcept nogil:
@@ -224,40 +241,38 @@ cdef bint is_fixed(Axis* axes) noexcept nogil:
     return False
 
 
-cdef void max_plane_fixed_depths(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
-                                 index_t[:, :, :, ::1] argmax, Py_ssize_t plane, Axis* axes,
+cdef void max_plane_fixed_depths(const floating[:, :, ::1] x, floating[:, :, ::1] out,
+                                 index_t[:, :, ::1] argmax, Axis* axes, Pitch pitch,
                                  floating[:, ::1] best, index_t[:, ::1] best_index) noexcept nogil:
     """One plane whose (H, W) windows max_plane_fixed unrolls, any depth window: each input
     depth of a window by max_plane_fixed, the first into out, the others into best/best_index
     (scratch, OH x OW) and then into out where they win. In row-major (depth, row, column)
     order a later depth's elements all come after an earlier one's, so a depth's result taking
     over where it is greater or NaN gives the same winner as one scan of the whole window."""
-    cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
     cdef Py_ssize_t od, oh, ow, start, first, taps, tap, depth
-    cdef index_t slice_size = <index_t>(height * width)
     cdef Axis depths = axes[0], rows = axes[1], cols = axes[2]
     cdef floating value
     cdef bint take
-    for od in range(out.shape[1]):
+    for od in range(out.shape[0]):
         start = od * depths.stride - depths.pad
         first = first_tap(start, depths.dilation)
         taps = tap_count(start, depths)
         for tap in range(taps):
             depth = first + tap * depths.dilation
             if tap == 0:
-                max_plane_fixed(x[plane, depth], out[plane, od], argmax[plane, od], rows.kernel,
+                max_plane_fixed(x[depth], out[od], argmax[od], rows.kernel,
                                 cols.kernel, rows.stride, cols.stride, rows.pad, cols.pad,
-                                <index_t>depth * slice_size)
+                                at_depth(pitch, depth))
                 continue
-            max_plane_fixed(x[plane, depth], best, best_index, rows.kernel, cols.kernel,
-                            rows.stride, cols.stride, rows.pad, cols.pad, <index_t>depth * slice_size)
-            for oh in range(out.shape[2]):
-                for ow in range(out.shape[3]):
+            max_plane_fixed(x[depth], best, best_index, rows.kernel, cols.kernel,
+                            rows.stride, cols.stride, rows.pad, cols.pad, at_depth(pitch, depth))
+            for oh in range(out.shape[1]):
+                for ow in range(out.shape[2]):
                     value = best[oh, ow]
-                    take = (value > out[plane, od, oh, ow]) | (value != value)
+                    take = (value > out[od, oh, ow]) | (value != value)
                     if take:
-                        out[plane, od, oh, ow] = value
-                        argmax[plane, od, oh, ow] = best_index[oh, ow]
+                        out[od, oh, ow] = value
+                        argmax[od, oh, ow] = best_index[oh, ow]
 
 
 cdef void max_plane_rows(const floating[:, :, ::1] x, floating[:, :, ::1] out,
@@ -308,35 +323,124 @@ cdef void max_plane_rows(const floating[:, :, ::1] x, floating[:, :, ::1] out,
                             argmax[od, oh, ow] = candidate if take else argmax[od, oh, ow]
 
 
+cdef void max_plane_fixed_any_depth(const floating[:, :, ::1] x, floating[:, :, ::1] out,
+                                    index_t[:, :, ::1] argmax, Axis* axes, Pitch pitch,
+                                    floating[:, ::1] best, index_t[:, ::1] best_index) noexcept nogil:
+    """One (D, H, W) array whose (H, W) windows max_plane_fixed unrolls (is_fixed)."""
+    cdef Py_ssize_t od, depth_step = axes[0].stride
+    if axes[0].kernel != 1:
+        max_plane_fixed_depths(x, out, argmax, axes, pitch, best, best_index)
+        return
+    # a window reads one input depth (no depth padding, as kernel depth is 1)
+    for od in range(out.shape[0]):
+        max_plane_fixed(x[od * depth_step], out[od], argmax[od], axes[1].kernel, axes[2].kernel,
+                        axes[1].stride, axes[2].stride, axes[1].pad, axes[2].pad,
+                        at_depth(pitch, od * depth_step))
+
+
+# ---- dilated max pooling as an undilated pool of one phase -----------------------------------
+#
+# Along an axis with dilation d whose stride s is a multiple of d, window o reads the inputs
+# o*s - p + j*d, which are all congruent to phase = (-p) mod d. So the whole pool reads only
+# the inputs phase + d*i, and over them it is an undilated pool with kernel k, stride s/d and
+# padding (p + phase)/d = ceil(p/d); an input is padding in one exactly when it is in the
+# other, and the order of a window's taps is kept, so ties and NaN pick the same element.
+# Gathering that phase (a quarter of the plane for d = 2 on both axes) into per-thread scratch
+# lets the unrolled windows run, their argmax counted in the plane through the phase's Pitch. pool-55-dil2
+# ((16, 64, 55, 55), 3x3/2, padding 1, dilation 2), two threads: see docs/pooling.md.
+
+cdef bint phase_axes(Axis* axes, Axis* sub, Py_ssize_t* phase) noexcept nogil:
+    """True when a dilated (H, W) window is, on one phase of the input, an undilated window
+    that max_plane_fixed unrolls; then sub holds that pool's axes and phase[1..2] where each
+    axis's phase starts (phase[0] = 0: the depth axis is kept as it is)."""
+    cdef Py_ssize_t i, d
+    cdef bint dilated = False
+    for i in range(3):
+        sub[i] = axes[i]
+        phase[i] = 0
+    for i in range(1, 3):
+        d = axes[i].dilation
+        if d == 1:
+            continue
+        if axes[i].stride % d != 0:
+            return False
+        dilated = True
+        phase[i] = (d - axes[i].pad % d) % d
+        sub[i].size = (axes[i].size - phase[i] + d - 1) // d
+        sub[i].stride = axes[i].stride // d
+        sub[i].pad = (axes[i].pad + phase[i]) // d
+        sub[i].dilation = 1
+        if sub[i].size < 1:
+            return False
+    return dilated and is_fixed(sub)
+
+
+def phase_shape(tuple size, tuple kernel, tuple stride, tuple padding, tuple dilation):
+    """The (D, H', W') phase scratch max_forward needs per thread for this window, or None
+    when it pools x directly. size, kernel, stride, padding, dilation: (depth, height, width)."""
+    cdef Axis axes[3]
+    cdef Axis sub[3]
+    cdef Py_ssize_t phase[3]
+    fill_axes(axes, size[0], size[1], size[2], kernel, stride, padding, dilation)
+    if not phase_axes(axes, sub, phase):
+        return None
+    return (sub[0].size, sub[1].size, sub[2].size)
+
+
+cdef void gather_phase(const floating[:, :, ::1] x, floating[:, :, ::1] sub,
+                       Axis* axes, Py_ssize_t* phase) noexcept nogil:
+    """sub[depth, r, c] = x[depth, phase_h + d_h*r, phase_w + d_w*c]."""
+    cdef Py_ssize_t depth, r, c, row
+    cdef Py_ssize_t step_h = axes[1].dilation, step_w = axes[2].dilation
+    cdef Py_ssize_t first_w = phase[2]
+    for depth in range(sub.shape[0]):
+        for r in range(sub.shape[1]):
+            row = phase[1] + step_h * r
+            for c in range(sub.shape[2]):
+                sub[depth, r, c] = x[depth, row, first_w + step_w * c]
+
+
 def max_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                 index_t[:, :, :, ::1] argmax, tuple kernel, tuple stride, tuple padding,
                 tuple dilation, floating[:, :, ::1] best, index_t[:, :, ::1] best_index,
-                int num_threads):
+                floating[:, :, :, ::1] phased, int num_threads):
     """out and argmax (planes, OD, OH, OW) from x (planes, D, H, W), one pass over each window.
 
     kernel, stride, padding, dilation: (depth, height, width) triples.
     argmax: flat index into the D*H*W plane of each output's source element.
     best, best_index: (num_threads, OH, OW) scratch, for unrolled (H, W) windows over several
     input depths.
+    phased: (num_threads, *phase_shape(...)) scratch when phase_shape gives one, else unused.
     """
     cdef Axis axes[3]
+    cdef Axis sub[3]
+    cdef Py_ssize_t phase[3]
     fill_axes(axes, x.shape[1], x.shape[2], x.shape[3], kernel, stride, padding, dilation)
-    cdef Py_ssize_t plane, od, planes = x.shape[0], out_depth = out.shape[1]
-    cdef Py_ssize_t depth_step = axes[0].stride
-    cdef index_t slice_size = <index_t>(x.shape[2] * x.shape[3])
-    cdef bint fixed = is_fixed(axes), one_depth = axes[0].kernel == 1
+    cdef Py_ssize_t plane, planes = x.shape[0]
+    cdef bint fixed = is_fixed(axes)
+    cdef bint by_phase = phase_axes(axes, sub, phase)
+    cdef Pitch direct, phased_pitch
+    direct.start, direct.depth, direct.row, direct.col = 0, axes[1].size * axes[2].size, axes[2].size, 1
+    phased_pitch = direct
+    phased_pitch.start = phase[1] * axes[2].size + phase[2]
+    phased_pitch.row = axes[1].dilation * axes[2].size
+    phased_pitch.col = axes[2].dilation
     cdef int tid = 0
+    if by_phase and (phased.shape[0] < num_threads or phased.shape[1] != sub[0].size
+                     or phased.shape[2] != sub[1].size or phased.shape[3] != sub[2].size):
+        raise ValueError(f"max_forward: phased scratch has shape ({phased.shape[0]}, "
+                         f"{phased.shape[1]}, {phased.shape[2]}, {phased.shape[3]}), needs "
+                         f"({num_threads}, {sub[0].size}, {sub[1].size}, {sub[2].size})")
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
         for plane in prange(planes, schedule="static"):
-            if fixed and one_depth:
-                # a window reads one input depth (no depth padding, as kernel depth is 1)
-                for od in range(out_depth):
-                    max_plane_fixed(x[plane, od * depth_step], out[plane, od], argmax[plane, od],
-                                    axes[1].kernel, axes[2].kernel, axes[1].stride, axes[2].stride,
-                                    axes[1].pad, axes[2].pad, <index_t>(od * depth_step) * slice_size)
+            if by_phase:
+                gather_phase(x[plane], phased[tid], axes, phase)
+                max_plane_fixed_any_depth(phased[tid], out[plane], argmax[plane], sub,
+                                          phased_pitch, best[tid], best_index[tid])
             elif fixed:
-                max_plane_fixed_depths(x, out, argmax, plane, axes, best[tid], best_index[tid])
+                max_plane_fixed_any_depth(x[plane], out[plane], argmax[plane], axes, direct,
+                                          best[tid], best_index[tid])
             else:
                 max_plane_rows(x[plane], out[plane], argmax[plane], axes[0], axes[1], axes[2])
 
