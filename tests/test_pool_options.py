@@ -265,6 +265,24 @@ def test_dilated_max_on_one_phase_matches_reference(ndim, case, dtype):
         np.testing.assert_array_equal(arranged, before)
 
 
+def test_max_kernel_rejects_phase_scratch_of_the_wrong_shape():
+    kernels = fastconv._compiled.pool
+    x = _random((6, 1, 9, 9), np.float32)
+    out, argmax = np.empty((6, 1, 4, 4), np.float32), np.empty((6, 1, 4, 4), np.int64)
+    window = ((1, 3, 3), (1, 2, 2), (0, 1, 1), (1, 2, 2))
+    assert kernels.phase_shape((1, 9, 9), *window) == (1, 4, 4)  # rows and columns 1, 3, 5, 7
+    scratch = np.empty((1, 1, 1), np.float32), np.empty((1, 1, 1), np.int64)
+    for phased in (np.empty((1, 1, 1, 1), np.float32), np.empty((1, 1, 5, 5), np.float32),
+                   np.empty((2, 1, 5, 4), np.float32)):
+        with pytest.raises(ValueError, match="phased scratch"):
+            kernels.max_forward(x, out, argmax, *window, *scratch, phased, 2)
+    kernels.max_forward(x, out, argmax, *window, *scratch, np.empty((2, 1, 4, 4), np.float32), 2)
+    expected, indices, _ = reference.max_pool2d_forward(x.reshape(6, 1, 9, 9), 3, 2, 1,
+                                                        dilation=2, return_indices=True)
+    np.testing.assert_array_equal(out.reshape(expected.shape), expected)
+    np.testing.assert_array_equal(argmax.reshape(indices.shape), indices)
+
+
 def test_phase_only_where_stride_is_a_multiple_of_dilation():
     assert not _takes_phase(2, ((1, 1, 9, 9), 3, 1, 1, 2, False))     # stride 1: every phase read
     assert not _takes_phase(2, ((1, 1, 9, 9), 3, 3, 1, 2, False))     # 3 % 2
