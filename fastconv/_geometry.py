@@ -268,6 +268,21 @@ def _check_padding_mode(mode, size, pad_before, pad_after):
             raise ValueError(f"padding_mode 'replicate' needs a non-empty input, axis {axis} is empty")
 
 
+# conv_geometry's results by their arguments, where every window argument is a plain int,
+# str or tuple of ints (so that equal keys mean equal arguments: True == 1 and 2.0 == 2 hash
+# alike, but they are errors, and never cached; the shapes are taken by int() either way, so
+# equal shapes give the same geometry). A layer calls with the same arguments every time;
+# validating them anew took 12 us of a 70 us call on a small convolution (docs/performance.md,
+# "Per-call overhead"). The geometry is an immutable tuple, so one object serves every call.
+_GEOMETRIES = {}
+_GEOMETRY_CACHE_SIZE = 1024  # distinct problems kept; the cache starts over when full
+
+
+def _plain(value):
+    kind = type(value)
+    return kind is int or kind is str or (kind is tuple and all(type(v) is int for v in value))
+
+
 def conv_geometry(x_shape, w_shape, stride=1, padding=0, *, dilation=1, groups=1,
                   padding_mode="zeros", kernel_name="kernel (w.shape[2:])", input_name="x"):
     """Validate and normalise a convolution's window arguments against x's and w's shapes.
@@ -275,6 +290,28 @@ def conv_geometry(x_shape, w_shape, stride=1, padding=0, *, dilation=1, groups=1
     x_shape (N, C, *size), w_shape (F, C // groups, *kernel), 1 to 3 spatial axes. Raises
     ValueError / TypeError naming the argument and the shapes.
     """
+    key = None
+    if (type(x_shape) is tuple and type(w_shape) is tuple and _plain(stride) and _plain(padding)
+            and _plain(dilation) and type(groups) is int and type(padding_mode) is str):
+        key = (x_shape, w_shape, stride, padding, dilation, groups, padding_mode, kernel_name,
+               input_name)
+        try:
+            known = _GEOMETRIES.get(key)
+        except TypeError:  # an unhashable dimension: validated below, never cached
+            known = key = None
+        if known is not None:
+            return known
+    geometry = _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode,
+                              kernel_name, input_name)
+    if key is not None:
+        if len(_GEOMETRIES) >= _GEOMETRY_CACHE_SIZE:
+            _GEOMETRIES.clear()
+        _GEOMETRIES[key] = geometry
+    return geometry
+
+
+def _conv_geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode,
+                   kernel_name, input_name):
     ndim = len(x_shape) - 2
     batch, channels = int(x_shape[0]), int(x_shape[1])
     size = tuple(int(s) for s in x_shape[2:])

@@ -4,6 +4,8 @@ A transposed convolution is the adjoint of a convolution (_geometry.transposed_g
 forward runs that convolution's input gradient and its backward that convolution's forward
 and weight gradient, by whichever algorithms the planner chooses for those passes.
 """
+import math
+
 import numpy as np
 
 from . import _backend, _epilogue, algorithms, planner
@@ -24,7 +26,7 @@ available_algorithms = planner.available_algorithms
 def _check_blas_limits(geometry):
     sizes = {
         "C/groups*prod(kernel)": geometry.patch,
-        "prod(input size)": int(np.prod(geometry.size)),
+        "prod(input size)": math.prod(geometry.size),
         "prod(output size)": geometry.out_pixels,
         "F": geometry.filters,
     }

@@ -777,3 +777,49 @@ def test_im2col_bias_folded_or_set_per_band_matches_the_reference(x_shape, w_sha
     assert_close(out, expected)
     without, _ = fastconv.conv2d_forward(x, w, None, 1, 1, algorithm="im2col")
     assert_close(out - without, np.broadcast_to(b.reshape(1, -1, 1, 1), out.shape))
+
+
+# ---- per-call plans kept between calls -----------------------------------------------------
+
+def test_remembered_geometry_still_rejects_what_equals_a_valid_argument():
+    """conv_geometry keeps its results for plain arguments; True == 1 and 2.0 == 2 hash as the
+    ints they equal, so after the valid call they must still be rejected, not looked up."""
+    x, w, b = _inputs((1, 2, 6, 6), (3, 2, 3, 3), np.float32)
+    fastconv.conv2d_forward(x, w, b, 1, 1, dilation=2)
+    fastconv.conv2d_forward(x, w, b, 2, 1)
+    for bad in (dict(stride=True), dict(stride=2.0), dict(stride=(1, True)),
+                dict(dilation=2.0), dict(padding=1.0)):
+        arguments = dict(stride=1, padding=1) | bad
+        with pytest.raises(TypeError):
+            fastconv.conv2d_forward(x, w, b, **arguments)
+    with pytest.raises(TypeError):
+        fastconv.conv2d_forward(x, w, b, 1, 1, groups=True)
+    # numpy integers are fine, and give the geometry their ints give
+    out, cache = fastconv.conv2d_forward(x, w, b, np.int64(2), (np.int32(1), 1))
+    assert cache.window == fastconv.conv2d_forward(x, w, b, 2, 1)[1].window
+    assert out.shape == (1, 3, 3, 3)
+
+
+def test_remembered_im2col_plan_follows_threads_workspace_and_constants(monkeypatch):
+    """run_forward's plan is kept per problem; a change of thread count, workspace limit or
+    tuning constant must give the plan those settings give, not the remembered one."""
+    x, w, b = _inputs((1, 8, 12, 12), (8, 8, 3, 3), np.float32)
+    geometry = fastconv._validate.conv_inputs(x, w, b, 2, 1, 1)
+    expected = reference.conv2d_forward(x, w, b, 1, 1)[0]
+    with _settings(threads=2):
+        first = im2col_gemm._forward_recipe(geometry, 4, False, True)
+        assert first[0] == 1  # too small to pay for two threads
+        monkeypatch.setattr(fastconv._tuning, "MIN_PARALLEL_FLOPS", 0)
+        second = im2col_gemm._forward_recipe(geometry, 4, False, True)
+        assert second[0] == 2
+        out, _ = fastconv.conv2d_forward(x, w, b, 1, 1, algorithm="im2col")
+        assert_close(out, expected)
+    with _settings(threads=1):
+        assert im2col_gemm._forward_recipe(geometry, 4, False, True)[0] == 1
+    with _settings(threads=2, workspace=4096):
+        small = im2col_gemm._forward_recipe(geometry, 4, False, True)
+        assert small[1] < second[1]  # bands cut to the budget
+        out, _ = fastconv.conv2d_forward(x, w, b, 1, 1, algorithm="im2col")
+        assert_close(out, expected)
+    # what the kernels are passed again and again is not theirs to change
+    assert not first[6].flags.writeable and not first[7].flags.writeable

@@ -85,33 +85,69 @@ def plan(geometry, itemsize, threads=None):
     return threads, band_rows, filter_blocks
 
 
+# run_forward's plan for one problem, by (geometry, itemsize, direct, bias, threads,
+# workspace limit, the BLAS's small-matrix limit, tuning constants): everything in it follows
+# from those, and working it out again took 15 us of a 50 us call on a small convolution
+# (docs/performance.md, "Per-call overhead")
+_RECIPES = {}
+_RECIPE_CACHE_SIZE = 1024
+# the tuning constants plan(), stage_size() and _blas.gemm_pieces() read: part of the key,
+# so that a changed constant (a test's monkeypatch, a calibration) is never planned around
+_RECIPE_CONSTANTS = ("MIN_PARALLEL_FLOPS", "BAND_BYTES", "BAND_MIN_COLUMNS",
+                     "BAND_TASKS_PER_THREAD", "BLOCK_MIN_FILTERS", "STAGE_MIN_OVERLAP",
+                     "GEMM_PIECE_ROWS", "GEMM_PIECE_INNER", "MIN_GEMM_COLUMNS")
+
+
+def _forward_recipe(geometry, itemsize, direct, has_bias):
+    """(threads, band_rows, filter_blocks, workspace rows, stage size, bias in the GEMM,
+    GEMM pieces, the kernels' window, the 5-D input shape) of run_forward."""
+    key = (geometry, itemsize, direct, has_bias, get_num_threads(), get_workspace_limit(),
+           _blas.small_gemm_limit()) + tuple(getattr(_tuning, name) for name in _RECIPE_CONSTANTS)
+    recipe = _RECIPES.get(key)
+    if recipe is not None:
+        return recipe
+    threads, band_rows, filter_blocks = plan(geometry, itemsize)
+    rows = geometry.channels * math.prod(geometry.kernel)  # every group's rows
+    # the bias as one more column of the weights, against a row of ones under the im2col
+    # buffer: the GEMM adds it, with no pass over the output to set it first. That copies
+    # the weights (F x patch) on every call, which pays only where they are no larger than
+    # the output (F x N*OH*OW): at batch 1 on ResNet-18's 512-channel 7x7 layer (patch
+    # 4608, 49 outputs) the copy made the call 1.24 ms against 0.86 ms with the bias set in
+    # each band instead (docs/performance.md, "Bias in the GEMM").
+    bias_in_gemm = (not direct and has_bias and geometry.groups == 1
+                    and geometry.patch + 1 <= geometry.batch * geometry.out_pixels)
+    if direct:
+        rows = 0
+    elif bias_in_gemm:
+        rows += 1
+    stage = 0 if direct else stage_size(geometry, band_rows)
+    pieces = _blas.gemm_pieces(geometry.filters_per_group, geometry.patch + bias_in_gemm)
+    window = geometry.kernel_window()
+    for shared in (pieces, window):  # every call with this recipe passes these same arrays
+        shared.flags.writeable = False
+    recipe = (threads, band_rows, filter_blocks, rows, stage, bias_in_gemm, pieces, window,
+              geometry.input_shape[:2] + geometry.as_3d().size)
+    if len(_RECIPES) >= _RECIPE_CACHE_SIZE:
+        _RECIPES.clear()
+    _RECIPES[key] = recipe
+    return recipe
+
+
 def run_forward(x, w, b, geometry, direct, epilogue=None):
     """out (N, F, *out) by the _conv kernel: im2col bands, or with `direct` one GEMM per band
     straight on x; then the _epilogue.Epilogue, if any, on each block after its GEMM."""
-    filters, groups = geometry.filters, geometry.groups
+    filters = geometry.filters
     out = np.empty(geometry.output_shape, dtype=x.dtype)
-    threads, band_rows, filter_blocks = plan(geometry, x.itemsize)
-    patch = geometry.channels * math.prod(geometry.kernel)  # every group's rows
+    (threads, band_rows, filter_blocks, rows, stage, bias_in_gemm, pieces, window,
+     shape_5d) = _forward_recipe(geometry, x.itemsize, direct, b is not None)
     weight = w.reshape(filters, geometry.patch)
-    rows = patch
-    if direct:
-        rows = 0
-    elif (b is not None and groups == 1
-          and geometry.patch + 1 <= geometry.batch * geometry.out_pixels):
-        # the bias as one more column of the weights, against a row of ones under the
-        # im2col buffer: the GEMM adds it, with no pass over the output to set it first.
-        # That copies the weights (F x patch) on every call, which pays only where they are
-        # no larger than the output (F x N*OH*OW): at batch 1 on ResNet-18's 512-channel
-        # 7x7 layer (patch 4608, 49 outputs) the copy made the call 1.24 ms against 0.86 ms
-        # with the bias set in each band instead (docs/performance.md, "Bias in the GEMM").
+    if bias_in_gemm:
         weight = np.concatenate((weight, b.reshape(filters, 1)), axis=1)
-        rows, b = patch + 1, None
-    stage = 0 if direct else stage_size(geometry, band_rows)
+        b = None
     with scratch(x.dtype, (threads, rows, band_rows * geometry.out[-1]),
                  (threads, stage)) as (workspace, stage_buffer):
-        pieces = _blas.gemm_pieces(geometry.filters_per_group, weight.shape[1])
-        _blas.run_kernel(_compiled.conv.forward, threads, _as_5d(x, geometry), weight,
-                         geometry.kernel_window(), groups, b,
+        _blas.run_kernel(_compiled.conv.forward, threads, x.reshape(shape_5d), weight,
+                         window, geometry.groups, b,
                          out.reshape(out.shape[0], filters, -1), workspace, stage_buffer,
                          band_rows, filter_blocks, direct, pieces,
                          *(epilogue or _epilogue.NONE).kernel_args(), all_small=pieces[2] > 0)
