@@ -57,6 +57,11 @@ TRANSPOSED_DW_BYTES = 512 * 2**10
 # 1, 2, 4 and 8 MiB, 4 ran res-s2 fastest (float32 and float64) and vgg-3x3 as fast as any.
 WINOGRAD_BAND_BYTES = 4 * 2**20
 
+# Transformed Winograd weights kept between inference calls (algorithms/_winograd.py), with
+# the copies of the weights they were made from, at most this many bytes, least recently
+# used dropped first: ResNet-18's Winograd layers at batch 1 keep about 15 MiB.
+KEPT_WEIGHTS_BYTES = 64 * 2**20
+
 # ---- the planner's cost model (planner.Machine) ----------------------------------------
 # GEMM rates on one thread, the layouts the kernels use: "nn" (forward, Winograd), "tn"
 # (dcols = W^T @ dout), "nt" (dW = dout @ cols^T); seconds per element of each kind of

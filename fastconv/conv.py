@@ -64,23 +64,26 @@ def _finite_or_direct(result, run_direct, planning):
     return value, algorithm
 
 
-def _run_forward(x, w, b, geometry, algorithm, planning, epilogue=None):
+def _run_forward(x, w, b, geometry, algorithm, planning, epilogue=None, inference=False):
     """(out, the algorithm that computed it) by `algorithm`, or for planning "measure" by
     the planner's fastest (timed on these arrays the first time this problem is seen); then
     the _epilogue.Epilogue, if any: inside the kernel where the algorithm runs one
-    (EPILOGUE), else as one pass over out."""
+    (EPILOGUE), else as one pass over out. `inference`: w is a layer's weights, called again
+    and again, so an algorithm that transforms them keeps the transform (KEEPS_WEIGHTS)."""
     if _empty(geometry):  # the output is the bias
         out = _with_bias(np.zeros(geometry.output_shape, x.dtype), b)
         return (out if epilogue is None else _epilogue.apply(out, epilogue)), algorithm
 
     def run(module):
+        keep = {"keep_weights": True} if inference and getattr(module, "KEEPS_WEIGHTS", False) else {}
         if epilogue is not None and getattr(module, "EPILOGUE", False):
-            return module.forward(x, w, b, geometry, epilogue)
-        out, finite = module.forward(x, w, b, geometry)
+            return module.forward(x, w, b, geometry, epilogue, **keep)
+        out, finite = module.forward(x, w, b, geometry, **keep)
         return (out if epilogue is None else _epilogue.apply(out, epilogue)), finite
 
     if planning == "measure":
-        chosen, outcome = planner.measure(geometry, x.dtype, "forward", run)
+        chosen, outcome = planner.measure(geometry, x.dtype,
+                                          "inference" if inference else "forward", run)
     else:
         chosen, outcome = algorithm, run(algorithm)
     return _finite_or_direct((outcome, chosen), lambda: run(algorithms.DIRECT)[0], planning)
@@ -137,13 +140,13 @@ def _arrays(x, w, b):
 # ---- convolutions ---------------------------------------------------------------------
 
 def _conv_forward(ndim, x, w, b, stride, padding, dilation, groups, padding_mode, backend,
-                  algorithm, epilogue=None):
+                  algorithm, epilogue=None, inference=False):
     geometry = conv_inputs(x, w, b, ndim, stride, padding, dilation, groups, padding_mode)
     if epilogue is not None:
         _epilogue.check(epilogue, geometry.filters)
     backend = _backend.resolve(backend)
     planning = algorithm if algorithm in planner.PLANNING else None
-    chosen = planner.choose(geometry, x.dtype, algorithm, "forward")
+    chosen = planner.choose(geometry, x.dtype, algorithm, "inference" if inference else "forward")
     if backend == "cython":  # before any copy or allocation
         _check_blas_limits(geometry)
     x, w, b = _arrays(x, w, b)
@@ -152,7 +155,7 @@ def _conv_forward(ndim, x, w, b, stride, padding, dilation, groups, padding_mode
         if epilogue is not None:
             out = reference.epilogue(out, epilogue)
     else:
-        out, chosen = _run_forward(x, w, b, geometry, chosen, planning, epilogue)
+        out, chosen = _run_forward(x, w, b, geometry, chosen, planning, epilogue, inference)
     return out, ConvCache(x, w, b is not None, geometry, backend, chosen.NAME, planning)
 
 
@@ -161,9 +164,12 @@ def conv_inference(ndim, x, w, b=None, stride=1, padding=0, *, dilation=1, group
     """The output alone (nothing kept for a backward) of conv{ndim}d_forward, followed by
     `epilogue` (an _epilogue.Epilogue: an evaluation-mode batch norm's map, then a ReLU),
     run inside the kernel where the chosen algorithm can (see fastconv/_epilogue.py).
-    Sequential.infer uses it to run Conv -> BatchNorm -> ReLU as one call."""
+    Sequential.infer uses it to run Conv -> BatchNorm -> ReLU as one call, and a conv
+    layer's infer for itself. w is taken as a layer's weights, used again on the next call:
+    the Winograd algorithms keep their transform of it while it is unchanged
+    (algorithms/_winograd.py, kept_transform)."""
     return _conv_forward(ndim, x, w, b, stride, padding, dilation, groups, padding_mode,
-                         backend, algorithm, epilogue)[0]
+                         backend, algorithm, epilogue, inference=True)[0]
 
 
 def _conv_backward(dout, cache, name, need_dx):

@@ -10,9 +10,11 @@
   winner becomes wisdom (FFTW's planner does this for FFTs).
 
 A problem is (pass, dtype, thread count, geometry). Passes: "forward", "backward" (dx and dW),
-"backward-data" (dx alone: a transposed convolution's forward) and "backward-weights" (dW
-alone). The forward's choice does not bind the backward: under "auto" and "measure" each pass
-is planned on its own.
+"backward-data" (dx alone: a transposed convolution's forward), "backward-weights" (dW
+alone) and "inference" (a forward through conv_inference, with a layer's weights: its cost
+leaves out the weight transforms the Winograd algorithms keep between such calls). The
+forward's choice does not bind the backward: under "auto" and "measure" each pass is
+planned on its own.
 
 The cost model: each algorithm module's cost(geometry, machine, pass_name) estimates seconds
 from the work its own plan does (GEMMs, transforms, copies) and how many threads that plan keeps
@@ -32,7 +34,7 @@ from . import _tuning, algorithms
 from ._geometry import PADDING_MODES, ConvGeometry
 from ._settings import get_num_threads
 
-PASSES = ("forward", "backward", "backward-data", "backward-weights")
+PASSES = ("forward", "backward", "backward-data", "backward-weights", "inference")
 PLANNING = ("auto", "measure")
 
 
@@ -42,10 +44,13 @@ class Machine:
     """What work costs here, in seconds: GEMMs by their sizes, elementwise work by kind, and
     how tasks spread over threads. `constants`: one dtype's entry of _tuning.COST_MODEL."""
 
-    def __init__(self, dtype, threads, constants=None):
+    def __init__(self, dtype, threads, constants=None, weights_kept=False):
         self.dtype = np.dtype(dtype)
         self.threads = threads
         self.constants = constants or _tuning.COST_MODEL[self.dtype.name]
+        # an inference pass: algorithms that keep their weight transform (KEEPS_WEIGHTS)
+        # do not pay for it on the call
+        self.weights_kept = weights_kept
 
     def gemm(self, m, n, k, calls=1, layout="nn"):
         """Seconds of `calls` products (m x k) @ (k x n) on one thread. The rate saturates
@@ -82,8 +87,11 @@ def machine(dtype, threads=None):
 
 
 def costs(geometry, dtype, pass_name="forward", threads=None):
-    """{name: estimated seconds} of every supported algorithm for this pass."""
+    """{name: estimated seconds} of every supported algorithm for this pass (an "inference"
+    is costed as a forward on a Machine with weights_kept)."""
     here = machine(dtype, threads)
+    if pass_name == "inference":
+        here.weights_kept, pass_name = True, "forward"
     return {module.NAME: module.cost(geometry, here, pass_name) + here.call(module.NAME)
             for module in algorithms.supporting(geometry)}
 

@@ -148,9 +148,10 @@ def test_which_layers_fuse():
     assert Sequential([conv, ReLU()], fuse=False).eval()._conv_epilogue(0)[0] == 2
     unfused = Sequential([conv, ReLU()], fuse=False).eval()
     calls = []
-    conv._infer_with = lambda *a: calls.append(a)
+    alone = conv._infer_with
+    conv._infer_with = lambda x, epilogue: (calls.append(epilogue), alone(x, epilogue))[1]
     unfused.infer(np.zeros((1, 3, 5, 5), np.float32))
-    assert calls == []  # fuse=False runs the layers one by one
+    assert calls == [None]  # fuse=False runs the layers one by one: the conv with no epilogue
 
 
 def test_training_mode_infer_equals_forward():
@@ -257,3 +258,98 @@ def test_conv_inference_rejects_a_bad_epilogue():
         conv_inference(2, x, w, epilogue=_epilogue.Epilogue(np.zeros(3), np.ones(4), np.zeros(3)))
     with pytest.raises(TypeError, match="epilogue"):
         conv_inference(2, x, w, epilogue=(None, None, None, True))
+
+
+# ---- Winograd weights kept between inference calls (algorithms/_winograd.py) ----------------
+
+WINOGRAD_LAYERS = [  # (algorithm, stride, x shape)
+    ("winograd-2x2", 1, (1, 6, 9, 7)),
+    ("winograd-4x4", 1, (2, 5, 11, 10)),
+    ("winograd-s2", 2, (1, 4, 13, 9)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("algorithm, stride, shape", WINOGRAD_LAYERS)
+def test_kept_winograd_weights_follow_every_change_of_the_weights(algorithm, stride, shape, dtype):
+    """infer keeps the transformed weights; each later infer gives what the weights as they
+    are then give (bit for bit what a fresh transform gives, and forward's result): after an
+    in-place change, a sign of zero, an optimiser-like update or load_state_dict, never the
+    transform of the old ones."""
+    from fastconv.algorithms import _winograd
+
+    def check(model, x):
+        got = _check_infer(model, x)                 # with what is kept, against forward
+        _winograd.forget_kept_weights()
+        np.testing.assert_array_equal(model.infer(x), got)   # against a fresh transform
+        return got
+
+    rng = np.random.default_rng(7)
+    _winograd.forget_kept_weights()
+    conv = Conv2d(shape[1], 7, 3, stride=stride, padding=1, algorithm=algorithm, dtype=dtype, rng=rng)
+    norm = _randomise_norm(BatchNorm2d(7, dtype=dtype), rng)
+    for model in (Sequential([conv, norm, ReLU()]).eval(), conv):
+        x = rng.standard_normal(shape).astype(dtype)
+        weight = conv.params["weight"]
+        first = check(model, x)
+        assert any(entry[0]() is weight for entry in _winograd._KEPT.values())
+        np.testing.assert_array_equal(model.infer(x), first)            # served from the entry
+        weight[2, 1, 0, 2] += 0.5                                        # in place
+        check(model, x)
+        weight[0, 0, 1, 1] = 0.0
+        model.infer(x)
+        weight[0, 0, 1, 1] = -0.0                                        # equal, not the same bits
+        check(model, x)
+        weight -= 0.01 * rng.standard_normal(weight.shape).astype(dtype)   # an SGD step
+        check(model, x)
+        conv.load_state_dict({"weight": rng.standard_normal(weight.shape).astype(dtype)},
+                             strict=False)                               # copied into weight
+        assert conv.params["weight"] is weight
+        check(model, x)
+
+
+def test_kept_winograd_weights_are_bounded_and_go_with_their_weights(monkeypatch):
+    import gc
+
+    from fastconv.algorithms import _winograd
+
+    _winograd.forget_kept_weights()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 8, 10, 10)).astype(np.float32)
+    convs = [Conv2d(8, 8, 3, padding=1, algorithm="winograd-4x4", rng=rng) for _ in range(4)]
+    one = 8 * 8 * 9 * 4 + 36 * 8 * 8 * 4  # a copy of the weights and their transform
+    monkeypatch.setattr(fastconv._tuning, "KEPT_WEIGHTS_BYTES", 2 * one)
+    outputs = [conv.infer(x) for conv in convs]
+    assert len(_winograd._KEPT) == 2 and _winograd._kept_bytes() <= 2 * one  # the last two
+    kept = {id(entry[0]()) for entry in _winograd._KEPT.values()}
+    assert kept == {id(convs[2].params["weight"]), id(convs[3].params["weight"])}
+    for conv, out in zip(convs, outputs):                    # evicted ones are transformed again
+        np.testing.assert_array_equal(conv.infer(x), out)
+        np.testing.assert_array_equal(out, conv.forward(x))
+    monkeypatch.setattr(fastconv._tuning, "KEPT_WEIGHTS_BYTES", one - 1)  # too big to keep
+    _winograd.forget_kept_weights()
+    np.testing.assert_array_equal(convs[0].infer(x), outputs[0])
+    assert not _winograd._KEPT
+    monkeypatch.setattr(fastconv._tuning, "KEPT_WEIGHTS_BYTES", 64 * 2**20)
+    convs[1].infer(x)
+    assert len(_winograd._KEPT) == 1
+    del convs, outputs
+    gc.collect()
+    assert not _winograd._KEPT                               # the weights' end drops the entry
+
+
+def test_kept_winograd_weights_from_threads():
+    """Layers inferring at once from Python threads (as under Dask) each get their own
+    weights' result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 6, 12, 12)).astype(np.float32)
+    convs = [Conv2d(6, 6, 3, padding=1, algorithm=a, rng=rng)
+             for a in ("winograd-2x2", "winograd-4x4") * 3]
+    expected = [conv.forward(x) for conv in convs]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            results = list(pool.map(lambda conv: conv.infer(x), convs))
+            for got, want in zip(results, expected):
+                np.testing.assert_array_equal(got, want)

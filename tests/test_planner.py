@@ -63,6 +63,29 @@ def test_cost_grows_with_the_batch_and_the_weight_transform_does_not():
     assert per_image_one > 1.2 * per_image_many
 
 
+def test_inference_pass_costs_winograd_without_its_weight_transform():
+    """An inference (conv_inference, a layer's weights) is costed as a forward whose Winograd
+    weight transforms are kept between calls: cheaper by the transform, the rest the same."""
+    for x_shape, w_shape, stride in (((1, 512, 7, 7), (512, 512, 3, 3), 1),
+                                     ((1, 256, 14, 14), (512, 256, 3, 3), 2)):
+        geometry = conv_geometry(x_shape, w_shape, stride, 1)
+        forward = planner.costs(geometry, np.float32, "forward")
+        inference = planner.costs(geometry, np.float32, "inference")
+        assert set(forward) == set(inference)
+        for name in forward:
+            if getattr(algorithms.REGISTRY[name], "KEEPS_WEIGHTS", False):
+                assert inference[name] < 0.9 * forward[name], name  # 512 or 256 x 512 kernels
+            else:
+                assert inference[name] == forward[name], name
+
+
+def test_measured_inference_is_wisdom_of_its_own_pass():
+    x, w, b, stride, padding = _problem(dtype=np.float32)
+    out = fastconv.conv.conv_inference(2, x, w, b, stride, padding, algorithm="measure")
+    assert_close(out, fastconv.reference.conv2d_forward(x, w, b, stride, padding)[0], 2e-4)
+    assert [key[0] for key in planner._wisdom] == ["inference"]
+
+
 def test_auto_never_times_anything(monkeypatch):
     calls = []
     monkeypatch.setattr(planner.time, "perf_counter", lambda: calls.append(1) or 0.0)

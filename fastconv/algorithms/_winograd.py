@@ -9,6 +9,8 @@ transforms has a nonzero entry), so the forward sums the outputs as it writes th
 whether they came out finite; "auto" computes a result that is not again by the direct method
 (docs/algorithms.md, "Winograd and infinities").
 """
+import threading
+import weakref
 from contextlib import contextmanager
 
 import numpy as np
@@ -87,11 +89,13 @@ def weight_gradient_cost(machine, batch, channels, filters, out_height, out_widt
 
 
 def stride_one_cost(geometry, machine, pass_name, transforms):
-    """Seconds of a 3x3 stride-1 Winograd algorithm for this pass: the forward, and for the
-    backward the weight gradient and/or dx as the forward of dout with the flipped kernels."""
+    """Seconds of a 3x3 stride-1 Winograd algorithm for this pass: the forward (without the
+    weight transform on a machine with weights_kept: an inference), and for the backward the
+    weight gradient and/or dx as the forward of dout with the flipped kernels."""
     batch, channels, filters = geometry.batch, geometry.channels, geometry.filters
     if pass_name == "forward":
-        return forward_cost(machine, batch, channels, filters, *geometry.out, transforms)
+        return forward_cost(machine, batch, channels, filters, *geometry.out, transforms,
+                            weights=not machine.weights_kept)
     seconds = 0.0
     if pass_name in ("backward", "backward-weights"):
         seconds += weight_gradient_cost(machine, batch, channels, filters, *geometry.out, transforms)
@@ -119,10 +123,68 @@ def _work(threads, band_rows, tiles_w, first, second, dtype, second_by_tile=Fals
                kept)
 
 
-def forward(x, w, b, out, padding, transforms, epilogue=None):
+# ---- transformed weights kept between inference calls ------------------------------------
+# conv_inference (Sequential.infer, a conv layer's infer) passes a layer's same weights call
+# after call, and their transform runs on one thread before the bands: 1.2 ms for 256
+# channels and filters by F(4x4), 7.2 ms for 512 (docs/performance.md, "Transformed weights
+# kept for inference").
+# An entry lives as long as its weight array (a weak reference) and keeps a copy of the
+# weights it was made from: it serves only while the weights are bit for bit that copy (one
+# comparison, a twentieth of the transform's time), so weights changed in place (an
+# optimiser step, load_state) are transformed again, never served stale.
+_KEPT = {}  # (id(w), transforms) -> (weak reference to w, copy of w, transformed), oldest first
+_kept_lock = threading.Lock()
+_BITS = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
+
+
+def _same_bits(a, b):
+    bits = _BITS[a.dtype]
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a.view(bits), b.view(bits))
+
+
+def _kept_bytes():
+    return sum(source.nbytes + transformed.nbytes for _, source, transformed in list(_KEPT.values()))
+
+
+def kept_transform(w, transforms):
+    """The transformed weights (E, F, C) of w (F, C, 3, 3), C-contiguous, by the transform
+    set `transforms`, from the kept entry while w is unchanged; a read-only array."""
+    key = (id(w), transforms)
+    entry = _KEPT.get(key)
+    if entry is not None and entry[0]() is w and _same_bits(entry[1], w):
+        with _kept_lock:  # most recently used last
+            if _KEPT.get(key) is entry:
+                _KEPT[key] = _KEPT.pop(key)
+        return entry[2]
+    name, elements, _ = SETS[transforms]
+    transformed = np.empty((elements, w.shape[0], w.shape[1]), w.dtype)
+    _compiled.winograd.transform_weights(w, getattr(_compiled.winograd.Variant, name), transformed)
+    source = w.copy()
+    for kept in (source, transformed):
+        kept.flags.writeable = False
+    if source.nbytes + transformed.nbytes > _tuning.KEPT_WEIGHTS_BYTES:
+        return transformed
+    # the weights' end drops their entry (a plain dict pop: safe wherever the collector runs)
+    reference = weakref.ref(w, lambda _, key=key: _KEPT.pop(key, None))
+    with _kept_lock:
+        _KEPT.pop(key, None)
+        _KEPT[key] = (reference, source, transformed)
+        while _kept_bytes() > _tuning.KEPT_WEIGHTS_BYTES:
+            _KEPT.pop(next(iter(_KEPT)))
+    return transformed
+
+
+def forget_kept_weights():
+    """Drop every kept transform (for the tests)."""
+    with _kept_lock:
+        _KEPT.clear()
+
+
+def forward(x, w, b, out, padding, transforms, epilogue=None, keep_weights=False):
     """out = 3x3 conv of x with w (+ b) by the transform set `transforms` (a key of SETS:
     F(2x2, 3x3) or F(4x4, 3x3) at stride 1, "stride-2" at stride 2), then the
-    _epilogue.Epilogue if any, band by band; out is overwritten.
+    _epilogue.Epilogue if any, band by band; out is overwritten. keep_weights: take the
+    transformed weights from kept_transform (inference, where w is a layer's weights).
     Returns whether every output of the convolution is finite (see the module docstring)."""
     channels, filters = x.shape[1], w.shape[0]
     name, elements, tile = SETS[transforms]
@@ -130,10 +192,13 @@ def forward(x, w, b, out, padding, transforms, epilogue=None):
     threads, band_rows, tiles_w = plan(x.shape[0], channels, filters, *out.shape[2:],
                                        x.itemsize, elements, tile)
     totals = np.zeros(threads, dtype=x.dtype)
-    with _work(threads, band_rows, tiles_w, channels, filters, x.dtype,
-               elements=elements, held=(elements, filters, channels)) as (
+    with _work(threads, band_rows, tiles_w, channels, filters, x.dtype, elements=elements,
+               held=(0,) if keep_weights else (elements, filters, channels)) as (
                    inputs, products, transformed):
-        _compiled.winograd.transform_weights(w, variant, transformed)
+        if keep_weights:
+            transformed = kept_transform(w, transforms)
+        else:
+            _compiled.winograd.transform_weights(w, variant, transformed)
         pieces = _blas.gemm_pieces(filters, channels)
         _blas.run_kernel(_compiled.winograd.forward, threads, x, transformed, b, out, inputs, products,
                    *padding, variant, band_rows, pieces, totals,

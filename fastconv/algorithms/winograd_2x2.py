@@ -9,6 +9,7 @@ from . import _winograd
 NAME = "winograd-2x2"
 HANDLES = "3x3 kernels, stride 1, padding <= 2"
 EPILOGUE = True
+KEEPS_WEIGHTS = True  # forward(keep_weights=True): _winograd.kept_transform
 TRANSFORMS_INFINITIES = True  # may turn an infinity into NaN (module _winograd)
 
 
@@ -27,9 +28,9 @@ def cost(geometry, machine, pass_name):
     return _winograd.stride_one_cost(geometry, machine, pass_name, "2x2")
 
 
-def forward(x, w, b, geometry, epilogue=None):
+def forward(x, w, b, geometry, epilogue=None, keep_weights=False):
     out = np.empty(geometry.output_shape, dtype=x.dtype)
-    return out, _winograd.forward(x, w, b, out, geometry.padding, "2x2", epilogue)
+    return out, _winograd.forward(x, w, b, out, geometry.padding, "2x2", epilogue, keep_weights)
 
 
 def backward(dout, x, w, has_bias, geometry, need_dx=True, need_dw=True):

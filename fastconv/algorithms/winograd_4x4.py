@@ -10,6 +10,7 @@ from . import _winograd, winograd_2x2
 NAME = "winograd-4x4"
 HANDLES = "3x3 kernels, stride 1, padding <= 2"
 EPILOGUE = True
+KEEPS_WEIGHTS = True  # forward(keep_weights=True): _winograd.kept_transform
 TRANSFORMS_INFINITIES = True
 
 supports = winograd_2x2.supports
@@ -19,9 +20,9 @@ def cost(geometry, machine, pass_name):
     return _winograd.stride_one_cost(geometry, machine, pass_name, "4x4")
 
 
-def forward(x, w, b, geometry, epilogue=None):
+def forward(x, w, b, geometry, epilogue=None, keep_weights=False):
     out = np.empty(geometry.output_shape, dtype=x.dtype)
-    return out, _winograd.forward(x, w, b, out, geometry.padding, "4x4", epilogue)
+    return out, _winograd.forward(x, w, b, out, geometry.padding, "4x4", epilogue, keep_weights)
 
 
 def backward(dout, x, w, has_bias, geometry, need_dx=True, need_dw=True):

@@ -103,6 +103,14 @@ class _ConvNd(Layer):
                                    **options)
         return out
 
+    def infer(self, x):
+        """forward(x) for inference (Layer.infer): one call that keeps nothing for a
+        backward, in which the Winograd algorithms keep their transform of the weights for
+        the next call while the weights are unchanged (conv.conv_inference)."""
+        if self.transposed:
+            return super().infer(x)
+        return self._infer_with(x, None)
+
     def _infer_with(self, x, epilogue):
         """The output of forward(x) then `epilogue` (an _epilogue.Epilogue), in one call,
         keeping nothing (Sequential.infer; not for transposed convolutions)."""
