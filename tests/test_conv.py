@@ -806,14 +806,21 @@ def test_remembered_im2col_plan_follows_threads_workspace_and_constants(monkeypa
     x, w, b = _inputs((1, 8, 12, 12), (8, 8, 3, 3), np.float32)
     geometry = fastconv._validate.conv_inputs(x, w, b, 2, 1, 1)
     expected = reference.conv2d_forward(x, w, b, 1, 1)[0]
+    dout = np.random.default_rng(5).standard_normal(expected.shape).astype(np.float32)
+    gradients = reference.conv2d_backward(dout, reference.conv2d_forward(x, w, b, 1, 1)[1])
     with _settings(threads=2):
         first = im2col_gemm._forward_recipe(geometry, 4, False, True)
         assert first[0] == 1  # too small to pay for two threads
+        assert im2col_gemm._backward_recipe(geometry, 4, False, True, True)[0] == 1
         monkeypatch.setattr(fastconv._tuning, "MIN_PARALLEL_FLOPS", 0)
         second = im2col_gemm._forward_recipe(geometry, 4, False, True)
         assert second[0] == 2
-        out, _ = fastconv.conv2d_forward(x, w, b, 1, 1, algorithm="im2col")
+        backward = im2col_gemm._backward_recipe(geometry, 4, False, True, True)
+        assert backward[0] == 2 and backward[2]  # one image: bands in parallel
+        out, cache = fastconv.conv2d_forward(x, w, b, 1, 1, algorithm="im2col")
         assert_close(out, expected)
+        for got, want in zip(fastconv.conv2d_backward(dout, cache), gradients):
+            assert_close(got, want)
     with _settings(threads=1):
         assert im2col_gemm._forward_recipe(geometry, 4, False, True)[0] == 1
     with _settings(threads=2, workspace=4096):

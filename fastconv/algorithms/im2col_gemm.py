@@ -91,11 +91,13 @@ def plan(geometry, itemsize, threads=None):
 # (docs/performance.md, "Per-call overhead")
 _RECIPES = {}
 _RECIPE_CACHE_SIZE = 1024
-# the tuning constants plan(), stage_size() and _blas.gemm_pieces() read: part of the key,
-# so that a changed constant (a test's monkeypatch, a calibration) is never planned around
+# the tuning constants plan(), stage_size(), transposed_weight_gradient() and
+# _blas.gemm_pieces() read: part of the key, so that a changed constant (a test's
+# monkeypatch, a calibration) is never planned around
 _RECIPE_CONSTANTS = ("MIN_PARALLEL_FLOPS", "BAND_BYTES", "BAND_MIN_COLUMNS",
                      "BAND_TASKS_PER_THREAD", "BLOCK_MIN_FILTERS", "STAGE_MIN_OVERLAP",
-                     "GEMM_PIECE_ROWS", "GEMM_PIECE_INNER", "MIN_GEMM_COLUMNS")
+                     "GEMM_PIECE_ROWS", "GEMM_PIECE_INNER", "MIN_GEMM_COLUMNS",
+                     "SMALL_TN_RESULT", "TRANSPOSED_DW_BYTES")
 
 
 def _forward_recipe(geometry, itemsize, direct, has_bias):
@@ -164,6 +166,36 @@ def transposed_weight_gradient(patch, filters, itemsize):
             and patch * filters * itemsize <= _tuning.TRANSPOSED_DW_BYTES)
 
 
+def _backward_recipe(geometry, itemsize, direct, need_dx, need_dw):
+    """(threads, band_rows, by_bands, band_columns, transposed dW, both GEMM pieces, the
+    kernels' window, the 5-D shape of x and dx) of run_backward, kept per problem as
+    _forward_recipe's are."""
+    key = ("backward", geometry, itemsize, direct, need_dx, need_dw, get_num_threads(),
+           get_workspace_limit(), _blas.small_gemm_limit()) + tuple(
+               getattr(_tuning, name) for name in _RECIPE_CONSTANTS)
+    recipe = _RECIPES.get(key)
+    if recipe is not None:
+        return recipe
+    threads, band_rows, _ = plan(geometry, itemsize)
+    # fewer images than threads: bands in parallel, each thread adding into its own dx
+    by_bands = threads > 1 and geometry.batch < threads
+    # the direct path takes a whole image per task unless it runs by bands
+    band_columns = geometry.out_pixels if direct and not by_bands else band_rows * geometry.out[-1]
+    transposed = need_dw and geometry.groups == 1 and transposed_weight_gradient(
+        geometry.patch, geometry.filters, itemsize)
+    pieces = (_blas.gemm_pieces(geometry.patch, geometry.filters_per_group),
+              _blas.gemm_pieces(geometry.patch, band_columns))
+    window = geometry.kernel_window()
+    for shared in pieces + (window,):
+        shared.flags.writeable = False
+    recipe = (threads, band_rows, by_bands, band_columns, transposed, pieces, window,
+              geometry.input_shape[:2] + geometry.as_3d().size)
+    if len(_RECIPES) >= _RECIPE_CACHE_SIZE:
+        _RECIPES.clear()
+    _RECIPES[key] = recipe
+    return recipe
+
+
 def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=True):
     """(dx, dw, db) by the _conv kernel (see run_forward); dx None unless need_dx, dw and db
     None unless need_dw (x may then be None)."""
@@ -171,16 +203,11 @@ def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=T
     patch = geometry.patch
     dtype = dout.dtype
     dx = np.empty(geometry.input_shape, dtype) if need_dx else None
-    threads, band_rows, _ = plan(geometry, dtype.itemsize)
-    # fewer images than threads: bands in parallel, each thread adding into its own dx
-    by_bands = threads > 1 and geometry.batch < threads
-    # the direct path takes a whole image per task unless it runs by bands
-    band_columns = geometry.out_pixels if direct and not by_bands else band_rows * geometry.out[-1]
-    transposed = need_dw and groups == 1 and transposed_weight_gradient(patch, filters,
-                                                                        dtype.itemsize)
+    (threads, band_rows, by_bands, band_columns, transposed, pieces, window,
+     shape_5d) = _backward_recipe(geometry, dtype.itemsize, direct, need_dx, need_dw)
     dweight_shape = (threads,) + ((patch, filters) if transposed else (filters, patch))
     has_db = has_bias and need_dw
-    partials = (threads,) + _as_5d(dx, geometry).shape if need_dx and by_bands and not direct else (0,)
+    partials = (threads,) + shape_5d if need_dx and by_bands and not direct else (0,)
     # per-thread sums in scratch memory, zeroed by their threads in the kernel
     with scratch(dtype, (threads, 0 if direct else geometry.channels * math.prod(geometry.kernel),
                          band_columns),
@@ -188,14 +215,11 @@ def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=T
                  dweight_shape if need_dw else (0,), (threads, filters) if has_db else (0,)) as (
                      workspace, dout_band, dx_partials, dweight, dbias):
         _blas.run_kernel(_compiled.conv.backward, threads, dout.reshape(dout.shape[0], filters, -1),
-                         None if x is None or not need_dw else _as_5d(x, geometry),
-                         w.reshape(filters, patch), None if dx is None else _as_5d(dx, geometry),
+                         None if x is None or not need_dw else x.reshape(shape_5d),
+                         w.reshape(filters, patch), None if dx is None else dx.reshape(shape_5d),
                          dx_partials if len(partials) > 1 else None,
                          dweight if need_dw else None, dbias if has_db else None, workspace,
-                         dout_band, geometry.kernel_window(), groups,
-                         band_rows, direct, transposed,
-                         _blas.gemm_pieces(patch, geometry.filters_per_group),
-                         _blas.gemm_pieces(patch, band_columns))
+                         dout_band, window, groups, band_rows, direct, transposed, *pieces)
         if len(partials) > 1:
             np.sum(dx_partials, axis=0, out=_as_5d(dx, geometry))
         dw = db = None
