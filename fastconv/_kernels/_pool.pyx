@@ -425,7 +425,10 @@ def max_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
     phased_pitch.start = phase[1] * axes[2].size + phase[2]
     phased_pitch.row = axes[1].dilation * axes[2].size
     phased_pitch.col = axes[2].dilation
-    cdef int tid = 0
+    # best and best_index have a row per thread only for windows over several depths (the
+    # front passes one row otherwise: thread rows past it must not even be sliced)
+    cdef bint per_thread = axes[0].kernel != 1
+    cdef int tid = 0, row = 0
     if by_phase and (phased.shape[0] < num_threads or phased.shape[1] != sub[0].size
                      or phased.shape[2] != sub[1].size or phased.shape[3] != sub[2].size):
         raise ValueError(f"max_forward: phased scratch has shape ({phased.shape[0]}, "
@@ -433,14 +436,15 @@ def max_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] out,
                          f"({num_threads}, {sub[0].size}, {sub[1].size}, {sub[2].size})")
     with nogil, parallel(num_threads=num_threads):
         tid = threadid()
+        row = tid if per_thread else 0
         for plane in prange(planes, schedule="static"):
             if by_phase:
                 gather_phase(x[plane], phased[tid], axes, phase)
                 max_plane_fixed_any_depth(phased[tid], out[plane], argmax[plane], sub,
-                                          phased_pitch, best[tid], best_index[tid])
+                                          phased_pitch, best[row], best_index[row])
             elif fixed:
                 max_plane_fixed_any_depth(x[plane], out[plane], argmax[plane], axes, direct,
-                                          best[tid], best_index[tid])
+                                          best[row], best_index[row])
             else:
                 max_plane_rows(x[plane], out[plane], argmax[plane], axes[0], axes[1], axes[2])
 
