@@ -42,9 +42,10 @@ def main(argv):
         times = {a: [] for a in candidates}
         for _ in range(3):
             for algorithm in candidates:
-                times[algorithm].append(median_ms(
-                    lambda: conv_inference(2, x, w, None, stride, padding, algorithm=algorithm),
-                    calls=15, warmup=3))
+                def call(x=x, w=w, stride=stride, padding=padding, algorithm=algorithm):
+                    return conv_inference(2, x, w, None, stride, padding, algorithm=algorithm)
+
+                times[algorithm].append(median_ms(call, calls=15, warmup=3))
         cells = ", ".join(f"{a} {min(t):.2f}" for a, t in times.items())
         print(f"{name:11s} auto {auto:13s} {cells}")
 
