@@ -346,8 +346,9 @@ cdef void max_plane_fixed_any_depth(const floating[:, :, ::1] x, floating[:, :, 
 # padding (p + phase)/d = ceil(p/d); an input is padding in one exactly when it is in the
 # other, and the order of a window's taps is kept, so ties and NaN pick the same element.
 # Gathering that phase (a quarter of the plane for d = 2 on both axes) into per-thread scratch
-# lets the unrolled windows run, their argmax counted in the plane through the phase's Pitch. pool-55-dil2
-# ((16, 64, 55, 55), 3x3/2, padding 1, dilation 2), two threads: see docs/pooling.md.
+# lets the unrolled windows run, their argmax counted in the plane through the phase's Pitch.
+# pool-55-dil2 ((16, 64, 55, 55), 3x3/2, padding 1, dilation 2), two threads: see
+# docs/pooling.md.
 
 cdef bint phase_axes(Axis* axes, Axis* sub, Py_ssize_t* phase) noexcept nogil:
     """True when a dilated (H, W) window is, on one phase of the input, an undilated window

@@ -26,11 +26,6 @@ def supports(geometry):
     return None
 
 
-def _as_5d(a, geometry):
-    """(N, C, *size) as the (N, C, D, H, W) view the kernels take."""
-    return a.reshape(a.shape[:2] + geometry.as_3d().size)
-
-
 def stage_size(geometry, band_rows):
     """Elements of one thread's im2col stage (see _kernels/_tiles.pxd) for a band of
     band_rows output rows; 0 when windows overlap too little for the stage to pay off and
@@ -100,39 +95,50 @@ _RECIPE_CONSTANTS = ("MIN_PARALLEL_FLOPS", "BAND_BYTES", "BAND_MIN_COLUMNS",
                      "SMALL_TN_RESULT", "TRANSPOSED_DW_BYTES")
 
 
+def _remembered(kind, geometry, itemsize, flags, make):
+    """The recipe make() gives for this problem, made once per key: (kind, geometry,
+    itemsize, flags, threads, workspace limit, the BLAS's small-matrix limit, the tuning
+    constants). make() returns a tuple; its ndarrays are made read-only, since every call
+    with the recipe passes those same arrays to the kernels."""
+    key = (kind, geometry, itemsize, flags, get_num_threads(), get_workspace_limit(),
+           _blas.small_gemm_limit()) + tuple(getattr(_tuning, name) for name in _RECIPE_CONSTANTS)
+    recipe = _RECIPES.get(key)
+    if recipe is None:
+        recipe = make()
+        for part in recipe:
+            for shared in (part if isinstance(part, tuple) else (part,)):
+                if isinstance(shared, np.ndarray):
+                    shared.flags.writeable = False
+        if len(_RECIPES) >= _RECIPE_CACHE_SIZE:
+            _RECIPES.clear()
+        _RECIPES[key] = recipe
+    return recipe
+
+
 def _forward_recipe(geometry, itemsize, direct, has_bias):
     """(threads, band_rows, filter_blocks, workspace rows, stage size, bias in the GEMM,
     GEMM pieces, the kernels' window, the 5-D input shape) of run_forward."""
-    key = (geometry, itemsize, direct, has_bias, get_num_threads(), get_workspace_limit(),
-           _blas.small_gemm_limit()) + tuple(getattr(_tuning, name) for name in _RECIPE_CONSTANTS)
-    recipe = _RECIPES.get(key)
-    if recipe is not None:
-        return recipe
-    threads, band_rows, filter_blocks = plan(geometry, itemsize)
-    rows = geometry.channels * math.prod(geometry.kernel)  # every group's rows
-    # the bias as one more column of the weights, against a row of ones under the im2col
-    # buffer: the GEMM adds it, with no pass over the output to set it first. That copies
-    # the weights (F x patch) on every call, which pays only where they are no larger than
-    # the output (F x N*OH*OW): at batch 1 on ResNet-18's 512-channel 7x7 layer (patch
-    # 4608, 49 outputs) the copy made the call 1.24 ms against 0.86 ms with the bias set in
-    # each band instead (docs/performance.md, "Bias in the GEMM").
-    bias_in_gemm = (not direct and has_bias and geometry.groups == 1
-                    and geometry.patch + 1 <= geometry.batch * geometry.out_pixels)
-    if direct:
-        rows = 0
-    elif bias_in_gemm:
-        rows += 1
-    stage = 0 if direct else stage_size(geometry, band_rows)
-    pieces = _blas.gemm_pieces(geometry.filters_per_group, geometry.patch + bias_in_gemm)
-    window = geometry.kernel_window()
-    for shared in (pieces, window):  # every call with this recipe passes these same arrays
-        shared.flags.writeable = False
-    recipe = (threads, band_rows, filter_blocks, rows, stage, bias_in_gemm, pieces, window,
-              geometry.input_shape[:2] + geometry.as_3d().size)
-    if len(_RECIPES) >= _RECIPE_CACHE_SIZE:
-        _RECIPES.clear()
-    _RECIPES[key] = recipe
-    return recipe
+    def make():
+        threads, band_rows, filter_blocks = plan(geometry, itemsize)
+        rows = geometry.channels * math.prod(geometry.kernel)  # every group's rows
+        # the bias as one more column of the weights, against a row of ones under the im2col
+        # buffer: the GEMM adds it, with no pass over the output to set it first. That copies
+        # the weights (F x patch) on every call, which pays only where they are no larger than
+        # the output (F x N*OH*OW): at batch 1 on ResNet-18's 512-channel 7x7 layer (patch
+        # 4608, 49 outputs) the copy made the call 1.24 ms against 0.86 ms with the bias set
+        # in each band instead (docs/performance.md, "Bias in the GEMM").
+        bias_in_gemm = (not direct and has_bias and geometry.groups == 1
+                        and geometry.patch + 1 <= geometry.batch * geometry.out_pixels)
+        if direct:
+            rows = 0
+        elif bias_in_gemm:
+            rows += 1
+        stage = 0 if direct else stage_size(geometry, band_rows)
+        pieces = _blas.gemm_pieces(geometry.filters_per_group, geometry.patch + bias_in_gemm)
+        return (threads, band_rows, filter_blocks, rows, stage, bias_in_gemm, pieces,
+                geometry.kernel_window(), geometry.input_shape[:2] + geometry.as_3d().size)
+
+    return _remembered("forward", geometry, itemsize, (direct, has_bias), make)
 
 
 def run_forward(x, w, b, geometry, direct, epilogue=None):
@@ -168,32 +174,22 @@ def transposed_weight_gradient(patch, filters, itemsize):
 
 def _backward_recipe(geometry, itemsize, direct, need_dx, need_dw):
     """(threads, band_rows, by_bands, band_columns, transposed dW, both GEMM pieces, the
-    kernels' window, the 5-D shape of x and dx) of run_backward, kept per problem as
-    _forward_recipe's are."""
-    key = ("backward", geometry, itemsize, direct, need_dx, need_dw, get_num_threads(),
-           get_workspace_limit(), _blas.small_gemm_limit()) + tuple(
-               getattr(_tuning, name) for name in _RECIPE_CONSTANTS)
-    recipe = _RECIPES.get(key)
-    if recipe is not None:
-        return recipe
-    threads, band_rows, _ = plan(geometry, itemsize)
-    # fewer images than threads: bands in parallel, each thread adding into its own dx
-    by_bands = threads > 1 and geometry.batch < threads
-    # the direct path takes a whole image per task unless it runs by bands
-    band_columns = geometry.out_pixels if direct and not by_bands else band_rows * geometry.out[-1]
-    transposed = need_dw and geometry.groups == 1 and transposed_weight_gradient(
-        geometry.patch, geometry.filters, itemsize)
-    pieces = (_blas.gemm_pieces(geometry.patch, geometry.filters_per_group),
-              _blas.gemm_pieces(geometry.patch, band_columns))
-    window = geometry.kernel_window()
-    for shared in pieces + (window,):
-        shared.flags.writeable = False
-    recipe = (threads, band_rows, by_bands, band_columns, transposed, pieces, window,
-              geometry.input_shape[:2] + geometry.as_3d().size)
-    if len(_RECIPES) >= _RECIPE_CACHE_SIZE:
-        _RECIPES.clear()
-    _RECIPES[key] = recipe
-    return recipe
+    kernels' window, the 5-D shape of x and dx) of run_backward."""
+    def make():
+        threads, band_rows, _ = plan(geometry, itemsize)
+        # fewer images than threads: bands in parallel, each thread adding into its own dx
+        by_bands = threads > 1 and geometry.batch < threads
+        # the direct path takes a whole image per task unless it runs by bands
+        band_columns = (geometry.out_pixels if direct and not by_bands
+                        else band_rows * geometry.out[-1])
+        transposed = need_dw and geometry.groups == 1 and transposed_weight_gradient(
+            geometry.patch, geometry.filters, itemsize)
+        pieces = (_blas.gemm_pieces(geometry.patch, geometry.filters_per_group),
+                  _blas.gemm_pieces(geometry.patch, band_columns))
+        return (threads, band_rows, by_bands, band_columns, transposed, pieces,
+                geometry.kernel_window(), geometry.input_shape[:2] + geometry.as_3d().size)
+
+    return _remembered("backward", geometry, itemsize, (direct, need_dx, need_dw), make)
 
 
 def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=True):
@@ -221,7 +217,7 @@ def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=T
                          dweight if need_dw else None, dbias if has_db else None, workspace,
                          dout_band, window, groups, band_rows, direct, transposed, *pieces)
         if len(partials) > 1:
-            np.sum(dx_partials, axis=0, out=_as_5d(dx, geometry))
+            np.sum(dx_partials, axis=0, out=dx.reshape(shape_5d))
         dw = db = None
         if need_dw:  # summed into fresh arrays: nothing returned lies in scratch memory
             dw = np.sum(dweight, axis=0)
