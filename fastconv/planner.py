@@ -82,16 +82,17 @@ class Machine:
         return seconds * rounds / tasks / self.constants["parallel_efficiency"]
 
 
-def machine(dtype, threads=None):
-    return Machine(dtype, get_num_threads() if threads is None else threads)
+def machine(dtype, threads=None, weights_kept=False):
+    return Machine(dtype, get_num_threads() if threads is None else threads,
+                   weights_kept=weights_kept)
 
 
 def costs(geometry, dtype, pass_name="forward", threads=None):
     """{name: estimated seconds} of every supported algorithm for this pass (an "inference"
     is costed as a forward on a Machine with weights_kept)."""
-    here = machine(dtype, threads)
-    if pass_name == "inference":
-        here.weights_kept, pass_name = True, "forward"
+    inference = pass_name == "inference"
+    here = machine(dtype, threads, weights_kept=inference)
+    pass_name = "forward" if inference else pass_name
     return {module.NAME: module.cost(geometry, here, pass_name) + here.call(module.NAME)
             for module in algorithms.supporting(geometry)}
 

@@ -65,7 +65,8 @@ def _window_3d(geometry):
             ones + geometry.dilation)
 
 
-# Scratch the max kernel takes but touches only for 3-D windows over several depths.
+# Scratch the max kernel takes but touches only for 3-D windows over several depths (and,
+# keyed ("phase", dtype), the phase scratch of a pool that has no phase to gather).
 _NO_SCRATCH = {}
 
 
@@ -100,9 +101,12 @@ def _phase_scratch(planes, window, threads, dtype):
     phase of each plane (_pool.pyx: "dilated max pooling"), or an unused stand-in."""
     shape = _compiled.pool.phase_shape(planes.shape[1:], *window) if any(
         d > 1 for d in window[3]) else None
-    if shape is None:
-        return np.empty((1, 1, 1, 1), dtype)
-    return np.empty((threads,) + shape, dtype)
+    if shape is not None:
+        return np.empty((threads,) + shape, dtype)
+    key = ("phase", dtype)
+    if key not in _NO_SCRATCH:
+        _NO_SCRATCH[key] = np.empty((1, 1, 1, 1), dtype)
+    return _NO_SCRATCH[key]
 
 
 def _whole_plane(geometry):
