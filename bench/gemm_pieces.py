@@ -27,28 +27,34 @@ import fastconv
 from fastconv import _blas
 from fastconv._blas import small_gemm_limit
 from fastconv.algorithms import im2col_gemm
-from fastconv.bench.suite import CONV_CASES
+from fastconv.bench.suite import CONV_CASES, ConvCase, select
 
 
-def _unsplit(rows, inner):
-    return np.zeros(3, dtype=np.intc)
+def _no_small_path():
+    # as a BLAS without the small-matrix path: gemm_pieces() splits nothing. Set through
+    # small_gemm_limit, which im2col's kept plans are keyed on (a patched gemm_pieces would
+    # be planned around after the first call)
+    return 0
 
 
-def time_case(case, dtype, backward, rounds, calls, module, attribute, variants):
+def time_case(case, dtype, backward, rounds, calls, module, attribute, variants,
+              algorithm="auto"):
     """Best milliseconds per call of one suite case with module.<attribute> set to each of
     the two variants in turn."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(case.x_shape).astype(dtype)
     w = rng.standard_normal(case.w_shape).astype(dtype)
     b = rng.standard_normal(case.w_shape[0]).astype(dtype)
-    out, cache = fastconv.conv2d_forward(x, w, b, case.stride, case.padding)
+    out, cache = fastconv.conv2d_forward(x, w, b, case.stride, case.padding, groups=case.groups,
+                                         algorithm=algorithm)
     dout = rng.standard_normal(out.shape).astype(dtype)
 
     def call():
         if backward:
             fastconv.conv2d_backward(dout, cache)
         else:
-            fastconv.conv2d_forward(x, w, b, case.stride, case.padding)
+            fastconv.conv2d_forward(x, w, b, case.stride, case.padding, groups=case.groups,
+                                    algorithm=algorithm)
 
     saved = getattr(module, attribute)
     best = [float("inf")] * len(variants)
@@ -74,6 +80,10 @@ def main(argv=None):
     parser.add_argument("--backward", action="store_true", help="time conv2d_backward")
     parser.add_argument("--weight-gradient", action="store_true",
                         help="time conv2d_backward, dW transposed against not")
+    parser.add_argument("--only", default=None,
+                        help="cases or families as python -m fastconv.bench --only takes "
+                             "(conv layers only; default: the public suite's convs)")
+    parser.add_argument("--algorithm", default="auto", help="conv2d_forward's algorithm")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--calls", type=int, default=3, help="timed calls per block")
     args = parser.parse_args(argv)
@@ -83,20 +93,21 @@ def main(argv=None):
         names = ("cols@dout^T", "dout@cols^T")
         variants = (lambda *_: True, lambda *_: False)
     else:
-        module, attribute, names = _blas, "gemm_pieces", ("split", "unsplit")
-        variants = (_blas.gemm_pieces, _unsplit)
+        module, attribute, names = _blas, "small_gemm_limit", ("split", "unsplit")
+        variants = (_blas.small_gemm_limit, _no_small_path)
     backward = args.backward or args.weight_gradient
     print(f"small-matrix limit M*N*K <= {small_gemm_limit()}; {args.threads} threads, "
           f"{args.dtype}, {'backward' if backward else 'forward'}, "
           f"min over {args.rounds} rounds of {args.calls} calls")
-    print(f"{'case':12s} {names[0] + ' ms':>14s} {names[1] + ' ms':>14s} {'ratio':>6s}")
+    print(f"{'case':24s} {names[0] + ' ms':>14s} {names[1] + ' ms':>14s} {'ratio':>6s}")
     with threadpool_limits(args.threads):
-        for case in CONV_CASES:
-            if case.full_only:
-                continue
+        cases = [case for case in CONV_CASES if not case.full_only]
+        if args.only:
+            cases = [case for case in select(args.only) if isinstance(case, ConvCase)]
+        for case in cases:
             first, second = time_case(case, np.dtype(args.dtype), backward, args.rounds,
-                                      args.calls, module, attribute, variants)
-            print(f"{case.name:12s} {first:14.2f} {second:14.2f} {first / second:6.2f}",
+                                      args.calls, module, attribute, variants, args.algorithm)
+            print(f"{case.name:24s} {first:14.2f} {second:14.2f} {first / second:6.2f}",
                   flush=True)
 
 
