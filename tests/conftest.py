@@ -38,6 +38,17 @@ if os.path.abspath(fastconv.__file__) != {_PACKAGE_FILE!r}:
 """
 
 
+@pytest.fixture(autouse=True)
+def _fresh_im2col_recipes():
+    """im2col keeps each problem's plan (its recipe) for the process, keyed on the tuning
+    constants but not on the planning functions; tests patch those (transposed_weight_gradient,
+    _blas.gemm_pieces) and must not be served a plan made before the patch."""
+    from fastconv.algorithms import im2col_gemm
+
+    im2col_gemm.forget_recipes()
+    yield
+
+
 @pytest.fixture(scope="session")
 def run_python():
     """Run Python source in a fresh interpreter importing this session's fastconv.

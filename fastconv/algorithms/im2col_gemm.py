@@ -115,6 +115,13 @@ def _remembered(kind, geometry, itemsize, flags, make):
     return recipe
 
 
+def forget_recipes():
+    """Drop every kept recipe. The key holds the tuning constants but not the functions the
+    recipes call (transposed_weight_gradient, _blas.gemm_pieces): a test that patches one of
+    those starts from here (tests/conftest.py does before every test)."""
+    _RECIPES.clear()
+
+
 def _forward_recipe(geometry, itemsize, direct, has_bias):
     """(threads, band_rows, filter_blocks, workspace rows, stage size, bias in the GEMM,
     GEMM pieces, the kernels' window, the 5-D input shape) of run_forward."""
