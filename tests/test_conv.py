@@ -583,6 +583,27 @@ def test_weight_gradient_either_way_round(case, dtype, bias, transposed, pieces,
             assert_close(g, e)
 
 
+@pytest.mark.parametrize("workspace", [1, None])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("filters", [1, 2, 3, 4, 5, 7, 16, 17, 33])
+@pytest.mark.parametrize("x_shape", [(1, 2, 5, 7), (3, 1, 9, 6), (2, 3, 17, 19), (1, 4, 33, 32)])
+def test_weight_gradient_transposed_dout_every_tile_edge(x_shape, filters, dtype, workspace,
+                                                         monkeypatch):
+    # dout is copied transposed in 16 x 16 blocks of SSE2 tiles (4 x 4 floats, 2 x 2 doubles)
+    # with scalar edges: filter counts and band widths (one output row with workspace 1, else
+    # whole images) on and off every tile and block edge
+    monkeypatch.setattr(im2col_gemm, "transposed_weight_gradient", lambda *_: True)
+    x, w, b = _inputs(x_shape, (filters, x_shape[1], 3, 3), dtype)
+    expected, ref_cache = reference.conv2d_forward(x, w, b, 1, 1)
+    dout = np.random.default_rng(6).standard_normal(expected.shape).astype(dtype)
+    with _settings(workspace=workspace):
+        _, cache = fastconv.conv2d_forward(x, w, b, 1, 1, algorithm="im2col")
+        got = fastconv.conv2d_backward(dout, cache)
+    assert im2col_gemm._backward_recipe(cache.window, x.itemsize, False, True, True)[4]
+    for g, e in zip(got, reference.conv2d_backward(dout, ref_cache)):
+        assert_close(g, e)
+
+
 def test_weight_gradient_transposed_only_where_blas_would_pack_and_dw_is_small(monkeypatch):
     monkeypatch.setattr(fastconv._blas, "small_gemm_limit", lambda: 100**3)
     transposed = im2col_gemm.transposed_weight_gradient

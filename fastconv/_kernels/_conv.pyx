@@ -146,16 +146,88 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
                              g * group_filters + stop, mean, scale, shift, relu)
 
 
+# dst (columns, rows), contiguous = src^T, src (rows, columns) with row stride ld_src, in
+# blocks of 16 x 16 so the cache lines of both sides stay in use. Within a block, 4 x 4 (float)
+# or 2 x 2 (double) tiles go through SSE2 registers (every x86-64 CPU has it, so the portable
+# build keeps it): four row loads, the shuffles, four column stores, where the scalar loop
+# stalled on one load and one scattered store per element. The block is walked a source row
+# (of tiles) at a time: walking a source column read 16 rows ld_src apart per step, and at
+# ld_src = 1024 floats (a 32x32 output plane) those lines, 4 KiB apart, all fall in one set of
+# an 8-way L1 cache and evicted each other on every column. Scalar transposition was 15% of
+# cnn-cifar's weight gradient in perf (docs/performance.md, "The weight gradient's product,
+# transposed").
+cdef extern from *:
+    """
+    #define FASTCONV_TRANSPOSE_EDGES(type)                                              \
+        for (; j < cstop; j++)                                                         \
+            for (Py_ssize_t k = 0; k < tile && i + k < rstop; k++)                     \
+                dst[j * rows + i + k] = src[(i + k) * ld_src + j];
+    #define FASTCONV_TRANSPOSE_BLOCKS(type, tile_body)                                  \
+        for (Py_ssize_t cb = 0; cb < columns; cb += 16) {                               \
+            Py_ssize_t cstop = cb + 16 < columns ? cb + 16 : columns;                  \
+            for (Py_ssize_t rb = 0; rb < rows; rb += 16) {                              \
+                Py_ssize_t rstop = rb + 16 < rows ? rb + 16 : rows, i = rb, j;          \
+                for (; i + tile <= rstop; i += tile) {                                  \
+                    for (j = cb; j + tile <= cstop; j += tile) { tile_body }           \
+                    FASTCONV_TRANSPOSE_EDGES(type)                                     \
+                }                                                                      \
+                for (; i < rstop; i++)                                                 \
+                    for (j = cb; j < cstop; j++)                                       \
+                        dst[j * rows + i] = src[i * ld_src + j];                       \
+            }                                                                          \
+        }
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    static inline void fastconv_transpose_float(float* dst, const float* src, Py_ssize_t rows,
+                                                Py_ssize_t columns, Py_ssize_t ld_src) {
+        const Py_ssize_t tile = 4;
+        FASTCONV_TRANSPOSE_BLOCKS(float, {
+            __m128 r0 = _mm_loadu_ps(src + i * ld_src + j);
+            __m128 r1 = _mm_loadu_ps(src + (i + 1) * ld_src + j);
+            __m128 r2 = _mm_loadu_ps(src + (i + 2) * ld_src + j);
+            __m128 r3 = _mm_loadu_ps(src + (i + 3) * ld_src + j);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            _mm_storeu_ps(dst + j * rows + i, r0);
+            _mm_storeu_ps(dst + (j + 1) * rows + i, r1);
+            _mm_storeu_ps(dst + (j + 2) * rows + i, r2);
+            _mm_storeu_ps(dst + (j + 3) * rows + i, r3);
+        })
+    }
+    static inline void fastconv_transpose_double(double* dst, const double* src, Py_ssize_t rows,
+                                                 Py_ssize_t columns, Py_ssize_t ld_src) {
+        const Py_ssize_t tile = 2;
+        FASTCONV_TRANSPOSE_BLOCKS(double, {
+            __m128d r0 = _mm_loadu_pd(src + i * ld_src + j);
+            __m128d r1 = _mm_loadu_pd(src + (i + 1) * ld_src + j);
+            _mm_storeu_pd(dst + j * rows + i, _mm_unpacklo_pd(r0, r1));
+            _mm_storeu_pd(dst + (j + 1) * rows + i, _mm_unpackhi_pd(r0, r1));
+        })
+    }
+    #else
+    #define FASTCONV_TRANSPOSE_SCALAR(name, type)                                      \
+    static inline void name(type* dst, const type* src, Py_ssize_t rows,               \
+                            Py_ssize_t columns, Py_ssize_t ld_src) {                   \
+        const Py_ssize_t tile = 1;                                                     \
+        FASTCONV_TRANSPOSE_BLOCKS(type, { dst[j * rows + i] = src[i * ld_src + j]; })   \
+    }
+    FASTCONV_TRANSPOSE_SCALAR(fastconv_transpose_float, float)
+    FASTCONV_TRANSPOSE_SCALAR(fastconv_transpose_double, double)
+    #endif
+    """
+    void fastconv_transpose_float(float* dst, const float* src, Py_ssize_t rows,
+                                  Py_ssize_t columns, Py_ssize_t ld_src) noexcept nogil
+    void fastconv_transpose_double(double* dst, const double* src, Py_ssize_t rows,
+                                   Py_ssize_t columns, Py_ssize_t ld_src) noexcept nogil
+
+
 cdef inline void transpose_into(floating* dst, const floating* src, Py_ssize_t rows,
                                 Py_ssize_t columns, Py_ssize_t ld_src) noexcept nogil:
-    """dst (columns, rows), contiguous = src^T, src (rows, columns) with row stride ld_src.
-    Blocks of 16 x 16 keep the cache lines of both sides in use."""
-    cdef Py_ssize_t row_block, column_block, i, j
-    for column_block in range(0, columns, 16):
-        for row_block in range(0, rows, 16):
-            for j in range(column_block, min(column_block + 16, columns)):
-                for i in range(row_block, min(row_block + 16, rows)):
-                    dst[j * rows + i] = src[i * ld_src + j]
+    """dst (columns, rows), contiguous = src^T, src (rows, columns) with row stride ld_src
+    (see fastconv_transpose_float above)."""
+    if floating is float:
+        fastconv_transpose_float(dst, src, rows, columns, ld_src)
+    else:
+        fastconv_transpose_double(dst, src, rows, columns, ld_src)
 
 
 cdef inline void add_row_sums(floating* sums, const floating* src, Py_ssize_t rows,
