@@ -30,11 +30,8 @@ from fastconv.algorithms import im2col_gemm
 from fastconv.bench.suite import CONV_CASES, ConvCase, select
 
 
-def _no_small_path():
-    # as a BLAS without the small-matrix path: gemm_pieces() splits nothing. Set through
-    # small_gemm_limit, which im2col's kept plans are keyed on (a patched gemm_pieces would
-    # be planned around after the first call)
-    return 0
+def _unsplit(rows, inner):
+    return np.zeros(3, dtype=np.intc)
 
 
 def time_case(case, dtype, backward, rounds, calls, module, attribute, variants,
@@ -62,6 +59,8 @@ def time_case(case, dtype, backward, rounds, calls, module, attribute, variants,
         for _ in range(rounds):
             for index, variant in enumerate(variants):
                 setattr(module, attribute, variant)
+                # im2col's kept plan was made under the other variant
+                im2col_gemm.forget_recipes()
                 time.sleep(0.05)  # let the other block's threads go idle
                 call()
                 for _ in range(calls):
@@ -93,8 +92,8 @@ def main(argv=None):
         names = ("cols@dout^T", "dout@cols^T")
         variants = (lambda *_: True, lambda *_: False)
     else:
-        module, attribute, names = _blas, "small_gemm_limit", ("split", "unsplit")
-        variants = (_blas.small_gemm_limit, _no_small_path)
+        module, attribute, names = _blas, "gemm_pieces", ("split", "unsplit")
+        variants = (_blas.gemm_pieces, _unsplit)
     backward = args.backward or args.weight_gradient
     print(f"small-matrix limit M*N*K <= {small_gemm_limit()}; {args.threads} threads, "
           f"{args.dtype}, {'backward' if backward else 'forward'}, "
