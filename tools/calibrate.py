@@ -2,6 +2,7 @@
 
     python tools/calibrate.py measure --dtype float32 --out cal-f32.json   # about 10-20 min
     python tools/calibrate.py fit cal-f32.json                             # prints the constants
+    python tools/calibrate.py check cal-f32.json --oracle oracle.json      # a few variants scored
 
 `measure` times every algorithm that supports each of a few hundred convolution layers drawn
 from a broad distribution of real-network shapes (channels 3-512, maps 7-224, batches 1-64,
@@ -294,6 +295,83 @@ def command_fit(args):
             json.dump(fitted, handle, indent=1, sort_keys=True)
 
 
+# ---- checking variants of the constants -------------------------------------------------
+
+# Variants `check` scores beside the current constants: each a function of a copy of them.
+def _scaled_gemm(scale):
+    def change(constants):
+        for rate in constants["gemm"].values():
+            rate["peak"] *= scale
+    return change
+
+
+def _scaled_elements(scale, *kinds):
+    def change(constants):
+        for kind in kinds:
+            constants["elements"][kind] *= scale
+    return change
+
+
+VARIANTS = {
+    "every GEMM rate x0.5": _scaled_gemm(0.5),
+    "every GEMM rate x0.75": _scaled_gemm(0.75),
+    "Winograd weight transforms x0.7": _scaled_elements(
+        0.7, "winograd-weight-2x2", "winograd-weight-4x4", "winograd-weight-stride-2"),
+    "depthwise taps x1.5": _scaled_elements(1.5, "depthwise-tap"),
+    "depthwise per-row call x2": _scaled_elements(2.0, "depthwise-run"),
+}
+
+
+def _choice(constants, geometry, candidates, pass_name, dtype, threads):
+    return min(candidates, key=lambda name: _predict(constants, geometry, name, pass_name,
+                                                     dtype, threads))
+
+
+def oracle_regret(path, constants, threads):
+    """choice/best per (layer, pass) of a `python -m fastconv.bench --oracle --json` file,
+    the choice made with `constants` and every time the fastest of the candidate's timed
+    calls; forward+backward rows whose forward and backward the constants give to different
+    algorithms have no single-algorithm entry and are left out."""
+    import gzip
+
+    from fastconv.bench import suite
+
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as handle:
+        rows = json.load(handle)["oracle"]
+    layers = {case.name: case for case in suite.select("networks,conv")}
+    ratios = {}
+    for row in rows:
+        geometry, dtype = layers[row["case"]].window, np.dtype(row["dtype"])
+        fastest = {name: min(times) for name, times in row["times_ms"].items() if name != "auto"}
+
+        forward = _choice(constants, geometry, fastest, "forward", dtype, threads)
+        if row["pass"] != "forward" and _choice(constants, geometry, fastest, "backward",
+                                                dtype, threads) != forward:
+            continue
+        ratios.setdefault(row["pass"], []).append(fastest[forward] / min(fastest.values()))
+    return ratios
+
+
+def command_check(args):
+    global _statistic
+    _statistic = STATISTICS[args.statistic]
+    with open(args.measurements) as handle:
+        document = json.load(handle)
+    current = _tuning.COST_MODEL[document["dtype"]]
+    variants = {"the current constants": current}
+    for label, change in VARIANTS.items():
+        variants[label] = copy.deepcopy(current)
+        change(variants[label])
+    for label, constants in variants.items():
+        print(_summary(regret(document, constants), label))
+        for path in args.oracle or ():
+            for pass_name, values in oracle_regret(path, constants, document["threads"]).items():
+                geomean = math.exp(sum(math.log(v) for v in values) / len(values))
+                print(f"    {os.path.basename(path)} {pass_name}: geometric mean {geomean:.3f}, "
+                      f"{sum(v > 1.15 for v in values)} of {len(values)} above 1.15")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -313,11 +391,14 @@ def main(argv=None):
     fitting.add_argument("--out")
     fitting.add_argument("--statistic", choices=sorted(STATISTICS), default="min",
                          help="how each candidate's timed calls are summarised")
+    checking = commands.add_parser(
+        "check", help="score the current constants and a few variants of them (VARIANTS)")
+    checking.add_argument("measurements")
+    checking.add_argument("--oracle", action="append",
+                          help="also score them on a --oracle --json file (repeatable)")
+    checking.add_argument("--statistic", choices=sorted(STATISTICS), default="min")
     args = parser.parse_args(argv)
-    if args.command == "measure":
-        command_measure(args)
-    else:
-        command_fit(args)
+    {"measure": command_measure, "fit": command_fit, "check": command_check}[args.command](args)
 
 
 if __name__ == "__main__":
