@@ -57,6 +57,12 @@ TRANSPOSED_DW_BYTES = 512 * 2**10
 # 1, 2, 4 and 8 MiB, 4 ran res-s2 fastest (float32 and float64) and vgg-3x3 as fast as any.
 WINOGRAD_BAND_BYTES = 4 * 2**20
 
+# The weight transform shares its filters out over the threads from this many transformed
+# values (E x F x C) up; below it one thread does it (set in the measurement beside
+# algorithms/_winograd.py's transform_weights: docs/performance.md, "The weight transform
+# on every thread").
+WEIGHT_TRANSFORM_PARALLEL_ELEMENTS = 2**15
+
 # Transformed Winograd weights kept between inference calls (algorithms/_winograd.py), with
 # the copies of the weights they were made from, at most this many bytes, least recently
 # used dropped first: ResNet-18's Winograd layers at batch 1 keep about 15 MiB.

@@ -225,6 +225,29 @@ def winograd_build(request, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("variant", ["F2X2", "STRIDE_TWO", "F4X4"])
+@pytest.mark.parametrize("filters, channels", [(1, 1), (3, 31), (2, 33), (33, 65), (5, 64)])
+def test_weight_transform_the_same_on_any_thread_count(filters, channels, variant, dtype,
+                                                       winograd_build):
+    # the filters are shared out over the threads, each transformed in its own stack frame:
+    # the values are bit for bit those of one thread, with whole and partial 32-kernel chunks
+    w = np.random.default_rng(8).standard_normal((filters, channels, 3, 3)).astype(dtype)
+    kernels = fastconv._compiled.winograd
+    elements = {"F2X2": 16, "STRIDE_TWO": 25, "F4X4": 36}[variant]
+    results = []
+    for threads in (1, 2, 3):
+        transformed = np.full((elements, filters, channels), np.nan, dtype)
+        kernels.transform_weights(w, getattr(kernels.Variant, variant), transformed, threads)
+        results.append(transformed)
+    assert np.isfinite(results[0]).all()
+    for other in results[1:]:
+        assert np.array_equal(other, results[0])
+    with pytest.raises(ValueError, match=r"transformed must have shape \(E, F, C\)"):
+        kernels.transform_weights(w, getattr(kernels.Variant, variant),
+                                  np.empty((elements, filters, channels + 1), dtype), 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("algorithm, x_shape, w_shape, stride, padding",
                          [("s2d-winograd",) + case for case in S2D_CASES]
                          + [("winograd-2x2" if case[2] == 1 else "winograd-s2",) + case

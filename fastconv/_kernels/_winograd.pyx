@@ -165,25 +165,37 @@ cdef inline void transform_kernel_f4(const floating* g, Py_ssize_t k,
         u[(6 * i + 5) * CHUNK + k] = t[i][2]
 
 
-def transform_weights(const floating[:, :, :, ::1] weight, int variant,
-                      floating[:, :, ::1] transformed):
-    """transformed (E, F, C) = G g G^T for every 3x3 kernel g = weight[f, c] (F, C, 3, 3):
-    E = 16 for F2X2, 36 for F4X4 (its G), or 25 = R g R^T for STRIDE_TWO."""
-    cdef Py_ssize_t filters = weight.shape[0], channels = weight.shape[1], f, first, k, n
+cdef inline void transform_filter(const floating[:, :, :, ::1] weight, Py_ssize_t f, int variant,
+                                  floating[:, :, ::1] transformed) noexcept nogil:
+    """transformed[:, f, :] for the kernels of filter f (see transform_weights), through a
+    local array of this call's own: threads may run filters side by side."""
+    cdef Py_ssize_t channels = weight.shape[1], first, k, n
     cdef floating u[36 * CHUNK]
-    for f in range(filters):
-        for first in range(0, channels, 32):  # CHUNK
-            n = min(<Py_ssize_t> CHUNK, channels - first)
-            if variant == STRIDE_TWO:
-                for k in range(n):
-                    transform_kernel_s2(&weight[f, first + k, 0, 0], k, u)
-            elif variant == F4X4:
-                for k in range(n):
-                    transform_kernel_f4(&weight[f, first + k, 0, 0], k, u)
-            else:
-                for k in range(n):
-                    transform_kernel(&weight[f, first + k, 0, 0], k, u)
-            store_weight_planes(transformed, f, first, n, variant_elements(variant), u)
+    for first in range(0, channels, 32):  # CHUNK (a literal: Cython's range takes no enum step)
+        n = min(<Py_ssize_t> CHUNK, channels - first)
+        if variant == STRIDE_TWO:
+            for k in range(n):
+                transform_kernel_s2(&weight[f, first + k, 0, 0], k, u)
+        elif variant == F4X4:
+            for k in range(n):
+                transform_kernel_f4(&weight[f, first + k, 0, 0], k, u)
+        else:
+            for k in range(n):
+                transform_kernel(&weight[f, first + k, 0, 0], k, u)
+        store_weight_planes(transformed, f, first, n, variant_elements(variant), u)
+
+
+def transform_weights(const floating[:, :, :, ::1] weight, int variant,
+                      floating[:, :, ::1] transformed, int num_threads=1):
+    """transformed (E, F, C) = G g G^T for every 3x3 kernel g = weight[f, c] (F, C, 3, 3):
+    E = 16 for F2X2, 36 for F4X4 (its G), or 25 = R g R^T for STRIDE_TWO. Filters are shared
+    out over num_threads threads; each is transformed the same way on any thread."""
+    cdef Py_ssize_t filters = weight.shape[0], f
+    if (transformed.shape[0] != variant_elements(variant) or transformed.shape[1] != filters
+            or transformed.shape[2] != weight.shape[1]):
+        raise ValueError("transformed must have shape (E, F, C) for weight (F, C, 3, 3)")
+    for f in prange(filters, nogil=True, schedule="static", num_threads=num_threads):
+        transform_filter(weight, f, variant, transformed)
 
 
 # Tiles are transformed a chunk of one tile row at a time, through small local arrays: every

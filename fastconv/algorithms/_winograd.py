@@ -123,6 +123,15 @@ def _work(threads, band_rows, tiles_w, first, second, dtype, second_by_tile=Fals
                kept)
 
 
+def transform_weights(w, name, transformed):
+    """transformed (E, F, C) = the weight transform of w (F, C, 3, 3) by the transform set
+    named `name` (SETS' first field), its filters shared out over the threads once there
+    are WEIGHT_TRANSFORM_PARALLEL_ELEMENTS values to make."""
+    threads = get_num_threads() if transformed.size >= _tuning.WEIGHT_TRANSFORM_PARALLEL_ELEMENTS else 1
+    _compiled.winograd.transform_weights(w, getattr(_compiled.winograd.Variant, name), transformed,
+                                         min(threads, w.shape[0]))
+
+
 # ---- transformed weights kept between inference calls ------------------------------------
 # conv_inference (Sequential.infer, a conv layer's infer) passes a layer's same weights call
 # after call, and their transform runs on one thread before the bands: 1.2 ms for 256
@@ -158,7 +167,7 @@ def kept_transform(w, transforms):
         return entry[2]
     name, elements, _ = SETS[transforms]
     transformed = np.empty((elements, w.shape[0], w.shape[1]), w.dtype)
-    _compiled.winograd.transform_weights(w, getattr(_compiled.winograd.Variant, name), transformed)
+    transform_weights(w, name, transformed)
     source = w.copy()
     for kept in (source, transformed):
         kept.flags.writeable = False
@@ -198,7 +207,7 @@ def forward(x, w, b, out, padding, transforms, epilogue=None, keep_weights=False
         if keep_weights:
             transformed = kept_transform(w, transforms)
         else:
-            _compiled.winograd.transform_weights(w, variant, transformed)
+            transform_weights(w, name, transformed)
         pieces = _blas.gemm_pieces(filters, channels)
         _blas.run_kernel(_compiled.winograd.forward, threads, x, transformed, b, out, inputs, products,
                    *padding, variant, band_rows, pieces, totals,
