@@ -317,6 +317,9 @@ VARIANTS = {
     "every GEMM rate x0.75": _scaled_gemm(0.75),
     "Winograd weight transforms x0.7": _scaled_elements(
         0.7, "winograd-weight-2x2", "winograd-weight-4x4", "winograd-weight-stride-2"),
+    # about what the weight transform costs spread over two threads (2f38fb0 threads it)
+    "Winograd weight transforms x0.5": _scaled_elements(
+        0.5, "winograd-weight-2x2", "winograd-weight-4x4", "winograd-weight-stride-2"),
     "depthwise taps x1.5": _scaled_elements(1.5, "depthwise-tap"),
     "depthwise per-row call x2": _scaled_elements(2.0, "depthwise-run"),
 }

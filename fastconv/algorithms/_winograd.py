@@ -56,8 +56,8 @@ def plan(batch, channels, filters, out_height, out_width, itemsize, elements=16,
 
 def forward_cost(machine, batch, channels, filters, out_height, out_width, transforms,
                  weights=True):
-    """Seconds of forward(): the weight transform (once per call, whatever the batch), then
-    per band the input transform, `elements` GEMMs and the output transform (planner.Machine)."""
+    """Seconds of forward(): the weight transform (once per call, whatever the batch, over
+    the threads), then per band the input transform, `elements` GEMMs and the output transform (planner.Machine)."""
     _, elements, tile = SETS[transforms]
     threads, band_rows, tiles_w = plan(batch, channels, filters, out_height, out_width,
                                        machine.dtype.itemsize, elements, tile, machine.threads)
@@ -67,8 +67,20 @@ def forward_cost(machine, batch, channels, filters, out_height, out_width, trans
     seconds = (machine.work(f"winograd-input-{transforms}", elements * channels * tiles)
                + machine.gemm(filters, tiles / bands, channels, calls=elements * bands)
                + machine.work(f"winograd-output-{transforms}", elements * filters * tiles))
-    weight = machine.work(f"winograd-weight-{transforms}", elements * filters * channels) if weights else 0
+    weight = weight_transform_cost(machine, filters, channels, transforms, weights)
     return weight + machine.spread(seconds, bands, threads)
+
+
+def weight_transform_cost(machine, filters, channels, transforms, weights=True):
+    """Seconds of transform_weights (0 without `weights`): its filters over the threads from
+    WEIGHT_TRANSFORM_PARALLEL_ELEMENTS values up, as it runs."""
+    if not weights:
+        return 0.0
+    count = SETS[transforms][1] * filters * channels
+    seconds = machine.work(f"winograd-weight-{transforms}", count)
+    if count < _tuning.WEIGHT_TRANSFORM_PARALLEL_ELEMENTS:
+        return seconds
+    return machine.spread(seconds, filters, machine.threads)
 
 
 def weight_gradient_cost(machine, batch, channels, filters, out_height, out_width, transforms):
