@@ -57,7 +57,8 @@ def plan(batch, channels, filters, out_height, out_width, itemsize, elements=16,
 def forward_cost(machine, batch, channels, filters, out_height, out_width, transforms,
                  weights=True):
     """Seconds of forward(): the weight transform (once per call, whatever the batch, over
-    the threads), then per band the input transform, `elements` GEMMs and the output transform (planner.Machine)."""
+    the threads), then per band the input transform, `elements` GEMMs and the output
+    transform (planner.Machine)."""
     _, elements, tile = SETS[transforms]
     threads, band_rows, tiles_w = plan(batch, channels, filters, out_height, out_width,
                                        machine.dtype.itemsize, elements, tile, machine.threads)
@@ -141,14 +142,15 @@ def transform_weights(w, name, transformed):
     are WEIGHT_TRANSFORM_PARALLEL_ELEMENTS values to make."""
     threads = get_num_threads() if transformed.size >= _tuning.WEIGHT_TRANSFORM_PARALLEL_ELEMENTS else 1
     _compiled.winograd.transform_weights(w, getattr(_compiled.winograd.Variant, name), transformed,
-                                         min(threads, w.shape[0]))
+                                         max(1, min(threads, w.shape[0])))
 
 
 # ---- transformed weights kept between inference calls ------------------------------------
 # conv_inference (Sequential.infer, a conv layer's infer) passes a layer's same weights call
-# after call, and their transform runs on one thread before the bands: 1.2 ms for 256
-# channels and filters by F(4x4), 7.2 ms for 512 (docs/performance.md, "Transformed weights
-# kept for inference").
+# after call, and their transform runs before the bands: 1.2 ms for 256 channels and
+# filters by F(4x4), 7.2 ms for 512, on one thread (docs/performance.md, "Transformed weights
+# kept for inference"; on two threads 0.8 and 4.7 ms: "The weight transform on every
+# thread").
 # An entry lives as long as its weight array (a weak reference) and keeps a copy of the
 # weights it was made from: it serves only while the weights are bit for bit that copy (one
 # comparison, a twentieth of the transform's time), so weights changed in place (an
