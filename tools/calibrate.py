@@ -317,12 +317,17 @@ VARIANTS = {
     "every GEMM rate x0.75": _scaled_gemm(0.75),
     "Winograd weight transforms x0.7": _scaled_elements(
         0.7, "winograd-weight-2x2", "winograd-weight-4x4", "winograd-weight-stride-2"),
-    # about what the weight transform costs spread over two threads (2f38fb0 threads it)
-    "Winograd weight transforms x0.5": _scaled_elements(
-        0.5, "winograd-weight-2x2", "winograd-weight-4x4", "winograd-weight-stride-2"),
     "depthwise taps x1.5": _scaled_elements(1.5, "depthwise-tap"),
     "depthwise per-row call x2": _scaled_elements(2.0, "depthwise-run"),
 }
+
+
+def _load(path):
+    """A JSON file, gzipped or not (the records under docs/benchmarks/data/ are)."""
+    import gzip
+
+    with (gzip.open if path.endswith(".gz") else open)(path, "rt") as handle:
+        return json.load(handle)
 
 
 def _choice(constants, geometry, candidates, pass_name, dtype, threads):
@@ -335,13 +340,9 @@ def oracle_regret(path, constants, threads):
     the choice made with `constants` and every time the fastest of the candidate's timed
     calls; forward+backward rows whose forward and backward the constants give to different
     algorithms have no single-algorithm entry and are left out."""
-    import gzip
-
     from fastconv.bench import suite
 
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt") as handle:
-        rows = json.load(handle)["oracle"]
+    rows = _load(path)["oracle"]
     layers = {case.name: case for case in suite.select("networks,conv")}
     ratios = {}
     for row in rows:
@@ -359,8 +360,7 @@ def oracle_regret(path, constants, threads):
 def command_check(args):
     global _statistic
     _statistic = STATISTICS[args.statistic]
-    with open(args.measurements) as handle:
-        document = json.load(handle)
+    document = _load(args.measurements)
     current = _tuning.COST_MODEL[document["dtype"]]
     variants = {"the current constants": current}
     for label, change in VARIANTS.items():
