@@ -158,60 +158,47 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
 # transposed").
 cdef extern from *:
     """
-    #define FASTCONV_TRANSPOSE_EDGES(type)                                              \
-        for (; j < cstop; j++)                                                         \
-            for (Py_ssize_t k = 0; k < tile && i + k < rstop; k++)                     \
-                dst[j * rows + i + k] = src[(i + k) * ld_src + j];
-    #define FASTCONV_TRANSPOSE_BLOCKS(type, tile_body)                                  \
+    /* name(dst, src, rows, columns, ld_src): 16 x 16 blocks of tile x tile tiles, each
+       moved by the statements after `tile`, then the block's scalar edges */
+    #define FASTCONV_TRANSPOSE(name, type, tile, ...)                                   \
+    static inline void name(type* dst, const type* src, Py_ssize_t rows,               \
+                            Py_ssize_t columns, Py_ssize_t ld_src) {                   \
         for (Py_ssize_t cb = 0; cb < columns; cb += 16) {                               \
             Py_ssize_t cstop = cb + 16 < columns ? cb + 16 : columns;                  \
             for (Py_ssize_t rb = 0; rb < rows; rb += 16) {                              \
                 Py_ssize_t rstop = rb + 16 < rows ? rb + 16 : rows, i = rb, j;          \
                 for (; i + tile <= rstop; i += tile) {                                  \
-                    for (j = cb; j + tile <= cstop; j += tile) { tile_body }           \
-                    FASTCONV_TRANSPOSE_EDGES(type)                                     \
+                    for (j = cb; j + tile <= cstop; j += tile) { __VA_ARGS__ }         \
+                    for (; j < cstop; j++)                                             \
+                        for (Py_ssize_t k = 0; k < tile; k++)                          \
+                            dst[j * rows + i + k] = src[(i + k) * ld_src + j];         \
                 }                                                                      \
                 for (; i < rstop; i++)                                                 \
                     for (j = cb; j < cstop; j++)                                       \
                         dst[j * rows + i] = src[i * ld_src + j];                       \
             }                                                                          \
-        }
+        }                                                                              \
+    }
     #if defined(__SSE2__)
     #include <emmintrin.h>
-    static inline void fastconv_transpose_float(float* dst, const float* src, Py_ssize_t rows,
-                                                Py_ssize_t columns, Py_ssize_t ld_src) {
-        const Py_ssize_t tile = 4;
-        FASTCONV_TRANSPOSE_BLOCKS(float, {
-            __m128 r0 = _mm_loadu_ps(src + i * ld_src + j);
-            __m128 r1 = _mm_loadu_ps(src + (i + 1) * ld_src + j);
-            __m128 r2 = _mm_loadu_ps(src + (i + 2) * ld_src + j);
-            __m128 r3 = _mm_loadu_ps(src + (i + 3) * ld_src + j);
-            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-            _mm_storeu_ps(dst + j * rows + i, r0);
-            _mm_storeu_ps(dst + (j + 1) * rows + i, r1);
-            _mm_storeu_ps(dst + (j + 2) * rows + i, r2);
-            _mm_storeu_ps(dst + (j + 3) * rows + i, r3);
-        })
-    }
-    static inline void fastconv_transpose_double(double* dst, const double* src, Py_ssize_t rows,
-                                                 Py_ssize_t columns, Py_ssize_t ld_src) {
-        const Py_ssize_t tile = 2;
-        FASTCONV_TRANSPOSE_BLOCKS(double, {
-            __m128d r0 = _mm_loadu_pd(src + i * ld_src + j);
-            __m128d r1 = _mm_loadu_pd(src + (i + 1) * ld_src + j);
-            _mm_storeu_pd(dst + j * rows + i, _mm_unpacklo_pd(r0, r1));
-            _mm_storeu_pd(dst + (j + 1) * rows + i, _mm_unpackhi_pd(r0, r1));
-        })
-    }
+    FASTCONV_TRANSPOSE(fastconv_transpose_float, float, 4,
+        __m128 r0 = _mm_loadu_ps(src + i * ld_src + j);
+        __m128 r1 = _mm_loadu_ps(src + (i + 1) * ld_src + j);
+        __m128 r2 = _mm_loadu_ps(src + (i + 2) * ld_src + j);
+        __m128 r3 = _mm_loadu_ps(src + (i + 3) * ld_src + j);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        _mm_storeu_ps(dst + j * rows + i, r0);
+        _mm_storeu_ps(dst + (j + 1) * rows + i, r1);
+        _mm_storeu_ps(dst + (j + 2) * rows + i, r2);
+        _mm_storeu_ps(dst + (j + 3) * rows + i, r3);)
+    FASTCONV_TRANSPOSE(fastconv_transpose_double, double, 2,
+        __m128d r0 = _mm_loadu_pd(src + i * ld_src + j);
+        __m128d r1 = _mm_loadu_pd(src + (i + 1) * ld_src + j);
+        _mm_storeu_pd(dst + j * rows + i, _mm_unpacklo_pd(r0, r1));
+        _mm_storeu_pd(dst + (j + 1) * rows + i, _mm_unpackhi_pd(r0, r1));)
     #else
-    #define FASTCONV_TRANSPOSE_SCALAR(name, type)                                      \
-    static inline void name(type* dst, const type* src, Py_ssize_t rows,               \
-                            Py_ssize_t columns, Py_ssize_t ld_src) {                   \
-        const Py_ssize_t tile = 1;                                                     \
-        FASTCONV_TRANSPOSE_BLOCKS(type, { dst[j * rows + i] = src[i * ld_src + j]; })   \
-    }
-    FASTCONV_TRANSPOSE_SCALAR(fastconv_transpose_float, float)
-    FASTCONV_TRANSPOSE_SCALAR(fastconv_transpose_double, double)
+    FASTCONV_TRANSPOSE(fastconv_transpose_float, float, 1, dst[j * rows + i] = src[i * ld_src + j];)
+    FASTCONV_TRANSPOSE(fastconv_transpose_double, double, 1, dst[j * rows + i] = src[i * ld_src + j];)
     #endif
     """
     void fastconv_transpose_float(float* dst, const float* src, Py_ssize_t rows,
