@@ -78,10 +78,17 @@ def weight_transform_cost(machine, filters, channels, transforms, weights=True):
     if not weights:
         return 0.0
     count = SETS[transforms][1] * filters * channels
-    seconds = machine.work(f"winograd-weight-{transforms}", count)
+    return machine.spread(machine.work(f"winograd-weight-{transforms}", count), filters,
+                          _transform_threads(count, filters, machine.threads))
+
+
+def _transform_threads(count, filters, threads):
+    """The threads transform_weights runs `count` transformed values of `filters` filters on,
+    given `threads`: all of them (at most one per filter) from
+    WEIGHT_TRANSFORM_PARALLEL_ELEMENTS values up, else one."""
     if count < _tuning.WEIGHT_TRANSFORM_PARALLEL_ELEMENTS:
-        return seconds
-    return machine.spread(seconds, filters, machine.threads)
+        return 1
+    return max(1, min(threads, filters))
 
 
 def weight_gradient_cost(machine, batch, channels, filters, out_height, out_width, transforms):
@@ -140,9 +147,9 @@ def transform_weights(w, name, transformed):
     """transformed (E, F, C) = the weight transform of w (F, C, 3, 3) by the transform set
     named `name` (SETS' first field), its filters shared out over the threads once there
     are WEIGHT_TRANSFORM_PARALLEL_ELEMENTS values to make."""
-    threads = get_num_threads() if transformed.size >= _tuning.WEIGHT_TRANSFORM_PARALLEL_ELEMENTS else 1
-    _compiled.winograd.transform_weights(w, getattr(_compiled.winograd.Variant, name), transformed,
-                                         max(1, min(threads, w.shape[0])))
+    _compiled.winograd.transform_weights(
+        w, getattr(_compiled.winograd.Variant, name), transformed,
+        _transform_threads(transformed.size, w.shape[0], get_num_threads()))
 
 
 # ---- transformed weights kept between inference calls ------------------------------------
