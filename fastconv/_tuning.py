@@ -57,6 +57,18 @@ TRANSPOSED_DW_BYTES = 512 * 2**10
 # 1, 2, 4 and 8 MiB, 4 ran res-s2 fastest (float32 and float64) and vgg-3x3 as fast as any.
 WINOGRAD_BAND_BYTES = 4 * 2**20
 
+# Whole Winograd bands per thread would leave the busiest thread this much above an even
+# share of the rows (one image's 7 rows of tiles on 2 threads: 4 of 3.5, 0.14), or hold
+# fewer tiles than SHARED_BANDS_MAX_TILES (the GEMMs' columns): the threads share every
+# band instead, the input transform by channels and the GEMMs and output transform by
+# filters, where each thread then has at least SHARED_BANDS_MIN_WIDTH of both (set by the
+# measurements beside algorithms/_winograd.py's plan: docs/performance.md, "Winograd bands
+# shared by the threads": 8-18 tiles a thread ran 0.76-0.94x the time shared, 32 0.98x,
+# 49 and 98 1.03-1.14x).
+SHARED_BANDS_MIN_EXCESS = 0.05
+SHARED_BANDS_MAX_TILES = 32
+SHARED_BANDS_MIN_WIDTH = 16
+
 # The weight transform shares its filters out over the threads from this many transformed
 # values (E x F x C) up; below it one thread does it (set in the measurement beside
 # algorithms/_winograd.py's transform_weights: docs/performance.md, "The weight transform

@@ -802,9 +802,61 @@ def test_winograd_bands_come_in_whole_rounds_of_threads():
     # vgg-3x3 by F(4x4, 3x3) in float32: 128 rows of tiles; 4 MiB bands would make 5 of
     # them, 3 for one thread and 2 for the other
     with _settings(threads=2):
-        threads, band_rows, tiles_w = _winograd.plan(16, 64, 64, 32, 32, 4, 36, 4)
-    assert (threads, tiles_w) == (2, 8)
+        threads, band_rows, tiles_w, shared = _winograd.plan(16, 64, 64, 32, 32, 4, 36, 4,
+                                                             share_bands=True)
+    assert (threads, tiles_w, shared) == (2, 8, False)
     assert -(-16 * 8 // band_rows) % 2 == 0
+
+
+def test_winograd_bands_shared_where_whole_bands_leave_a_thread_idle_or_are_narrow():
+    # one 14x14 image by F(2x2, 3x3): 7 rows of tiles, 4 and 3 in whole bands on 2 threads
+    with _settings(threads=2):
+        assert _winograd.plan(1, 64, 64, 14, 14, 4, share_bands=True)[3]
+        assert not _winograd.plan(1, 64, 64, 14, 14, 4)[3]             # the weight gradient's
+        assert not _winograd.plan(2, 64, 64, 14, 14, 4, share_bands=True)[3]  # 14 rows: 7 and 7
+        assert not _winograd.plan(1, 8, 64, 14, 14, 4, share_bands=True)[3]   # 4 channels each
+        # one 7x7 image: 4 rows of 4 tiles, 2 and 2, but 8 tiles are too few columns
+        assert _winograd.plan(1, 256, 256, 7, 7, 4, share_bands=True)[3]
+        assert not _winograd.plan(4, 256, 256, 7, 7, 4, share_bands=True)[3]  # 32 tiles each
+    with _settings(threads=1):
+        assert _winograd.plan(1, 64, 64, 14, 14, 4, share_bands=True)[:1] == (1,)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("algorithm, x_shape, w_shape, stride, threads", [
+    ("winograd-2x2", (1, 37, 13, 11), (35, 37, 3, 3), 1, 2),  # 7 rows of tiles, odd widths
+    ("winograd-2x2", (1, 49, 13, 9), (50, 49, 3, 3), 1, 3),   # 7 rows on 3 threads
+    ("winograd-4x4", (1, 33, 27, 14), (40, 33, 3, 3), 1, 2),  # 7 rows of 4x4 tiles
+    ("winograd-s2", (1, 34, 27, 26), (36, 34, 3, 3), 2, 2),   # 7 rows at stride 2
+])
+def test_winograd_shared_bands_match_the_reference(algorithm, x_shape, w_shape, stride, threads,
+                                                   dtype, monkeypatch):
+    """Batch 1 with rows of tiles the threads cannot share out evenly: every thread works on
+    every band (its channels, then its filters), with a bias and an epilogue (a batch norm's
+    map and a ReLU) run on each thread's filters. (Small layers, threaded all the same.)"""
+    monkeypatch.setattr(fastconv._tuning, "MIN_PARALLEL_FLOPS", 0)
+    from fastconv import _epilogue
+    from fastconv.conv import conv_inference
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    filters = w_shape[0]
+    mean, scale, shift = (rng.standard_normal(filters) for _ in range(3))
+    out_hw = [(size + 2 - 3) // stride + 1 for size in x_shape[2:]]
+    _, elements, tile = _winograd.SETS[{"winograd-2x2": "2x2", "winograd-4x4": "4x4",
+                                        "winograd-s2": "stride-2"}[algorithm]]
+    with _settings(threads=threads):
+        assert _winograd.plan(1, x_shape[1], filters, *out_hw, x.itemsize, elements, tile,
+                              share_bands=True)[3]
+        out, _ = fastconv.conv2d_forward(x, w, b, stride, 1, algorithm=algorithm)
+        fused = conv_inference(2, x, w, b, stride, 1, algorithm=algorithm,
+                               epilogue=_epilogue.batch_norm(mean, scale, shift, True))
+    expected, _ = reference.conv2d_forward(x, w, b, stride, 1)
+    assert_close(out, expected, _tolerance(algorithm, dtype))
+    # the epilogue on each thread's filters: the unfused output mapped, within a rounding
+    mapped = ((out - mean.reshape(1, -1, 1, 1)) * scale.reshape(1, -1, 1, 1)
+              + shift.reshape(1, -1, 1, 1))
+    assert_close(fused, np.maximum(mapped, 0).astype(dtype))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

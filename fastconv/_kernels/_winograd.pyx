@@ -338,14 +338,14 @@ cdef inline void combine_input_columns(const floating* row, Py_ssize_t n, int va
 cdef inline void transform_input_tiles(
         const floating[:, :, :, ::1] x, Py_ssize_t pad_h, Py_ssize_t pad_w,
         Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
-        int variant, floating[:, :, :] v) noexcept nogil:
+        int variant, floating[:, :, :] v, Py_ssize_t c_start, Py_ssize_t c_stop) noexcept nogil:
     """v[(i, j), c, t] = (B^T d B)[i, j] for the 4x4 input block d of each tile t in the band
-    (F4X4: its 6x6 block), or (S^T d S)[i, j] for its 5x5 block (STRIDE_TWO).
+    (F4X4: its 6x6 block), or (S^T d S)[i, j] for its 5x5 block (STRIDE_TWO), for the
+    channels c_start <= c < c_stop.
 
     A band is the rows of tiles [band_start, band_stop) counted across the whole batch.
     B^T d (S^T d) is taken along whole rows (s below), then B (S) along the columns.
     """
-    cdef Py_ssize_t channels = x.shape[1]
     # rows and columns of an input block, and from one tile's block to the next
     cdef Py_ssize_t size = 6 if variant == F4X4 else 5 if variant == STRIDE_TWO else 4
     cdef Py_ssize_t step = 2 if variant == F2X2 else 4
@@ -355,7 +355,7 @@ cdef inline void transform_input_tiles(
     cdef floating s[6 * SPAN]      # B^T d or S^T d, rows SPAN apart (zero in the padding)
     cdef floating* planes[6]
     memset(zeros, 0, sizeof(zeros))
-    for c in range(channels):
+    for c in range(c_start, c_stop):
         t = 0
         for band_row in range(band_start, band_stop):  # rows of tiles, across images
             image = band_row // tiles_h
@@ -453,13 +453,15 @@ cdef inline void combine_output(const floating** p, Py_ssize_t n, floating offse
 cdef inline floating transform_output_tiles(
         const floating[:, :, :] m, const floating[::1] bias, bint has_bias,
         Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
-        int variant, floating[:, :, :, ::1] out) noexcept nogil:
+        int variant, floating[:, :, :, ::1] out, Py_ssize_t f_start,
+        Py_ssize_t f_stop) noexcept nogil:
     """out[image, f, tile] = A^T m A, or Q^T m Q for STRIDE_TWO (+ bias), dropping the
-    rows/columns past the output edge; tiles of 2x2 outputs, or 4x4 for F4X4.
+    rows/columns past the output edge, for the filters f_start <= f < f_stop; tiles of 2x2
+    outputs, or 4x4 for F4X4.
 
     Returns the sum of every output computed, those past the edge included: it is finite
     only if they all are (or their sum overflows), see forward()."""
-    cdef Py_ssize_t filters = out.shape[1], elements = variant_elements(variant)
+    cdef Py_ssize_t elements = variant_elements(variant)
     cdef Py_ssize_t tile = variant_tile(variant)
     cdef Py_ssize_t ntiles = (band_stop - band_start) * tiles_w
     cdef Py_ssize_t f, band_row, image, tile_row, tile_col, t, k, n, done, count, q
@@ -469,7 +471,7 @@ cdef inline floating transform_output_tiles(
     cdef floating offset, total = 0
     for q in range(CHUNK):
         lanes[q] = 0
-    for f in range(filters):
+    for f in range(f_start, f_stop):
         offset = bias[f] if has_bias else 0
         # chunks of the band's tiles in order, run on from one tile row to the next (rows
         # of few tiles would make short loops), then stored one tile row at a time
@@ -499,14 +501,15 @@ cdef inline floating transform_output_tiles(
 cdef inline void band_epilogue(floating[:, :, :, ::1] out, Py_ssize_t band_start,
                                Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tile,
                                const double[::1] mean, const double[::1] scale,
-                               const double[::1] shift, bint relu) noexcept nogil:
+                               const double[::1] shift, bint relu, Py_ssize_t f_start,
+                               Py_ssize_t f_stop) noexcept nogil:
     """_epilogue.epilogue_filter on every output row of the band's tile rows [band_start,
-    band_stop) (which run on across images), for every filter: after the band's output
-    transform, while those rows are still in cache."""
+    band_stop) (which run on across images), for the filters f_start <= f < f_stop: after
+    the band's output transform, while those rows are still in cache."""
     cdef Py_ssize_t band_row, image, y, f
     for band_row in range(band_start, band_stop):
         image = band_row // tiles_h
-        for f in range(out.shape[1]):
+        for f in range(f_start, f_stop):
             for y in range(tile * (band_row % tiles_h),
                            min(tile * (band_row % tiles_h + 1), out.shape[2])):
                 epilogue_filter(&out[image, f, y, 0], out.shape[3], f, mean, scale, shift,
@@ -517,8 +520,9 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
             const floating[::1] bias, floating[:, :, :, ::1] out,
             floating[:, :, :, :] input_work, floating[:, :, :, :] product_work,
             Py_ssize_t pad_h, Py_ssize_t pad_w, int variant, Py_ssize_t band_tile_rows,
-            const int[::1] gemm_pieces, floating[::1] totals, const double[::1] mean,
-            const double[::1] scale, const double[::1] shift, bint relu, int num_threads):
+            bint cooperative, const int[::1] gemm_pieces, floating[::1] totals,
+            const double[::1] mean, const double[::1] scale, const double[::1] shift,
+            bint relu, int num_threads):
     """out (N, F, OH, OW) = 3x3 conv of x (N, C, H, W) [+ bias], stride 1 by F(2x2, 3x3)
     (variant F2X2) or F(4x4, 3x3) (F4X4), or stride 2 (STRIDE_TWO) by the 25-element
     transforms above.
@@ -536,46 +540,86 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
     for F4X4, else 2; bands of tile rows run on across images. Their rows must be
     contiguous; the planes may be spaced freely (the caller skews them apart to avoid
     cache-set conflicts).
+    cooperative: every thread works on every band, the bands one after the other: the
+    input transform shared out by channels, then the GEMMs, output transform and epilogue by
+    filters, in input_work[0] and product_work[0] (only these are used). For fewer rows of
+    tiles than the threads can share out evenly (batch 1: one image's rows), where whole
+    bands per thread would leave a thread idle for part of the call.
     gemm_pieces: (rows, inner, columns), the most of each per GEMM call (0: no split).
     mean, scale, shift (F,) or None, relu: the epilogue (fastconv/_epilogue.py) run on each
     band's outputs after its output transform (the totals are of the outputs before it).
     """
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t filters = out.shape[1]
-    cdef bint has_epilogue = relu or mean is not None
     cdef Py_ssize_t tile = variant_tile(variant)
     cdef Py_ssize_t tiles_h = (out.shape[2] + tile - 1) // tile
     cdef Py_ssize_t tiles_w = (out.shape[3] + tile - 1) // tile
-    cdef Py_ssize_t task, band_start, band_stop, element
-    cdef Py_ssize_t elements = variant_elements(variant)
+    cdef Py_ssize_t task, band, part, band_start, band_stop
     cdef Py_ssize_t rows = batch * tiles_h
     cdef Py_ssize_t bands = (rows + band_tile_rows - 1) // band_tile_rows
-    cdef int ntiles, tid = 0
-    cdef int piece_rows = gemm_pieces[0], piece_inner = gemm_pieces[1]
-    cdef int piece_columns = gemm_pieces[2]
-    cdef int ld_input = input_work.strides[2] // sizeof(floating)
-    cdef int ld_product = product_work.strides[2] // sizeof(floating)
-    cdef bint has_bias = bias is not None
-    with nogil, parallel(num_threads=num_threads):
-        tid = threadid()
-        for task in prange(bands, schedule="static"):
-            band_start = task * band_tile_rows
+    cdef int tid = 0
+    if not cooperative:
+        with nogil, parallel(num_threads=num_threads):
+            tid = threadid()
+            for task in prange(bands, schedule="static"):
+                band_start = task * band_tile_rows
+                band_stop = min(band_start + band_tile_rows, rows)
+                transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
+                                      variant, input_work[tid], 0, channels)
+                totals[tid] += band_products(transformed_weight, bias, out, input_work[tid],
+                                             product_work[tid], band_start, band_stop, tiles_h,
+                                             tiles_w, variant, 0, filters, gemm_pieces, mean,
+                                             scale, shift, relu)
+        return
+    # cooperative: each band in two parallel loops, each part of the first writing its own
+    # channels of the shared transformed tiles, the second reading them all after the first
+    # loop's closing barrier
+    with nogil:
+        for band in range(bands):
+            band_start = band * band_tile_rows
             band_stop = min(band_start + band_tile_rows, rows)
-            ntiles = (band_stop - band_start) * tiles_w
-            transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
-                                  variant, input_work[tid])
-            for element in range(elements):
-                gemm_blocked(False, filters, ntiles, channels, 1,
-                             &transformed_weight[element, 0, 0], channels,
-                             &input_work[tid, element, 0, 0], ld_input,
-                             0, &product_work[tid, element, 0, 0], ld_product,
-                             piece_rows, piece_inner, piece_columns)
-            totals[tid] += transform_output_tiles(product_work[tid], bias, has_bias,
-                                                  band_start, band_stop, tiles_h, tiles_w,
-                                                  variant, out)
-            if has_epilogue:
-                band_epilogue(out, band_start, band_stop, tiles_h, tile, mean, scale, shift,
-                              relu)
+            for part in prange(num_threads, schedule="static", num_threads=num_threads):
+                transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
+                                      variant, input_work[0], part * channels // num_threads,
+                                      (part + 1) * channels // num_threads)
+            for part in prange(num_threads, schedule="static", num_threads=num_threads):
+                totals[part] += band_products(transformed_weight, bias, out, input_work[0],
+                                              product_work[0], band_start, band_stop, tiles_h,
+                                              tiles_w, variant,
+                                              part * filters // num_threads,
+                                              (part + 1) * filters // num_threads,
+                                              gemm_pieces, mean, scale, shift, relu)
+
+
+cdef inline floating band_products(
+        const floating[:, :, ::1] transformed_weight, const floating[::1] bias,
+        floating[:, :, :, ::1] out, floating[:, :, :] inputs, floating[:, :, :] products,
+        Py_ssize_t band_start, Py_ssize_t band_stop, Py_ssize_t tiles_h, Py_ssize_t tiles_w,
+        int variant, Py_ssize_t f_start, Py_ssize_t f_stop, const int[::1] gemm_pieces,
+        const double[::1] mean, const double[::1] scale, const double[::1] shift,
+        bint relu) noexcept nogil:
+    """For the filters f_start <= f < f_stop of a band whose tiles `inputs` (E, C, band
+    tiles) holds transformed: the E GEMMs into products (E, F, band tiles), the output
+    transform into out and the epilogue, if any. Returns the output transform's sum."""
+    cdef Py_ssize_t element, channels = inputs.shape[1]
+    cdef int ntiles = (band_stop - band_start) * tiles_w
+    cdef int ld_input = inputs.strides[1] // sizeof(floating)
+    cdef int ld_product = products.strides[1] // sizeof(floating)
+    cdef floating total
+    if f_stop <= f_start:
+        return 0
+    for element in range(variant_elements(variant)):
+        gemm_blocked(False, f_stop - f_start, ntiles, channels, 1,
+                     &transformed_weight[element, f_start, 0], channels,
+                     &inputs[element, 0, 0], ld_input,
+                     0, &products[element, f_start, 0], ld_product,
+                     gemm_pieces[0], gemm_pieces[1], gemm_pieces[2])
+    total = transform_output_tiles(products, bias, bias is not None, band_start, band_stop,
+                                   tiles_h, tiles_w, variant, out, f_start, f_stop)
+    if relu or mean is not None:
+        band_epilogue(out, band_start, band_stop, tiles_h, variant_tile(variant), mean, scale,
+                      shift, relu, f_start, f_stop)
+    return total
 
 
 cdef inline void transform_dout_tiles_2x2(
@@ -748,7 +792,7 @@ def weight_gradient(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1]
             band_stop = min(band_start + band_tile_rows, rows)
             ntiles = (band_stop - band_start) * tiles_w
             transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
-                                  variant, input_work[tid])
+                                  variant, input_work[tid], 0, channels)
             if variant == F4X4:
                 transform_dout_tiles_4x4(dout, band_start, band_stop, tiles_h, tiles_w,
                                          dout_work[tid], dbias)

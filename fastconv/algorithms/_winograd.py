@@ -32,26 +32,55 @@ _G = {
 
 
 def plan(batch, channels, filters, out_height, out_width, itemsize, elements=16, tile=2,
-         threads=None):
-    """Threads and band height (in rows of tile x tile output tiles, run on across images)
-    for a Winograd pass: (num_threads, band_rows, tiles_w). A band's transformed tiles
-    (`elements` per tile), channels and filters, stay near WINOGRAD_BAND_BYTES per thread."""
+         threads=None, share_bands=False):
+    """Threads and bands (in rows of tile x tile output tiles, run on across images) for a
+    Winograd pass: (num_threads, band_rows, tiles_w, shared). A band's transformed tiles
+    (`elements` per tile), channels and filters, stay near WINOGRAD_BAND_BYTES per thread.
+
+    Each thread takes whole bands (shared False) unless `share_bands` (the forward kernel
+    can) and whole bands would either leave the busiest thread more than
+    SHARED_BANDS_MIN_EXCESS above an even share of the rows, as one image's 7 rows on 2
+    threads (4 and 3) do, or hold fewer than SHARED_BANDS_MAX_TILES tiles, too few columns
+    for the GEMMs to run at speed (one 7x7 image: 8 tiles a thread). Then every thread works
+    on every band (shared True), its channels and then its filters, and one band holds what
+    the threads' bands would."""
     tiles_h, tiles_w = -(-out_height // tile), -(-out_width // tile)
     threads = get_num_threads() if threads is None else threads
     row_bytes = max(1, elements * (channels + filters) * tiles_w * itemsize)
     budget = min(_tuning.WINOGRAD_BAND_BYTES, get_workspace_limit() // threads)
     rows = batch * tiles_h
-    band_rows = int(max(1, min(budget // row_bytes, -(-rows // threads))))
-    # as many bands, or the next multiple of the thread count (threads take whole bands),
-    # evened out
+    direct_flops = 2 * batch * filters * channels * 9 * out_height * out_width
+    if direct_flops < _tuning.MIN_PARALLEL_FLOPS:
+        threads = 1
+    band_rows = _even_rows(rows, min(budget // row_bytes, -(-rows // threads)), threads)
+    if threads == 1:
+        return 1, band_rows, tiles_w, False
+    excess = busiest_rows(rows, band_rows, threads) * threads / rows - 1
+    if share_bands and (excess > _tuning.SHARED_BANDS_MIN_EXCESS
+                        or band_rows * tiles_w < _tuning.SHARED_BANDS_MAX_TILES) \
+            and min(channels, filters) >= _tuning.SHARED_BANDS_MIN_WIDTH * threads:
+        return threads, _even_rows(rows, budget * threads // row_bytes, 1), tiles_w, True
+    if -(-rows // band_rows) < threads:
+        threads = 1
+    return threads, band_rows, tiles_w, False
+
+
+def _even_rows(rows, most, threads):
+    """Band rows for `rows` rows in bands of at most `most` rows (at least 1): as many bands,
+    or the next multiple of the thread count (threads take whole bands), evened out."""
+    band_rows = int(max(1, min(most, rows)))
     bands = max(1, -(-rows // band_rows))
     if bands > threads:
         bands = -(-bands // threads) * threads
-    band_rows = max(1, -(-rows // bands))
-    direct_flops = 2 * batch * filters * channels * 9 * out_height * out_width
-    if bands < threads or direct_flops < _tuning.MIN_PARALLEL_FLOPS:
-        threads = 1
-    return threads, band_rows, tiles_w
+    return max(1, -(-rows // bands))
+
+
+def busiest_rows(rows, band_rows, threads):
+    """Rows of bands the busiest thread runs when `threads` threads share out bands of
+    band_rows rows statically (OpenMP's contiguous blocks: the first threads take
+    ceil(bands / threads) bands)."""
+    bands = -(-rows // band_rows)
+    return min(rows, -(-bands // threads) * band_rows)
 
 
 def forward_cost(machine, batch, channels, filters, out_height, out_width, transforms,
@@ -60,16 +89,26 @@ def forward_cost(machine, batch, channels, filters, out_height, out_width, trans
     the threads), then per band the input transform, `elements` GEMMs and the output
     transform (planner.Machine)."""
     _, elements, tile = SETS[transforms]
-    threads, band_rows, tiles_w = plan(batch, channels, filters, out_height, out_width,
-                                       machine.dtype.itemsize, elements, tile, machine.threads)
+    threads, band_rows, tiles_w, shared = plan(batch, channels, filters, out_height, out_width,
+                                               machine.dtype.itemsize, elements, tile,
+                                               machine.threads, share_bands=True)
     rows = batch * -(-out_height // tile)
     bands = max(1, -(-rows // band_rows))
     tiles = rows * tiles_w
+    weight = weight_transform_cost(machine, filters, channels, transforms, weights)
+    if shared:  # each thread: its channels' input transform, its filters' GEMMs and outputs
+        per_thread = (machine.work(f"winograd-input-{transforms}", elements * channels * tiles)
+                      + machine.gemm(filters / threads, tiles / bands, channels,
+                                     calls=elements * bands) * threads
+                      + machine.work(f"winograd-output-{transforms}", elements * filters * tiles))
+        return weight + per_thread / threads / machine.constants["parallel_efficiency"]
     seconds = (machine.work(f"winograd-input-{transforms}", elements * channels * tiles)
                + machine.gemm(filters, tiles / bands, channels, calls=elements * bands)
                + machine.work(f"winograd-output-{transforms}", elements * filters * tiles))
-    weight = weight_transform_cost(machine, filters, channels, transforms, weights)
-    return weight + machine.spread(seconds, bands, threads)
+    if threads == 1:
+        return weight + seconds
+    share = busiest_rows(rows, band_rows, threads) / rows  # whole bands: the busiest thread's
+    return weight + seconds * share / machine.constants["parallel_efficiency"]
 
 
 def weight_transform_cost(machine, filters, channels, transforms, weights=True):
@@ -95,8 +134,8 @@ def weight_gradient_cost(machine, batch, channels, filters, out_height, out_widt
     """Seconds of weight_gradient(): per band the dout and input transforms and `elements`
     GEMMs summing (C, tiles) @ (tiles, F), then the untransform."""
     _, elements, tile = SETS[transforms]
-    threads, band_rows, tiles_w = plan(batch, channels, filters, out_height, out_width,
-                                       machine.dtype.itemsize, elements, tile, machine.threads)
+    threads, band_rows, tiles_w, _ = plan(batch, channels, filters, out_height, out_width,
+                                          machine.dtype.itemsize, elements, tile, machine.threads)
     rows = batch * -(-out_height // tile)
     bands = max(1, -(-rows // band_rows))
     tiles = rows * tiles_w
@@ -219,10 +258,11 @@ def forward(x, w, b, out, padding, transforms, epilogue=None, keep_weights=False
     channels, filters = x.shape[1], w.shape[0]
     name, elements, tile = SETS[transforms]
     variant = getattr(_compiled.winograd.Variant, name)
-    threads, band_rows, tiles_w = plan(x.shape[0], channels, filters, *out.shape[2:],
-                                       x.itemsize, elements, tile)
+    threads, band_rows, tiles_w, shared = plan(x.shape[0], channels, filters, *out.shape[2:],
+                                               x.itemsize, elements, tile, share_bands=True)
     totals = np.zeros(threads, dtype=x.dtype)
-    with _work(threads, band_rows, tiles_w, channels, filters, x.dtype, elements=elements,
+    with _work(1 if shared else threads, band_rows, tiles_w, channels, filters, x.dtype,
+               elements=elements,
                held=(0,) if keep_weights else (elements, filters, channels)) as (
                    inputs, products, transformed):
         if keep_weights:
@@ -231,7 +271,7 @@ def forward(x, w, b, out, padding, transforms, epilogue=None, keep_weights=False
             transform_weights(w, name, transformed)
         pieces = _blas.gemm_pieces(filters, channels)
         _blas.run_kernel(_compiled.winograd.forward, threads, x, transformed, b, out, inputs, products,
-                   *padding, variant, band_rows, pieces, totals,
+                   *padding, variant, band_rows, shared, pieces, totals,
                    *(epilogue or _epilogue.NONE).kernel_args(), all_small=pieces[2] > 0)
     return bool(np.isfinite(totals.sum()))
 
@@ -247,8 +287,8 @@ def weight_gradient(x, dout, padding, has_bias, transforms):
     """
     channels, filters = x.shape[1], dout.shape[1]
     name, elements, tile = SETS[transforms]
-    threads, band_rows, tiles_w = plan(x.shape[0], channels, filters, *dout.shape[2:],
-                                       x.itemsize, elements, tile)
+    threads, band_rows, tiles_w, _ = plan(x.shape[0], channels, filters, *dout.shape[2:],
+                                          x.itemsize, elements, tile)
     dbias = np.zeros((threads, filters), x.dtype) if has_bias else None
     with _work(threads, band_rows, tiles_w, channels, filters, x.dtype, second_by_tile=True,
                elements=elements, held=(threads, elements, channels, filters)) as (
