@@ -80,6 +80,13 @@ WEIGHT_TRANSFORM_PARALLEL_ELEMENTS = 2**15
 # used dropped first: ResNet-18's Winograd layers at batch 1 keep about 15 MiB.
 KEPT_WEIGHTS_BYTES = 64 * 2**20
 
+# The cost model's weight transform (algorithms/_winograd.py, weight_transform_cost): up to
+# this many bytes of transformed weights it ran at its arithmetic's rate, per value 0.22-0.30
+# ns for F(2x2) and stride 2 and 0.55-0.57 ns for F(4x4) on one thread, from 9.4 MB up at
+# 0.71-0.86 ns whatever the set, its stores going to memory (the "elements" constants
+# "winograd-weight-*" below; docs/performance.md, "The weight transform's cost").
+WEIGHT_TRANSFORM_CACHED_BYTES = 8 * 2**20
+
 # ---- the planner's cost model (planner.Machine) ----------------------------------------
 # GEMM rates on one thread, the layouts the kernels use: "nn" (forward, Winograd), "tn"
 # (dcols = W^T @ dout), "nt" (dW = dout @ cols^T); seconds per element of each kind of
@@ -111,8 +118,8 @@ COST_MODEL = {
             "winograd-input-2x2": 0.3e-9, "winograd-output-2x2": 0.3e-9,
             "winograd-input-4x4": 0.45e-9, "winograd-output-4x4": 0.45e-9,
             "winograd-input-stride-2": 0.35e-9, "winograd-output-stride-2": 0.35e-9,
-            "winograd-weight-2x2": 1.0e-9, "winograd-weight-4x4": 1.5e-9,
-            "winograd-weight-stride-2": 1.2e-9,
+            "winograd-weight-2x2": 0.3e-9, "winograd-weight-4x4": 0.55e-9,
+            "winograd-weight-stride-2": 0.3e-9, "winograd-weight-memory": 0.8e-9,
             "winograd-dout-2x2": 0.4e-9, "winograd-dout-4x4": 0.5e-9,
             "depthwise-tap": 0.08e-9, "depthwise-pad": 0.3e-9, "depthwise-run": 15e-9,
         },
@@ -127,8 +134,8 @@ COST_MODEL = {
             "winograd-input-2x2": 0.5e-9, "winograd-output-2x2": 0.5e-9,
             "winograd-input-4x4": 0.7e-9, "winograd-output-4x4": 0.7e-9,
             "winograd-input-stride-2": 0.55e-9, "winograd-output-stride-2": 0.55e-9,
-            "winograd-weight-2x2": 1.2e-9, "winograd-weight-4x4": 1.8e-9,
-            "winograd-weight-stride-2": 1.4e-9,
+            "winograd-weight-2x2": 0.36e-9, "winograd-weight-4x4": 0.66e-9,
+            "winograd-weight-stride-2": 0.36e-9, "winograd-weight-memory": 1.6e-9,
             "winograd-dout-2x2": 0.6e-9, "winograd-dout-4x4": 0.8e-9,
             "depthwise-tap": 0.16e-9, "depthwise-pad": 0.45e-9, "depthwise-run": 15e-9,
         },

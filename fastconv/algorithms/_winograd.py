@@ -113,11 +113,16 @@ def forward_cost(machine, batch, channels, filters, out_height, out_width, trans
 
 def weight_transform_cost(machine, filters, channels, transforms, weights=True):
     """Seconds of transform_weights (0 without `weights`): its filters over the threads from
-    WEIGHT_TRANSFORM_PARALLEL_ELEMENTS values up, as it runs."""
+    WEIGHT_TRANSFORM_PARALLEL_ELEMENTS values up, as it runs. Up to
+    WEIGHT_TRANSFORM_CACHED_BYTES of transformed weights a value costs its transform set's
+    arithmetic; beyond, the stores to memory ("winograd-weight-memory")."""
     if not weights:
         return 0.0
     count = SETS[transforms][1] * filters * channels
-    return machine.spread(machine.work(f"winograd-weight-{transforms}", count), filters,
+    kind = (f"winograd-weight-{transforms}"
+            if count * machine.dtype.itemsize <= _tuning.WEIGHT_TRANSFORM_CACHED_BYTES
+            else "winograd-weight-memory")
+    return machine.spread(machine.work(kind, count), filters,
                           _transform_threads(count, filters, machine.threads))
 
 
