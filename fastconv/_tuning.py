@@ -63,10 +63,10 @@ WINOGRAD_BAND_BYTES = 4 * 2**20
 # band instead, the input transform by channels and the GEMMs and output transform by
 # filters, where each thread then has at least SHARED_BANDS_MIN_WIDTH of both (set by the
 # measurements beside algorithms/_winograd.py's plan: docs/performance.md, "Winograd bands
-# shared by the threads": 8-18 tiles a thread ran 0.76-0.94x the time shared, 32 0.98x,
-# 49 and 98 1.03-1.14x).
+# shared by the threads", bench/winograd_bands.py: batch-1 and batch-2 layers with 8-32
+# tiles a thread ran 0.64-0.94x the time shared, with 49-98 tiles 0.96-1.09x).
 SHARED_BANDS_MIN_EXCESS = 0.05
-SHARED_BANDS_MAX_TILES = 32
+SHARED_BANDS_MAX_TILES = 40
 SHARED_BANDS_MIN_WIDTH = 16
 
 # The weight transform shares its filters out over the threads from this many transformed

@@ -817,7 +817,7 @@ def test_winograd_bands_shared_where_whole_bands_leave_a_thread_idle_or_are_narr
         assert not _winograd.plan(1, 8, 64, 14, 14, 4, share_bands=True)[3]   # 4 channels each
         # one 7x7 image: 4 rows of 4 tiles, 2 and 2, but 8 tiles are too few columns
         assert _winograd.plan(1, 256, 256, 7, 7, 4, share_bands=True)[3]
-        assert not _winograd.plan(4, 256, 256, 7, 7, 4, share_bands=True)[3]  # 32 tiles each
+        assert not _winograd.plan(8, 256, 256, 7, 7, 4, share_bands=True)[3]  # 64 tiles each
     with _settings(threads=1):
         assert _winograd.plan(1, 64, 64, 14, 14, 4, share_bands=True)[:1] == (1,)
 
