@@ -109,9 +109,14 @@ def _gemm(peak, m_half=12.0, n_half=24.0, k_half=24.0, call=3e-7):
 # s2d-winograd (k 8-64) and four stride-1 (k 44-224), where the old value had the model
 # 2-3.5x low and choosing s2d-winograd's dW at 2.3x im2col's (docs/performance.md, "The
 # weight gradient's sums").
+# float32 "nn" k_half 16: the forward products with few inner terms (Winograd's and
+# gemm-1x1's are over the channels) ran faster than k_half 24 has them. 16 (or 12) scored
+# better on both oracles and both 300-layer samples, and flipped res-s2's and ResNet-18
+# l3.0.conv1's batch-16 forward to winograd-s2, 8.2-8.8 ms against im2col's 9.7-10.3
+# (docs/performance.md, "The cost model: few inner terms"). float64 keeps 24: not measured.
 COST_MODEL = {
     "float32": {
-        "gemm": {"nn": _gemm(150e9), "tn": _gemm(140e9), "nt": _gemm(120e9),
+        "gemm": {"nn": _gemm(150e9, k_half=16.0), "tn": _gemm(140e9), "nt": _gemm(120e9),
                  "sum": _gemm(150e9, k_half=100.0)},
         "elements": {
             "im2col": 0.25e-9, "col2im": 0.4e-9, "copy": 0.2e-9,
