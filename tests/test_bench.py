@@ -334,3 +334,41 @@ def test_gemm_pieces_script_runs(mode):
     rows = [line.split() for line in stdout.splitlines()[2:]]
     assert [row[0] for row in rows] == [c.name for c in suite.CONV_CASES if not c.full_only]
     assert all(float(row[1]) > 0 and float(row[2]) > 0 for row in rows)
+
+
+def test_winograd_bands_script_runs_both_ways():
+    # bench/winograd_bands.py: batch-1 and small-batch layers with whole Winograd bands per
+    # thread and with bands shared by the threads
+    stdout = _run_bench_script("winograd_bands.py", "--threads", "2", "--rounds", "1",
+                               "--calls", "1", timeout=300)
+    rows = [line.split() for line in stdout.splitlines()[2:]]
+    assert len(rows) == 15
+    assert all(float(row[-4]) > 0 and float(row[-3]) > 0 and row[-1] in ("whole", "shared")
+               for row in rows)
+    chosen = {" ".join(row[:-5]): row[-1] for row in rows}
+    assert chosen["b1 l4 512ch 7x7 2x2"] == "shared"        # 8 tiles a thread
+    assert chosen["b4 l3 256ch 14x14 2x2"] == "whole"       # 98 tiles a thread
+
+
+def test_winograd_bands_script_forces_each_way():
+    """The constants the script sets make plan() take each way (where the layer is wide
+    enough to share), whatever the shipped constants choose."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "winograd_bands.py")
+    spec = importlib.util.spec_from_file_location("winograd_bands", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    from fastconv import _tuning
+
+    saved = _tuning.SHARED_BANDS_MIN_EXCESS, _tuning.SHARED_BANDS_MAX_TILES
+    threads = fastconv.get_num_threads()
+    fastconv.set_num_threads(2)
+    try:
+        for way, constants in script._WAYS.items():
+            _tuning.SHARED_BANDS_MIN_EXCESS, _tuning.SHARED_BANDS_MAX_TILES = constants
+            for name in ("b1 l4 512ch 7x7 2x2", "b16 vgg 64ch 32x32 4x4"):
+                assert script._plan_shares(*script.CASES[name], "float32") == (way == "shared")
+    finally:
+        _tuning.SHARED_BANDS_MIN_EXCESS, _tuning.SHARED_BANDS_MAX_TILES = saved
+        fastconv.set_num_threads(threads)
