@@ -542,9 +542,10 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
     cache-set conflicts).
     cooperative: every thread works on every band, the bands one after the other: the
     input transform shared out by channels, then the GEMMs, output transform and epilogue by
-    filters, in input_work[0] and product_work[0] (only these are used). For fewer rows of
-    tiles than the threads can share out evenly (batch 1: one image's rows), where whole
-    bands per thread would leave a thread idle for part of the call.
+    filters, in input_work[0] and product_work[0] (only these are used). For a small batch
+    (algorithms/_winograd.py's plan): rows of tiles the threads cannot share out evenly,
+    where whole bands would leave a thread idle for part of the call, or whole bands of so
+    few tiles that their GEMMs run far below speed.
     gemm_pieces: (rows, inner, columns), the most of each per GEMM call (0: no split).
     mean, scale, shift (F,) or None, relu: the epilogue (fastconv/_epilogue.py) run on each
     band's outputs after its output transform (the totals are of the outputs before it).

@@ -87,7 +87,8 @@ def forward_cost(machine, batch, channels, filters, out_height, out_width, trans
                  weights=True):
     """Seconds of forward(): the weight transform (once per call, whatever the batch, over
     the threads), then per band the input transform, `elements` GEMMs and the output
-    transform (planner.Machine)."""
+    transform (planner.Machine), on the busiest thread's whole bands or, where plan()
+    shares the bands, on each thread's share of the channels and filters."""
     _, elements, tile = SETS[transforms]
     threads, band_rows, tiles_w, shared = plan(batch, channels, filters, out_height, out_width,
                                                machine.dtype.itemsize, elements, tile,
@@ -96,15 +97,15 @@ def forward_cost(machine, batch, channels, filters, out_height, out_width, trans
     bands = max(1, -(-rows // band_rows))
     tiles = rows * tiles_w
     weight = weight_transform_cost(machine, filters, channels, transforms, weights)
+    transforms_work = (machine.work(f"winograd-input-{transforms}", elements * channels * tiles)
+                       + machine.work(f"winograd-output-{transforms}", elements * filters * tiles))
     if shared:  # each thread: its channels' input transform, its filters' GEMMs and outputs
-        per_thread = (machine.work(f"winograd-input-{transforms}", elements * channels * tiles)
-                      + machine.gemm(filters / threads, tiles / bands, channels,
-                                     calls=elements * bands) * threads
-                      + machine.work(f"winograd-output-{transforms}", elements * filters * tiles))
-        return weight + per_thread / threads / machine.constants["parallel_efficiency"]
-    seconds = (machine.work(f"winograd-input-{transforms}", elements * channels * tiles)
-               + machine.gemm(filters, tiles / bands, channels, calls=elements * bands)
-               + machine.work(f"winograd-output-{transforms}", elements * filters * tiles))
+        gemms = machine.gemm(filters / threads, tiles / bands, channels,
+                             calls=elements * bands) * threads
+        efficiency = machine.constants["parallel_efficiency"]
+        return weight + (transforms_work + gemms) / threads / efficiency
+    seconds = transforms_work + machine.gemm(filters, tiles / bands, channels,
+                                             calls=elements * bands)
     if threads == 1:
         return weight + seconds
     share = busiest_rows(rows, band_rows, threads) / rows  # whole bands: the busiest thread's
