@@ -19,9 +19,11 @@ import argparse
 import time
 
 import numpy as np
+from _timing import median_ms
 
 import fastconv
-from fastconv import _tuning
+from fastconv import _tuning, algorithms
+from fastconv._geometry import conv_geometry
 from fastconv.algorithms import _winograd
 from fastconv.conv import conv_inference
 
@@ -43,14 +45,13 @@ CASES = {
     "b4 l4 512ch 7x7 2x2": ((4, 512, 7, 7), (512, 512, 3, 3), 1, "winograd-2x2"),
     "b16 vgg 64ch 32x32 4x4": ((16, 64, 32, 32), (64, 64, 3, 3), 1, "winograd-4x4"),
 }
-_SETS = {"winograd-2x2": "2x2", "winograd-4x4": "4x4", "winograd-s2": "stride-2"}
 # (SHARED_BANDS_MIN_EXCESS, SHARED_BANDS_MAX_TILES) that force each way
 _WAYS = {"whole": (float("inf"), 0), "shared": (-1.0, 2**62)}
 
 
 def _plan_shares(x_shape, w_shape, stride, algorithm, dtype):
-    _, elements, tile = _winograd.SETS[_SETS[algorithm]]
-    out = [(size + 2 - 3) // stride + 1 for size in x_shape[2:]]
+    _, elements, tile = _winograd.SETS[algorithms.REGISTRY[algorithm].TRANSFORMS]
+    out = conv_geometry(x_shape, w_shape, stride, 1).out
     return _winograd.plan(x_shape[0], x_shape[1], w_shape[0], *out, np.dtype(dtype).itemsize,
                           elements, tile, share_bands=True)[3]
 
@@ -72,17 +73,10 @@ def time_case(x_shape, w_shape, stride, algorithm, dtype, rounds, calls):
             for way in ways:
                 _tuning.SHARED_BANDS_MIN_EXCESS, _tuning.SHARED_BANDS_MAX_TILES = _WAYS[way]
                 time.sleep(0.1)  # the other way's threads go idle
-                for _ in range(3):
-                    call()
-                times = []
-                for _ in range(calls):
-                    start = time.perf_counter()
-                    call()
-                    times.append(time.perf_counter() - start)
-                medians[way].append(np.median(times))
+                medians[way].append(median_ms(call, calls=calls, warmup=3))
     finally:
         _tuning.SHARED_BANDS_MIN_EXCESS, _tuning.SHARED_BANDS_MAX_TILES = saved
-    return {way: 1e3 * float(np.median(values)) for way, values in medians.items()}
+    return {way: float(np.median(values)) for way, values in medians.items()}
 
 
 def main():

@@ -7,7 +7,8 @@ import pytest
 import fastconv
 import fastconv._blas
 import fastconv._tuning
-from fastconv import reference
+from fastconv import algorithms, reference
+from fastconv._geometry import conv_geometry
 from fastconv.algorithms import _winograd, im2col_gemm
 
 from _helpers import LAYOUTS, assert_close, numerical_gradient, rel_error, with_layout
@@ -842,11 +843,10 @@ def test_winograd_shared_bands_match_the_reference(algorithm, x_shape, w_shape, 
     b = rng.standard_normal(w_shape[0]).astype(dtype)
     filters = w_shape[0]
     mean, scale, shift = (rng.standard_normal(filters) for _ in range(3))
-    out_hw = [(size + 2 - 3) // stride + 1 for size in x_shape[2:]]
-    _, elements, tile = _winograd.SETS[{"winograd-2x2": "2x2", "winograd-4x4": "4x4",
-                                        "winograd-s2": "stride-2"}[algorithm]]
+    _, elements, tile = _winograd.SETS[algorithms.REGISTRY[algorithm].TRANSFORMS]
+    out_size = conv_geometry(x_shape, w_shape, stride, 1).out
     with _settings(threads=threads):
-        assert _winograd.plan(1, x_shape[1], filters, *out_hw, x.itemsize, elements, tile,
+        assert _winograd.plan(1, x_shape[1], filters, *out_size, x.itemsize, elements, tile,
                               share_bands=True)[3]
         out, _ = fastconv.conv2d_forward(x, w, b, stride, 1, algorithm=algorithm)
         fused = conv_inference(2, x, w, b, stride, 1, algorithm=algorithm,

@@ -97,19 +97,19 @@ def forward_cost(machine, batch, channels, filters, out_height, out_width, trans
     bands = max(1, -(-rows // band_rows))
     tiles = rows * tiles_w
     weight = weight_transform_cost(machine, filters, channels, transforms, weights)
+    efficiency = machine.constants["parallel_efficiency"]
     transforms_work = (machine.work(f"winograd-input-{transforms}", elements * channels * tiles)
                        + machine.work(f"winograd-output-{transforms}", elements * filters * tiles))
     if shared:  # each thread: its channels' input transform, its filters' GEMMs and outputs
         gemms = machine.gemm(filters / threads, tiles / bands, channels,
                              calls=elements * bands) * threads
-        efficiency = machine.constants["parallel_efficiency"]
         return weight + (transforms_work + gemms) / threads / efficiency
     seconds = transforms_work + machine.gemm(filters, tiles / bands, channels,
                                              calls=elements * bands)
     if threads == 1:
         return weight + seconds
     share = busiest_rows(rows, band_rows, threads) / rows  # whole bands: the busiest thread's
-    return weight + seconds * share / machine.constants["parallel_efficiency"]
+    return weight + seconds * share / efficiency
 
 
 def weight_transform_cost(machine, filters, channels, transforms, weights=True):

@@ -10,6 +10,7 @@ NAME = "winograd-2x2"
 HANDLES = "3x3 kernels, stride 1, padding <= 2"
 EPILOGUE = True
 KEEPS_WEIGHTS = True  # forward(keep_weights=True): _winograd.kept_transform
+TRANSFORMS = "2x2"  # its transform set, a key of _winograd.SETS
 TRANSFORMS_INFINITIES = True  # may turn an infinity into NaN (module _winograd)
 
 
@@ -25,13 +26,15 @@ def supports(geometry):
 
 
 def cost(geometry, machine, pass_name):
-    return _winograd.stride_one_cost(geometry, machine, pass_name, "2x2")
+    return _winograd.stride_one_cost(geometry, machine, pass_name, TRANSFORMS)
 
 
 def forward(x, w, b, geometry, epilogue=None, keep_weights=False):
     out = np.empty(geometry.output_shape, dtype=x.dtype)
-    return out, _winograd.forward(x, w, b, out, geometry.padding, "2x2", epilogue, keep_weights)
+    return out, _winograd.forward(x, w, b, out, geometry.padding, TRANSFORMS, epilogue,
+                                  keep_weights)
 
 
 def backward(dout, x, w, has_bias, geometry, need_dx=True, need_dw=True):
-    return _winograd.stride_one_backward(dout, x, w, has_bias, geometry, "2x2", need_dx, need_dw)
+    return _winograd.stride_one_backward(dout, x, w, has_bias, geometry, TRANSFORMS, need_dx,
+                                         need_dw)

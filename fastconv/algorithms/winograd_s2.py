@@ -12,6 +12,7 @@ NAME = "winograd-s2"
 HANDLES = "3x3 kernels, stride 2"
 EPILOGUE = True
 KEEPS_WEIGHTS = True  # forward(keep_weights=True): _winograd.kept_transform
+TRANSFORMS = "stride-2"  # its transform set, a key of _winograd.SETS
 TRANSFORMS_INFINITIES = True
 
 
@@ -28,12 +29,13 @@ def cost(geometry, machine, pass_name):
     if pass_name != "forward":
         return im2col_gemm.cost(geometry, machine, pass_name)
     return _winograd.forward_cost(machine, geometry.batch, geometry.channels, geometry.filters,
-                                  *geometry.out, "stride-2", weights=not machine.weights_kept)
+                                  *geometry.out, TRANSFORMS, weights=not machine.weights_kept)
 
 
 def forward(x, w, b, geometry, epilogue=None, keep_weights=False):
     out = np.empty(geometry.output_shape, dtype=x.dtype)
-    return out, _winograd.forward(x, w, b, out, geometry.padding, "stride-2", epilogue, keep_weights)
+    return out, _winograd.forward(x, w, b, out, geometry.padding, TRANSFORMS, epilogue,
+                                  keep_weights)
 
 
 backward = im2col_gemm.backward
