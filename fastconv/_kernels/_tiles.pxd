@@ -167,7 +167,7 @@ cdef inline void im2col_rows(
     """
     cdef Py_ssize_t channels = x.shape[1], depth = x.shape[2]
     cdef Py_ssize_t height = x.shape[3], width = x.shape[4]
-    cdef Py_ssize_t c, kd, kh, kw, oh, in_d, in_row, first, stop, row, offset
+    cdef Py_ssize_t c, kd, kh, kw, oh, in_d, in_row, first, stop, row, offset, j
     cdef floating* dst
     for kw in range(w.kernel_w):
         offset = kw * w.dilation_w - w.pad_w
@@ -178,6 +178,22 @@ cdef inline void im2col_rows(
                 for kh in range(w.kernel_h):
                     row = ((c * w.kernel_d + kd) * w.kernel_h + kh) * w.kernel_w + kw
                     dst = &cols[row, col_offset]
+                    if w.mode == ZEROS and in_d >= 0 and first < stop:
+                        # zero padding, the common case, without padded_index() per row and
+                        # per margin value
+                        for oh in range(row_start, row_stop):
+                            in_row = oh * w.stride_h + kh * w.dilation_h - w.pad_h
+                            if in_row < 0 or in_row >= height:
+                                memset(dst, 0, w.out_w * sizeof(floating))
+                            else:
+                                for j in range(first):
+                                    dst[j] = 0
+                                gather(dst + first, &x[image, c, in_d, in_row, 0]
+                                       + first * w.stride_w + offset, stop - first, w.stride_w)
+                                for j in range(stop, w.out_w):
+                                    dst[j] = 0
+                            dst = dst + w.out_w
+                        continue
                     for oh in range(row_start, row_stop):
                         in_row = padded_index(oh * w.stride_h + kh * w.dilation_h - w.pad_h,
                                               height, w.mode)
@@ -254,25 +270,24 @@ cdef inline void stage_rows(
     cdef Py_ssize_t height = x.shape[3], width = x.shape[4]
     cdef Py_ssize_t span = stage_width(w)
     cdef Py_ssize_t c, kd, r, phase, in_d, in_row, first, stop
-    cdef floating* dst = stage
-    for c in range(channels):
-        for kd in range(w.kernel_d):
-            in_d = source_plane(w, depth, od, kd)
-            for r in range(rows):
-                in_row = padded_index(first_row + r, height, w.mode)
-                if in_d < 0 or in_row < 0:
-                    memset(dst, 0, w.stride_w * span * sizeof(floating))
-                    dst = dst + w.stride_w * span
-                    continue
-                for phase in range(w.stride_w):
-                    # stage column j reads input column j*stride_w + phase - pad_w
-                    valid_columns(phase, width, span, w.stride_w, w.pad_w, &first, &stop)
-                    if first == stop and w.mode == ZEROS:
+    cdef floating* dst
+    # phase by phase, so that valid_columns() (two divisions) runs once per phase rather than
+    # once per staged row: those divisions were a fifth of cs231n-nb's staged im2col in perf
+    for phase in range(w.stride_w):
+        # stage column j reads input column j*stride_w + phase - pad_w
+        valid_columns(phase, width, span, w.stride_w, w.pad_w, &first, &stop)
+        dst = stage + phase * span
+        for c in range(channels):
+            for kd in range(w.kernel_d):
+                in_d = source_plane(w, depth, od, kd)
+                for r in range(rows):
+                    in_row = padded_index(first_row + r, height, w.mode)
+                    if in_d < 0 or in_row < 0 or (first == stop and w.mode == ZEROS):
                         memset(dst, 0, span * sizeof(floating))
                     else:
                         gather_row(dst, &x[image, c, in_d, in_row, 0], width, phase - w.pad_w,
                                    first, stop, span, w.stride_w, w.mode)
-                    dst = dst + span
+                    dst = dst + w.stride_w * span
 
 
 cdef inline void im2col_staged(
