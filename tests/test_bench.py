@@ -324,6 +324,26 @@ def test_mixed_step_script_runs():
     assert "batch 2," in stdout and stdout.count(".") >= 2
 
 
+def test_im2col_copy_script_runs_and_times_a_correct_copy():
+    # bench/im2col_copy.py: the compiled im2col alone, into a kept buffer
+    stdout = _run_bench_script("im2col_copy.py", "3", timeout=120)
+    rows = [line.split() for line in stdout.splitlines()]
+    assert len(rows) == 4
+    assert all(float(row[-5]) > 0 and float(row[-2]) >= float(row[-5]) for row in rows)
+    # what it times is the kernel fastconv.im2col runs, on the same window
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "im2col_copy.py")
+    spec = importlib.util.spec_from_file_location("im2col_copy", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    x = np.random.default_rng(1).standard_normal((2, 3, 9, 7), dtype=np.float32)
+    window = script._im2col.window_inputs(x, 3, 2, 1)
+    cols = np.empty((27, 2 * window.out_height * window.out_width), np.float32)
+    script._compiled.im2col.im2col(x[:, :, None], cols, script._im2col._kernel_window(window), 1)
+    np.testing.assert_array_equal(cols, fastconv.reference.im2col(x, 3, stride=2, padding=1))
+
+
 @pytest.mark.parametrize("mode", [[], ["--weight-gradient"]])
 def test_gemm_pieces_script_runs(mode):
     # bench/gemm_pieces.py: each suite conv with its GEMMs split and unsplit, or its
@@ -374,3 +394,4 @@ def test_winograd_bands_script_forces_each_way(monkeypatch):
     finally:
         _tuning.SHARED_BANDS_MIN_EXCESS, _tuning.SHARED_BANDS_MAX_TILES = saved
         fastconv.set_num_threads(threads)
+
