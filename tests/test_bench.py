@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv.bench import nets, operations, runner, suite
+from fastconv.bench import neighbour, nets, operations, runner, suite
 from fastconv.bench.__main__ import main
 
 ROW_KEYS = {
@@ -395,3 +395,74 @@ def test_winograd_bands_script_forces_each_way(monkeypatch):
         _tuning.SHARED_BANDS_MIN_EXCESS, _tuning.SHARED_BANDS_MAX_TILES = saved
         fastconv.set_num_threads(threads)
 
+
+# --- --busy-neighbour ------------------------------------------------------------------------
+
+needs_affinity = pytest.mark.skipif(neighbour.available() is not None,
+                                    reason="pinning a process to a core needs Linux")
+
+
+def _cpu_ticks(pid):
+    """User + system clock ticks the process has run (/proc/<pid>/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+@needs_affinity
+def test_busy_neighbour_spins_pinned_to_one_core_and_stops():
+    with neighbour.BusyNeighbour() as busy:
+        pid = busy.process.pid
+        assert busy.core == max(os.sched_getaffinity(0))
+        assert os.sched_getaffinity(pid) == {busy.core}
+        before = _cpu_ticks(pid)
+        time.sleep(0.5)
+        assert busy.running()
+        # it spins: at least a fifth of the half second on the CPU (100 ticks a second)
+        assert _cpu_ticks(pid) - before >= 10
+    assert busy.process.poll() is not None
+
+
+@needs_affinity
+def test_busy_neighbour_stops_by_itself_at_its_bound():
+    with neighbour.BusyNeighbour(seconds=0.3) as busy:
+        deadline = time.monotonic() + 20
+        while busy.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not busy.running()
+        assert busy.process.returncode == 0  # it left its loop, nobody killed it
+
+
+@needs_affinity
+def test_busy_neighbour_rejects_a_core_it_may_not_use():
+    with pytest.raises(ValueError, match="core 100000 is not one"):
+        neighbour.BusyNeighbour(core=100000)
+
+
+@needs_affinity
+def test_cli_times_beside_a_busy_neighbour(tmp_path, monkeypatch, capsys):
+    started = []
+
+    class Recorded(neighbour.BusyNeighbour):
+        def __enter__(self):
+            started.append(super().__enter__())
+            assert self.running()
+            return self
+
+    monkeypatch.setattr(neighbour, "BusyNeighbour", Recorded)
+    json_path = tmp_path / "out.json"
+    assert main(["--tiny", "--only", "tiny-1x1", "--threads", "2", "--busy-neighbour",
+                 "--json", str(json_path)]) == 0
+    assert len(started) == 1 and started[0].process.poll() is not None  # stopped afterwards
+    out = capsys.readouterr().out
+    assert f"busy neighbour (--busy-neighbour): a process spinning on core {started[0].core}" in out
+    document = json.loads(json_path.read_text())
+    assert document["settings"]["busy_neighbour_core"] == started[0].core
+    assert len(document["results"]) == 2
+
+
+def test_cli_busy_neighbour_does_not_apply_to_the_oracle(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--tiny", "--oracle", "--busy-neighbour"])
+    assert exit_info.value.code == 2
+    assert "--busy-neighbour" in capsys.readouterr().err

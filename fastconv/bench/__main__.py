@@ -1,8 +1,9 @@
 """`python -m fastconv.bench`: time fastconv against its reference twin and PyTorch CPU."""
 import argparse
+import contextlib
 import sys
 
-from . import isolate, nets, report, runner, suite
+from . import isolate, neighbour, nets, report, runner, suite
 
 INSTALL_HINT = "python -m pip install 'fastconv[bench]'"
 
@@ -38,6 +39,9 @@ def _parser():
     parser.add_argument("--profile", action="store_true",
                         help="after the timings, print where each net's time goes: per-layer "
                         "forward and backward times of fastconv (and torch's profiler table)")
+    parser.add_argument("--busy-neighbour", action="store_true",
+                        help="time everything beside a busy loop pinned to one core (a shared "
+                        "host's other tenant); Linux only")
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     # small shapes and minimal repeats, for the bench's own tests
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
@@ -71,6 +75,12 @@ def main(argv=None):
         parser.error(f"--threads must be >= 1, got {args.threads}")
     if args.processes is not None and args.processes < 1:
         parser.error(f"--processes must be >= 1, got {args.processes}")
+    if args.busy_neighbour:
+        if args.oracle:
+            parser.error("--busy-neighbour times the suite against torch; it does not apply "
+                         "to --oracle")
+        if neighbour.available() is not None:
+            parser.error(neighbour.available())
     try:
         net_cases, suite_only = nets.select(args.only, quick=args.quick, tiny=args.tiny)
         cases = [] if suite_only == "" else suite.select(suite_only, quick=args.quick, tiny=args.tiny)
@@ -126,21 +136,25 @@ def main(argv=None):
 
         progress.show("GEMM rate")
         sample_gemm()
+        busy = (neighbour.BusyNeighbour() if args.busy_neighbour
+                else contextlib.nullcontext())
         try:
-            if args.isolate:
-                rows = isolate.run_cases(
-                    cases, net_cases, dtype=args.dtype, settings=settings,
-                    settings_name=settings_name, threads=threads, seed=args.seed, tiny=args.tiny,
-                    with_torch=torch is not None, processes=args.processes, progress=progress,
-                    after_case=sample_gemm)
-            else:
-                rows = runner.run_suite(cases, dtype=args.dtype, settings=settings, torch=torch,
-                                        progress=progress, seed=args.seed, after_case=sample_gemm)
-                for case in net_cases:
-                    progress.show(f"{nets.operation_name(case)} {case.name}")
-                    rows.append(nets.measure_case(case, args.dtype, settings, torch, args.seed))
-                    progress.advance()
-                    sample_gemm()
+            with busy:
+                if args.isolate:
+                    rows = isolate.run_cases(
+                        cases, net_cases, dtype=args.dtype, settings=settings,
+                        settings_name=settings_name, threads=threads, seed=args.seed,
+                        tiny=args.tiny, with_torch=torch is not None, processes=args.processes,
+                        progress=progress, after_case=sample_gemm)
+                else:
+                    rows = runner.run_suite(cases, dtype=args.dtype, settings=settings,
+                                            torch=torch, progress=progress, seed=args.seed,
+                                            after_case=sample_gemm)
+                    for case in net_cases:
+                        progress.show(f"{nets.operation_name(case)} {case.name}")
+                        rows.append(nets.measure_case(case, args.dtype, settings, torch, args.seed))
+                        progress.advance()
+                        sample_gemm()
         finally:
             progress.close()
     gemm_gflops = max(gemm_samples)
@@ -153,6 +167,8 @@ def main(argv=None):
     extra_notes = nets.notes(rows)
     if args.isolate:
         extra_notes += isolate.notes(args.processes or isolate.PROCESSES[settings_name])
+    if args.busy_neighbour:
+        extra_notes.append(neighbour.note(busy.core))
     footer = "\n".join([footer] + extra_notes)
     print(report.table(rows, with_torch))
     print()
@@ -166,7 +182,9 @@ def main(argv=None):
         report.write_json(args.json, {
             "machine": machine,
             "settings": {"mode": settings_name, "dtype": args.dtype, "threads": threads,
-                         "seed": args.seed, **vars(settings)},
+                         "seed": args.seed,
+                         "busy_neighbour_core": busy.core if args.busy_neighbour else None,
+                         **vars(settings)},
             "gemm_gflop_per_s": gemm_gflops,
             "gemm_gflop_per_s_samples": gemm_samples,
             "results": rows,
