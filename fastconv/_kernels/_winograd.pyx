@@ -562,7 +562,10 @@ def forward(const floating[:, :, :, ::1] x, const floating[:, :, ::1] transforme
     if not cooperative:
         with nogil, parallel(num_threads=num_threads):
             tid = threadid()
-            for task in prange(bands, schedule="static"):
+            # dynamic: a thread slowed by a busy core takes fewer bands (each band is computed
+            # the same way whichever thread runs it, so the outputs do not change; only the
+            # split of the finite-check totals does)
+            for task in prange(bands, schedule="dynamic"):
                 band_start = task * band_tile_rows
                 band_stop = min(band_start + band_tile_rows, rows)
                 transform_input_tiles(x, pad_h, pad_w, band_start, band_stop, tiles_h, tiles_w,
