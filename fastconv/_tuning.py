@@ -24,6 +24,13 @@ BAND_MIN_COLUMNS = 256
 # leaves fewer tasks than threads, each band's filters are shared out in blocks of at least
 # BLOCK_MIN_FILTERS (docs/performance.md, "Batch 1").
 BAND_TASKS_PER_THREAD = 2
+# An image of at most this many output pixels goes into a forward task with the next ones,
+# their columns side by side in one GEMM of about BAND_MIN_COLUMNS columns, its product then
+# copied out image by image. Batch 16, 2 threads, min of 60 calls, 3 processes per build
+# (docs/performance.md, "Images side by side"): 7x7 outputs (49) gained 4-6% (ResNet-18's
+# l4.0.conv1 9.8 -> 9.3 ms, l4.0.down 1.18 -> 1.13 ms); 8x8 (64) was even; at 10x10 and
+# 14x14 the copying lost 5-16%.
+SIDE_BY_SIDE_MAX_PIXELS = 49
 BLOCK_MIN_FILTERS = 16
 # The staged im2col pays off where each input pixel lands in at least this many columns
 # (KH*KW / (stride_h*stride_w)); 3x3 stride-2 windows (2.25) ran as fast or faster without.

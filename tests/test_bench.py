@@ -324,6 +324,14 @@ def test_mixed_step_script_runs():
     assert "batch 2," in stdout and stdout.count(".") >= 2
 
 
+def test_conv_call_script_runs():
+    # bench/conv_call.py: one layer's forward by one algorithm
+    stdout = _run_bench_script("conv_call.py", "1", "im2col", "((2,3,8,8),(4,3,3,3),1,1)", "3",
+                               timeout=120)
+    words = stdout.split()
+    assert words[0] == "min" and words[2] == "med" and 0 < float(words[1]) <= float(words[3])
+
+
 def test_im2col_copy_script_runs_and_times_a_correct_copy():
     # bench/im2col_copy.py: the compiled im2col alone, into a kept buffer
     stdout = _run_bench_script("im2col_copy.py", "3", timeout=120)

@@ -875,6 +875,72 @@ def test_im2col_bias_folded_or_set_per_band_matches_the_reference(x_shape, w_sha
     assert_close(out - without, np.broadcast_to(b.reshape(1, -1, 1, 1), out.shape))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, kinds", [
+    ((9, 3, 7, 6), (5, 3, 3, 3), 1, 1, {}),                       # odd batch: a short last task
+    ((8, 4, 9, 9), (6, 2, 3, 2), (2, 1), (1, 0), {"groups": 2}),  # one GEMM per group
+    ((7, 2, 7, 6), (3, 2, 3, 3), 1, 2, {"dilation": 2, "padding_mode": "reflect"}),
+    ((6, 3, 6, 6), (4, 3, 5, 5), 1, 2, {}),                       # the staged im2col
+    ((6, 1, 5, 4), (2, 1, 1, 1), 2, 0, {}),                       # 1x1 stride 2, C = 1
+])
+def test_im2col_forward_with_images_side_by_side_matches_the_reference(
+        x_shape, w_shape, stride, padding, kinds, threads, dtype, monkeypatch):
+    """Images of few output pixels go several to a task, their columns side by side in one
+    GEMM, each image's outputs then copied out with the bias added (or folded into the GEMM)
+    and the epilogue run: the reference's result, whichever thread takes which images."""
+    from fastconv import _epilogue
+    from fastconv.conv import conv_inference
+    monkeypatch.setattr(fastconv._tuning, "MIN_PARALLEL_FLOPS", 0)
+    monkeypatch.setattr(fastconv._tuning, "BAND_TASKS_PER_THREAD", 1)
+    rng = np.random.default_rng(11)
+    x = with_layout(rng.standard_normal(x_shape).astype(dtype), "F")
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    mean, scale, shift = (rng.standard_normal(w_shape[0]) for _ in range(3))
+    geometry = conv_geometry(x_shape, w_shape, stride, padding, **kinds)
+    x_before = x.copy()
+    with _settings(threads=threads):
+        plan = im2col_gemm.plan(geometry, x.itemsize)
+        assert im2col_gemm.images_per_task(geometry, x.itemsize, *plan) > 1
+        with_bias, _ = fastconv.conv2d_forward(x, w, b, stride, padding, algorithm="im2col", **kinds)
+        without, _ = fastconv.conv2d_forward(x, w, None, stride, padding, algorithm="im2col",
+                                             **kinds)
+        fused = conv_inference(2, x, w, b, stride, padding, algorithm="im2col",
+                               epilogue=_epilogue.batch_norm(mean, scale, shift, True), **kinds)
+    np.testing.assert_array_equal(x, x_before)
+    expected, _ = reference.conv2d_forward(x, w, b, stride, padding, **kinds)
+    assert_close(with_bias, expected)
+    assert_close(without, reference.conv2d_forward(x, w, None, stride, padding, **kinds)[0])
+    mapped = ((with_bias - mean.reshape(1, -1, 1, 1)) * scale.reshape(1, -1, 1, 1)
+              + shift.reshape(1, -1, 1, 1))
+    assert_close(fused, np.maximum(mapped, 0).astype(dtype))
+
+
+def test_images_side_by_side_only_where_an_image_has_few_outputs(monkeypatch):
+    """The plan: images_per_task makes GEMMs of about BAND_MIN_COLUMNS columns from images
+    of at most SIDE_BY_SIDE_MAX_PIXELS output pixels, keeping BAND_TASKS_PER_THREAD tasks a
+    thread."""
+    def images(x_shape, w_shape, stride=1, padding=1, threads=2):
+        geometry = conv_geometry(x_shape, w_shape, stride, padding)
+        with _settings(threads=threads):
+            return im2col_gemm.images_per_task(geometry, 4, *im2col_gemm.plan(geometry, 4))
+
+    assert images((16, 512, 7, 7), (512, 512, 3, 3)) == 4          # 49 pixels: 16 // (2 * 2)
+    assert images((64, 512, 7, 7), (512, 512, 3, 3)) == 6          # ceil(256 / 49)
+    assert images((16, 256, 14, 14), (512, 256, 1, 1), 2, 0) == 4  # 1x1 stride 2 onto 7x7
+    assert images((16, 128, 14, 14), (128, 128, 3, 3)) == 1        # 196 pixels: copying costs more
+    assert images((1, 512, 7, 7), (512, 512, 3, 3)) == 1           # batch 1
+    assert images((3, 512, 7, 7), (512, 512, 3, 3)) == 1           # too few tasks to share
+    assert images((16, 512, 7, 7), (512, 512, 3, 3), threads=1) == 6
+    monkeypatch.setattr(fastconv._tuning, "BAND_MIN_COLUMNS", 64)
+    assert images((16, 512, 7, 7), (512, 512, 3, 3)) == 2
+    monkeypatch.setattr(fastconv._tuning, "SIDE_BY_SIDE_MAX_PIXELS", 196)
+    assert images((16, 128, 14, 14), (128, 128, 3, 3)) == 1        # 196 pixels: enough columns
+    monkeypatch.setattr(fastconv._tuning, "BAND_MIN_COLUMNS", 256)
+    assert images((16, 128, 14, 14), (128, 128, 3, 3)) == 2
+
+
 # ---- per-call plans kept between calls -----------------------------------------------------
 
 def test_remembered_geometry_still_rejects_what_equals_a_valid_argument():

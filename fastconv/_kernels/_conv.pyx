@@ -8,7 +8,7 @@ single-threaded GEMM). Every convolution arrives as a 3-D one over 5-D views (_t
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from ._epilogue cimport epilogue_filter
 from ._gemm cimport gemm, gemm_blocked
@@ -58,7 +58,8 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
             floating[:, :, ::1] workspace, floating[:, ::1] stage,
             Py_ssize_t band_rows, Py_ssize_t filter_blocks, bint direct,
             const int[::1] gemm_pieces, const double[::1] mean, const double[::1] scale,
-            const double[::1] shift, bint relu, int num_threads):
+            const double[::1] shift, bint relu, Py_ssize_t images_per_task,
+            floating[:, :, ::1] products, int num_threads):
     """out (N, F, OD*OH*OW) = conv(x (N, C, D, H, W), weight) [+ bias (F,)], then the
     epilogue() (an evaluation-mode batch norm's mean, scale and shift (F,) or None, and a
     ReLU when `relu`) on each block after its GEMM.
@@ -74,7 +75,24 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
     `direct` (a 1x1x1, stride-1, unpadded convolution without groups: a plain GEMM on x).
     stage: (num_threads, stage size) for im2col_staged(), or (num_threads, 0) for im2col_rows().
     gemm_pieces: (rows, inner, columns), the most of each per GEMM call (0: no split).
+    images_per_task > 1 (not `direct`; whole images per band, one depth slice, one filter
+    block): a task is that many consecutive images, their columns side by side in the
+    workspace (which then holds images_per_task * OH*OW columns), so that an image of few
+    output pixels still makes a GEMM of many columns. Its product goes to products[tid]
+    (num_threads, F/groups, images_per_task * OH*OW) and is copied out image by image, the bias
+    added (unless folded into the weights) and the epilogue run on the way.
     """
+    if images_per_task > 1:
+        if (direct or window[12] != 1 or products is None or workspace.shape[0] < num_threads
+                or products.shape[0] < num_threads
+                or products.shape[1] < weight.shape[0] // groups
+                or products.shape[2] < images_per_task * out.shape[2]
+                or workspace.shape[2] < images_per_task * out.shape[2]):
+            raise ValueError("images_per_task > 1 needs a non-direct, one-slice convolution "
+                             "and workspace and products of images_per_task * OH*OW columns")
+        forward_images(x, weight, window, groups, bias, out, workspace, stage, images_per_task,
+                       products, gemm_pieces, mean, scale, shift, relu, num_threads)
+        return
     cdef Window w = unpack_window(window)
     cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
     cdef Py_ssize_t filters = weight.shape[0]
@@ -144,6 +162,67 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
                 if has_epilogue:
                     epilogue(out, image, start, ncols, g * group_filters + first,
                              g * group_filters + stop, mean, scale, shift, relu)
+
+
+cdef void forward_images(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
+                         const Py_ssize_t[::1] window, Py_ssize_t groups,
+                         const floating[::1] bias, floating[:, :, ::1] out,
+                         floating[:, :, ::1] workspace, floating[:, ::1] stage,
+                         Py_ssize_t images_per_task, floating[:, :, ::1] products,
+                         const int[::1] gemm_pieces, const double[::1] mean,
+                         const double[::1] scale, const double[::1] shift, bint relu,
+                         int num_threads) noexcept:
+    """forward() with images_per_task > 1 (see there)."""
+    cdef Window w = unpack_window(window)
+    cdef Py_ssize_t batch = x.shape[0], channels = x.shape[1]
+    cdef Py_ssize_t filters = weight.shape[0]
+    cdef Py_ssize_t group_filters = filters // groups
+    cdef Py_ssize_t tasks = (batch + images_per_task - 1) // images_per_task
+    cdef Py_ssize_t task, first_image, count, i, f, j, g, column
+    cdef int patch = channels * w.kernel_d * w.kernel_h * w.kernel_w
+    cdef int group_patch = patch // groups
+    cdef int depth = weight.shape[1]
+    cdef int plane = out.shape[2]
+    cdef int ld_work = workspace.shape[2], ld_products = products.shape[2]
+    cdef int tid = 0
+    cdef bint has_bias = bias is not None
+    cdef bint has_epilogue = relu or mean is not None
+    cdef floating value
+    cdef floating* source
+    cdef floating* target
+    with nogil, parallel(num_threads=num_threads):
+        tid = threadid()
+        if depth > group_patch:
+            for column in range(ld_work):
+                workspace[tid, patch, column] = 1
+        for task in prange(tasks, schedule="dynamic"):
+            first_image = task * images_per_task
+            count = min(images_per_task, batch - first_image)
+            for i in range(count):
+                if stage.shape[1] > 0:
+                    im2col_staged(x, first_image + i, &w, 0, 0, w.out_h, workspace[tid],
+                                  i * plane, stage[tid])
+                else:
+                    im2col_rows(x, first_image + i, &w, 0, 0, w.out_h, workspace[tid], i * plane)
+            for g in range(groups):
+                gemm_blocked(False, group_filters, count * plane, depth, 1,
+                             &weight[g * group_filters, 0], depth,
+                             &workspace[tid, g * group_patch, 0], ld_work, 0,
+                             &products[tid, 0, 0], ld_products, gemm_pieces[0], gemm_pieces[1],
+                             gemm_pieces[2])
+                for i in range(count):
+                    for f in range(group_filters):
+                        source = &products[tid, f, i * plane]
+                        target = &out[first_image + i, g * group_filters + f, 0]
+                        if has_bias:
+                            value = bias[g * group_filters + f]
+                            for j in range(plane):
+                                target[j] = source[j] + value
+                        else:
+                            memcpy(target, source, plane * sizeof(floating))
+                    if has_epilogue:
+                        epilogue(out, first_image + i, 0, plane, g * group_filters,
+                                 (g + 1) * group_filters, mean, scale, shift, relu)
 
 
 # dst (columns, rows), contiguous = src^T, src (rows, columns) with row stride ld_src, in

@@ -80,6 +80,25 @@ def plan(geometry, itemsize, threads=None):
     return threads, band_rows, filter_blocks
 
 
+def images_per_task(geometry, itemsize, threads, band_rows, filter_blocks):
+    """How many whole images one forward task takes (1: a band of one image). Where an
+    image's output has at most SIDE_BY_SIDE_MAX_PIXELS pixels (ResNet's 7x7 layers),
+    consecutive images go side by side into one im2col buffer and one GEMM of about
+    BAND_MIN_COLUMNS columns, keeping BAND_TASKS_PER_THREAD tasks per thread and the workspace
+    budget."""
+    g = geometry.as_3d()
+    plane = geometry.out_pixels
+    if (filter_blocks > 1 or g.out[0] != 1 or band_rows < g.out[1] or geometry.batch < 2
+            or plane > _tuning.SIDE_BY_SIDE_MAX_PIXELS):
+        return 1
+    wanted = -(-_tuning.BAND_MIN_COLUMNS // plane)
+    balanced = geometry.batch // (_tuning.BAND_TASKS_PER_THREAD * threads)
+    image_bytes = (geometry.channels * math.prod(geometry.kernel) + 1 + geometry.filters) \
+        * plane * itemsize
+    allowed = get_workspace_limit() // threads // max(1, image_bytes)
+    return int(max(1, min(wanted, balanced, allowed)))
+
+
 # run_forward's plan for one problem, by (geometry, itemsize, direct, bias, threads,
 # workspace limit, the BLAS's small-matrix limit, tuning constants): everything in it follows
 # from those, and working it out again took 15 us of a 50 us call on a small convolution
@@ -91,6 +110,7 @@ _RECIPE_CACHE_SIZE = 1024
 # monkeypatch, a calibration) is never planned around
 _RECIPE_CONSTANTS = ("MIN_PARALLEL_FLOPS", "BAND_BYTES", "BAND_MIN_COLUMNS",
                      "BAND_TASKS_PER_THREAD", "BLOCK_MIN_FILTERS", "STAGE_MIN_OVERLAP",
+                     "SIDE_BY_SIDE_MAX_PIXELS",
                      "GEMM_PIECE_ROWS", "GEMM_PIECE_INNER", "MIN_GEMM_COLUMNS",
                      "SMALL_TN_RESULT", "TRANSPOSED_DW_BYTES")
 
@@ -142,8 +162,11 @@ def _forward_recipe(geometry, itemsize, direct, has_bias):
             rows += 1
         stage = 0 if direct else stage_size(geometry, band_rows)
         pieces = _blas.gemm_pieces(geometry.filters_per_group, geometry.patch + bias_in_gemm)
+        images = 1 if direct else images_per_task(geometry, itemsize, threads, band_rows,
+                                                  filter_blocks)
         return (threads, band_rows, filter_blocks, rows, stage, bias_in_gemm, pieces,
-                geometry.kernel_window(), geometry.input_shape[:2] + geometry.as_3d().size)
+                geometry.kernel_window(), geometry.input_shape[:2] + geometry.as_3d().size,
+                images)
 
     return _remembered("forward", geometry, itemsize, (direct, has_bias), make)
 
@@ -154,18 +177,21 @@ def run_forward(x, w, b, geometry, direct, epilogue=None):
     filters = geometry.filters
     out = np.empty(geometry.output_shape, dtype=x.dtype)
     (threads, band_rows, filter_blocks, rows, stage, bias_in_gemm, pieces, window,
-     shape_5d) = _forward_recipe(geometry, x.itemsize, direct, b is not None)
+     shape_5d, images) = _forward_recipe(geometry, x.itemsize, direct, b is not None)
     weight = w.reshape(filters, geometry.patch)
     if bias_in_gemm:
         weight = np.concatenate((weight, b.reshape(filters, 1)), axis=1)
         b = None
-    with scratch(x.dtype, (threads, rows, band_rows * geometry.out[-1]),
-                 (threads, stage)) as (workspace, stage_buffer):
+    columns = images * geometry.out_pixels if images > 1 else band_rows * geometry.out[-1]
+    products = (threads, geometry.filters_per_group, columns) if images > 1 else (0, 0, 0)
+    with scratch(x.dtype, (threads, rows, columns), (threads, stage),
+                 products) as (workspace, stage_buffer, product_buffer):
         _blas.run_kernel(_compiled.conv.forward, threads, x.reshape(shape_5d), weight,
                          window, geometry.groups, b,
                          out.reshape(out.shape[0], filters, -1), workspace, stage_buffer,
                          band_rows, filter_blocks, direct, pieces,
-                         *(epilogue or _epilogue.NONE).kernel_args(), all_small=pieces[2] > 0)
+                         *(epilogue or _epilogue.NONE).kernel_args(), images,
+                         product_buffer if images > 1 else None, all_small=pieces[2] > 0)
     return out
 
 
@@ -240,6 +266,10 @@ def band_cost(geometry, machine, pass_name, direct):
     `direct`: the 1x1 path, GEMMs straight on x."""
     g = geometry.as_3d()
     threads, band_rows, blocks = plan(geometry, machine.dtype.itemsize, machine.threads)
+    # A forward that puts images side by side (images_per_task) is costed as one band per
+    # image: its GEMMs' wider products ran 4-6% faster on 7x7 outputs, where the model's
+    # n_half term would count 25%, and that made 1x1 layers on 7x7 maps choose im2col over
+    # gemm-1x1, measured 5-20% slower (docs/performance.md, "Images side by side").
     bands = g.batch * g.out[0] * -(-g.out[1] // band_rows)
     columns = g.batch * geometry.out_pixels / bands  # per band, on average
     filters, groups = geometry.filters_per_group, geometry.groups
