@@ -270,24 +270,25 @@ cdef inline void stage_rows(
     cdef Py_ssize_t height = x.shape[3], width = x.shape[4]
     cdef Py_ssize_t span = stage_width(w)
     cdef Py_ssize_t c, kd, r, phase, in_d, in_row, first, stop
-    cdef floating* dst
-    # phase by phase, so that valid_columns() (two divisions) runs once per phase rather than
-    # once per staged row: those divisions were a fifth of cs231n-nb's staged im2col in perf
-    for phase in range(w.stride_w):
-        # stage column j reads input column j*stride_w + phase - pad_w
-        valid_columns(phase, width, span, w.stride_w, w.pad_w, &first, &stop)
-        dst = stage + phase * span
-        for c in range(channels):
-            for kd in range(w.kernel_d):
-                in_d = source_plane(w, depth, od, kd)
-                for r in range(rows):
-                    in_row = padded_index(first_row + r, height, w.mode)
-                    if in_d < 0 or in_row < 0 or (first == stop and w.mode == ZEROS):
+    cdef floating* dst = stage
+    for c in range(channels):
+        for kd in range(w.kernel_d):
+            in_d = source_plane(w, depth, od, kd)
+            for r in range(rows):
+                in_row = padded_index(first_row + r, height, w.mode)
+                if in_d < 0 or in_row < 0:
+                    memset(dst, 0, w.stride_w * span * sizeof(floating))
+                    dst = dst + w.stride_w * span
+                    continue
+                for phase in range(w.stride_w):
+                    # stage column j reads input column j*stride_w + phase - pad_w
+                    valid_columns(phase, width, span, w.stride_w, w.pad_w, &first, &stop)
+                    if first == stop and w.mode == ZEROS:
                         memset(dst, 0, span * sizeof(floating))
                     else:
                         gather_row(dst, &x[image, c, in_d, in_row, 0], width, phase - w.pad_w,
                                    first, stop, span, w.stride_w, w.mode)
-                    dst = dst + w.stride_w * span
+                    dst = dst + span
 
 
 cdef inline void im2col_staged(
