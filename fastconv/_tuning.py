@@ -29,7 +29,7 @@ BAND_TASKS_PER_THREAD = 2
 # copied out image by image. Batch 16, 2 threads, min of 60 calls, 3 processes per build
 # (docs/performance.md, "Images side by side"): 7x7 outputs (49) gained 4-6% (ResNet-18's
 # l4.0.conv1 9.8 -> 9.3 ms, l4.0.down 1.18 -> 1.13 ms); 8x8 (64) was even; at 10x10 and
-# 14x14 the copying lost 5-16%.
+# 14x14 the copying lost 7-10%.
 SIDE_BY_SIDE_MAX_PIXELS = 49
 BLOCK_MIN_FILTERS = 16
 # The staged im2col pays off where each input pixel lands in at least this many columns
