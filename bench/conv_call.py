@@ -9,9 +9,9 @@ records what this measured.
 """
 import ast
 import sys
-import time
 
 import numpy as np
+from _timing import fastest_and_median_ms
 
 import fastconv
 
@@ -28,14 +28,7 @@ def time_layer(threads, algorithm, layer, calls):
     def call():
         fastconv.conv2d_forward(x, w, b, stride, padding, algorithm=algorithm)
 
-    for _ in range(20):
-        call()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3, float(np.median(times)) * 1e3
+    return fastest_and_median_ms(call, calls, warmup=20)
 
 
 def main(argv):

@@ -10,9 +10,9 @@ measured.
 """
 import importlib
 import sys
-import time
 
 import numpy as np
+from _timing import fastest_and_median_ms
 
 from fastconv import _compiled
 
@@ -40,14 +40,8 @@ def time_case(shape, kernel, stride, padding, calls):
     def call():
         _compiled.im2col.im2col(x5, cols, kernel_window, 1)
 
-    for _ in range(50):
-        call()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e6, float(np.median(times)) * 1e6
+    fastest, median = fastest_and_median_ms(call, calls, warmup=50)
+    return fastest * 1e3, median * 1e3
 
 
 def main(argv):

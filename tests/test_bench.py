@@ -332,7 +332,7 @@ def test_conv_call_script_runs():
     assert words[0] == "min" and words[2] == "med" and 0 < float(words[1]) <= float(words[3])
 
 
-def test_im2col_copy_script_runs_and_times_a_correct_copy():
+def test_im2col_copy_script_runs_and_times_a_correct_copy(monkeypatch):
     # bench/im2col_copy.py: the compiled im2col alone, into a kept buffer
     stdout = _run_bench_script("im2col_copy.py", "3", timeout=120)
     rows = [line.split() for line in stdout.splitlines()]
@@ -341,7 +341,9 @@ def test_im2col_copy_script_runs_and_times_a_correct_copy():
     # what it times is the kernel fastconv.im2col runs, on the same window
     import importlib.util
 
-    path = os.path.join(os.path.dirname(__file__), os.pardir, "bench", "im2col_copy.py")
+    bench = os.path.join(os.path.dirname(__file__), os.pardir, "bench")
+    monkeypatch.syspath_prepend(bench)  # the script imports bench/_timing.py, as when run
+    path = os.path.join(bench, "im2col_copy.py")
     spec = importlib.util.spec_from_file_location("im2col_copy", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
