@@ -59,7 +59,7 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
             Py_ssize_t band_rows, Py_ssize_t filter_blocks, bint direct,
             const int[::1] gemm_pieces, const double[::1] mean, const double[::1] scale,
             const double[::1] shift, bint relu, Py_ssize_t images_per_task,
-            floating[:, :, ::1] products, int num_threads):
+            floating[:, :, ::1] products not None, int num_threads):
     """out (N, F, OD*OH*OW) = conv(x (N, C, D, H, W), weight) [+ bias (F,)], then the
     epilogue() (an evaluation-mode batch norm's mean, scale and shift (F,) or None, and a
     ReLU when `relu`) on each block after its GEMM.
@@ -80,10 +80,11 @@ def forward(const floating[:, :, :, :, ::1] x, const floating[:, ::1] weight,
     workspace (which then holds images_per_task * OH*OW columns), so that an image of few
     output pixels still makes a GEMM of many columns. Its product goes to products[tid]
     (num_threads, F/groups, images_per_task * OH*OW) and is copied out image by image, the bias
-    added (unless folded into the weights) and the epilogue run on the way.
+    added (unless folded into the weights) and the epilogue run on the way; with
+    images_per_task 1, products may be empty (0, 0, 0).
     """
     if images_per_task > 1:
-        if (direct or window[12] != 1 or products is None or workspace.shape[0] < num_threads
+        if (direct or window[12] != 1 or workspace.shape[0] < num_threads
                 or products.shape[0] < num_threads
                 or products.shape[1] < weight.shape[0] // groups
                 or products.shape[2] < images_per_task * out.shape[2]

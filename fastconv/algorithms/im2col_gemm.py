@@ -191,7 +191,7 @@ def run_forward(x, w, b, geometry, direct, epilogue=None):
                          out.reshape(out.shape[0], filters, -1), workspace, stage_buffer,
                          band_rows, filter_blocks, direct, pieces,
                          *(epilogue or _epilogue.NONE).kernel_args(), images,
-                         product_buffer if images > 1 else None, all_small=pieces[2] > 0)
+                         product_buffer, all_small=pieces[2] > 0)
     return out
 
 
@@ -269,7 +269,7 @@ def band_cost(geometry, machine, pass_name, direct):
     # A forward that puts images side by side (images_per_task) is costed as one band per
     # image: its GEMMs' wider products ran 4-6% faster on 7x7 outputs, where the model's
     # n_half term would count 25%, and that made 1x1 layers on 7x7 maps choose im2col over
-    # gemm-1x1, measured 5-20% slower (docs/performance.md, "Images side by side").
+    # gemm-1x1, measured 5-18% slower (docs/performance.md, "Images side by side").
     bands = g.batch * g.out[0] * -(-g.out[1] // band_rows)
     columns = g.batch * geometry.out_pixels / bands  # per band, on average
     filters, groups = geometry.filters_per_group, geometry.groups
