@@ -13,6 +13,7 @@ _CHECKOUT_NOTE = _hand_over(__name__, __path__[0])  # None, or why no installed 
 
 from ._backend import available_backends, get_backend, set_backend
 from ._settings import get_num_threads, get_workspace_limit, set_num_threads, set_workspace_limit
+from ._memory import freed_memory_retained, retain_freed_memory
 from .algorithms import UnsupportedAlgorithm
 from .planner import forget_wisdom, load_wisdom, save_wisdom
 from .conv import (available_algorithms, conv1d_backward, conv1d_forward, conv2d_backward,
@@ -92,6 +93,8 @@ __all__ = [
     "set_num_threads",
     "get_workspace_limit",
     "set_workspace_limit",
+    "retain_freed_memory",
+    "freed_memory_retained",
     "UnsupportedAlgorithm",
     "save_wisdom",
     "load_wisdom",

@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 
+from ._memory import retain_freed_memory
+from ._validate import check_flag
 from .layers.base import Layer
 from .layers.core import random_source
 from .losses import l2_penalty, softmax_loss, svm_loss
@@ -185,6 +187,9 @@ class Trainer:
         each epoch (None: the whole training set).
     rng : shuffling source: None (NumPy's global generator), an int seed, a Generator or RandomState.
     verbose : show a progress bar and a summary line per epoch on `stream` (sys.stderr).
+    retain_memory : call fastconv.retain_freed_memory() (default True): freed arrays of up to
+        32 MiB stay in the process for the next step instead of being faulted in afresh
+        (a whole-process malloc setting; False leaves malloc as it is).
 
     After fit(), ``history`` holds lists: "batch_loss" (every step), "epoch_loss" (mean
     per epoch), "train_acc", "val_acc" (when validation data were given), "epoch_seconds"
@@ -192,7 +197,8 @@ class Trainer:
     """
 
     def __init__(self, model, optimizer, *, loss="softmax", batch_size=64, lr_decay=1.0, l2=0.0,
-                 train_acc_samples=1000, eval_batch_size=256, rng=None, verbose=True, stream=None):
+                 train_acc_samples=1000, eval_batch_size=256, rng=None, verbose=True, stream=None,
+                 retain_memory=True):
         if not isinstance(model, Layer):
             raise TypeError(f"model must be a fastconv.layers.Layer (e.g. Sequential), got {type(model).__name__}")
         if not isinstance(optimizer, Optimizer):
@@ -212,6 +218,8 @@ class Trainer:
         self.rng = random_source(rng)
         self.verbose = bool(verbose)
         self.stream = sys.stderr if stream is None else stream
+        if check_flag(retain_memory, "retain_memory"):
+            retain_freed_memory()
         self.history = {name: [] for name in ("batch_loss", "epoch_loss", "train_acc", "val_acc", "epoch_seconds", "lr")}
 
     def train_step(self, x, y):

@@ -5,6 +5,8 @@ import pickle
 
 import numpy as np
 
+from ..._memory import retain_freed_memory
+from ..._validate import check_flag
 from . import optim
 
 __all__ = ["Solver"]
@@ -42,6 +44,9 @@ class Solver:
         "<checkpoint_name>_epoch_<epoch>.pkl" (model, update_rule, lr_decay, optim_config,
         batch_size, num_train_samples, num_val_samples, epoch and the three histories).
     print_every : print the loss every this many steps (10). verbose : print anything (True).
+    retain_memory : call fastconv.retain_freed_memory() (True; not in the course): the
+        step's freed arrays stay in the process instead of being faulted in afresh at the
+        next step (a whole-process malloc setting; False leaves malloc as it is).
 
     After ``train()``: ``loss_history`` (every step), ``train_acc_history`` and
     ``val_acc_history`` (after the first step, every epoch and the last step),
@@ -80,6 +85,7 @@ class Solver:
         self.checkpoint_name = kwargs.pop("checkpoint_name", None)
         self.print_every = _positive_int(kwargs.pop("print_every", 10), "print_every")
         self.verbose = kwargs.pop("verbose", True)
+        retain_memory = check_flag(kwargs.pop("retain_memory", True), "retain_memory")
         if kwargs:
             raise ValueError("Unrecognized arguments " + ", ".join(f'"{key}"' for key in kwargs))
         if isinstance(self.update_rule, str):
@@ -94,6 +100,8 @@ class Solver:
             raise ValueError(f"lr_decay must be a number > 0, got {self.lr_decay!r}")
         if self.checkpoint_name is not None and not isinstance(self.checkpoint_name, str):
             raise TypeError(f"checkpoint_name must be a str or None, got {type(self.checkpoint_name).__name__}")
+        if retain_memory:
+            retain_freed_memory()
         self._reset()
 
     def _reset(self):
