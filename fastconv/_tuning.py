@@ -31,6 +31,11 @@ BAND_TASKS_PER_THREAD = 2
 # l4.0.conv1 9.8 -> 9.3 ms, l4.0.down 1.18 -> 1.13 ms); 8x8 (64) was even; at 10x10 and
 # 14x14 the copying lost 7-10%.
 SIDE_BY_SIDE_MAX_PIXELS = 49
+# The weight gradient puts images of fewer output pixels than this side by side, so that
+# each dW product's inner dimension has about this many columns (one image of a 4x4 output
+# gave 16, and every such product read and wrote all of dW): DW_SIDE_BY_SIDE_COLUMNS,
+# measured in docs/performance.md, "The weight gradient, images side by side".
+DW_SIDE_BY_SIDE_COLUMNS = 256
 BLOCK_MIN_FILTERS = 16
 # The staged im2col pays off where each input pixel lands in at least this many columns
 # (KH*KW / (stride_h*stride_w)); 3x3 stride-2 windows (2.25) ran as fast or faster without.

@@ -941,6 +941,106 @@ def test_images_side_by_side_only_where_an_image_has_few_outputs(monkeypatch):
     assert images((16, 128, 14, 14), (128, 128, 3, 3)) == 2
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, kinds", [
+    ((9, 3, 7, 6), (5, 3, 3, 3), 1, 1, {}),                       # odd batch: a short last task
+    ((8, 4, 9, 9), (6, 2, 3, 2), (2, 1), (1, 0), {"groups": 2}),  # one product per group
+    ((7, 2, 7, 6), (3, 2, 3, 3), 1, 2, {"dilation": 2, "padding_mode": "reflect"}),
+    ((6, 1, 5, 4), (2, 1, 1, 1), 2, 0, {}),                       # 1x1 stride 2, C = 1
+    ((10, 3, 4, 4), (4, 3, 4, 4), 2, 1, {}),                      # DCGAN's 4x4, stride 2
+])
+def test_im2col_weight_gradient_with_images_side_by_side_matches_the_reference(
+        x_shape, w_shape, stride, padding, kinds, transposed, threads, dtype, monkeypatch):
+    """Images of few output pixels go several to a weight-gradient task, their columns and
+    dout side by side in one product (dW kept as it is or transposed); dx then comes from the
+    backward's own bands: the reference's gradients, with or without dx, and the same bits
+    from call to call."""
+    monkeypatch.setattr(fastconv._tuning, "MIN_PARALLEL_FLOPS", 0)
+    monkeypatch.setattr(im2col_gemm, "transposed_weight_gradient", lambda *_: transposed)
+    rng = np.random.default_rng(13)
+    x = with_layout(rng.standard_normal(x_shape).astype(dtype), "F")
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    geometry = conv_geometry(x_shape, w_shape, stride, padding, **kinds)
+    with _settings(threads=threads):
+        assert im2col_gemm.weight_images_per_task(geometry, x.itemsize, threads) > 1
+        out, cache = fastconv.conv2d_forward(x, w, b, stride, padding, algorithm="im2col",
+                                             **kinds)
+        dout = with_layout(rng.standard_normal(out.shape).astype(dtype), "F")
+        x_before, dout_before = x.copy(), dout.copy()
+        dx, dw, db = fastconv.conv2d_backward(dout, cache)
+        again = fastconv.conv2d_backward(dout, cache)
+        no_dx, dw_alone, db_alone = fastconv.conv2d_backward(dout, cache, need_dx=False)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(dout, dout_before)
+    _, ref_cache = reference.conv2d_forward(x, w, b, stride, padding, **kinds)
+    for got, expected in zip((dx, dw, db), reference.conv2d_backward(dout, ref_cache)):
+        assert got.shape == expected.shape
+        assert_close(got, expected)
+    for got, kept in zip((dx, dw, db), again):
+        np.testing.assert_array_equal(got, kept)
+    assert no_dx is None
+    np.testing.assert_array_equal(dw_alone, dw)
+    np.testing.assert_array_equal(db_alone, db)
+
+
+def test_transposed_conv_weight_gradient_with_images_side_by_side_matches_the_reference():
+    """A DCGAN-style transposed layer (4x4 maps to 8x8): its weight gradient is that of the
+    adjoint convolution onto a 4x4 output, whose images go side by side."""
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((12, 6, 4, 4))
+    w = rng.standard_normal((6, 5, 4, 4))
+    b = rng.standard_normal(5)
+    out, cache = fastconv.conv_transpose2d_forward(x, w, b, 2, 1)
+    assert im2col_gemm.weight_images_per_task(cache.window, 8, fastconv.get_num_threads()) > 1
+    dout = rng.standard_normal(out.shape)
+    _, ref_cache = reference.conv_transpose2d_forward(x, w, b, 2, 1)
+    for got, expected in zip(fastconv.conv_transpose2d_backward(dout, cache),
+                             reference.conv_transpose2d_backward(dout, ref_cache)):
+        assert_close(got, expected)
+
+
+def test_weight_gradient_images_side_by_side_only_where_an_image_has_few_outputs(monkeypatch):
+    """The plan: weight_images_per_task puts about DW_SIDE_BY_SIDE_COLUMNS columns in each
+    product from images of fewer output pixels, with as many tasks for every thread, within
+    the workspace budget."""
+    def images(x_shape, w_shape, stride=1, padding=1, threads=2):
+        return im2col_gemm.weight_images_per_task(
+            conv_geometry(x_shape, w_shape, stride, padding), 4, threads)
+
+    assert images((64, 128, 8, 8), (512, 128, 4, 4), 2, 1) == 16  # 16 pixels: 4 tasks of 16
+    assert images((16, 256, 14, 14), (512, 256, 3, 3), 2, 1) == 4  # 49: ceil(256/49) = 6 -> 4 x 4
+    assert images((16, 128, 14, 14), (128, 128, 3, 3)) == 2         # 196 pixels: 2 a task
+    assert images((16, 128, 16, 16), (128, 128, 3, 3)) == 1         # 256 pixels: enough alone
+    assert images((3, 512, 7, 7), (512, 512, 3, 3)) == 1            # fewer than 2 images a thread
+    assert images((16, 512, 7, 7), (512, 512, 3, 3), threads=1) == 6
+    assert images((2, 3, 5, 5, 5), (4, 3, 3, 3, 3), padding=1) == 1  # 3-D: several depth slices
+    monkeypatch.setattr(fastconv._tuning, "DW_SIDE_BY_SIDE_COLUMNS", 0)
+    assert images((64, 128, 8, 8), (512, 128, 4, 4), 2, 1) == 1
+    # 2 threads of 512 KiB; an image takes (128*16 + 2*512 rows) * 16 pixels * 4 bytes = 192 KiB
+    with _settings(workspace=2**20):
+        monkeypatch.setattr(fastconv._tuning, "DW_SIDE_BY_SIDE_COLUMNS", 256)
+        assert images((64, 128, 8, 8), (512, 128, 4, 4), 2, 1) == 2
+
+
+def test_weight_gradient_images_rejects_buffers_too_small():
+    """The kernel checks its buffers against images_per_task before any thread starts."""
+    geometry = conv_geometry((4, 2, 4, 4), (3, 2, 3, 3), 1, 1)
+    window = np.asarray(geometry.kernel_window(), dtype=np.intp)
+    dout = np.zeros((4, 3, 16), np.float32)
+    x = np.zeros((4, 2, 1, 4, 4), np.float32)
+    dweight = np.zeros((1, 3, 18), np.float32)
+    workspace = np.zeros((1, 18, 32), np.float32)
+    gathered = np.zeros((1, 3, 31), np.float32)  # one column short of 2 images
+    with pytest.raises(ValueError, match="images_per_task"):
+        fastconv._compiled.conv.weight_gradient_images(
+            dout, x, dweight, None, workspace, gathered, np.zeros((1, 0, 3), np.float32),
+            window, 1, 2, False, np.zeros(3, np.intc), 1)
+
+
 # ---- per-call plans kept between calls -----------------------------------------------------
 
 def test_remembered_geometry_still_rejects_what_equals_a_valid_argument():

@@ -480,6 +480,78 @@ def backward(const floating[:, :, ::1] dout, const floating[:, :, :, :, ::1] x,
                                       transposed, gemm_pieces, dweight_pieces)
 
 
+
+def weight_gradient_images(const floating[:, :, ::1] dout, const floating[:, :, :, :, ::1] x,
+                           floating[:, :, ::1] dweight_per_thread,
+                           floating[:, ::1] dbias_per_thread, floating[:, :, ::1] workspace,
+                           floating[:, :, ::1] gathered, floating[:, :, ::1] dout_band,
+                           const Py_ssize_t[::1] window, Py_ssize_t groups,
+                           Py_ssize_t images_per_task, bint transposed,
+                           const int[::1] dweight_pieces, int num_threads):
+    """Per-thread partial sums of dweight and dbias, as backward() gives them, for a one-slice
+    convolution whose images have few output pixels (dout (N, F, OH*OW), x (N, C, 1, H, W)).
+
+    A task is `images_per_task` consecutive images: their im2col columns side by side in
+    workspace[tid] (weight rows of every group, images_per_task * OH*OW) and their dout rows
+    gathered beside each other in gathered[tid] (F, images_per_task * OH*OW), so that each dW
+    product's inner dimension is that many columns instead of one image's few. One image of a
+    4x4 output made products of 16 columns, each reading and writing all of dW.
+    dweight_per_thread (num_threads, F, C/groups*K), or with `transposed` (num_threads, C*K, F),
+    and dbias_per_thread (num_threads, F) or None, are zeroed here, each by its thread.
+    dout_band: (num_threads, images_per_task * OH*OW, F) with `transposed`, else unused.
+    Static task order: a thread count always gives the same sums.
+    """
+    cdef Window w = unpack_window(window)
+    cdef Py_ssize_t batch = dout.shape[0], filters = dout.shape[1]
+    cdef int plane = dout.shape[2]
+    cdef Py_ssize_t columns = images_per_task * plane
+    if (images_per_task < 1 or w.out_d != 1 or w.out_h * w.out_w != plane
+            or workspace.shape[0] < num_threads or workspace.shape[2] < columns
+            or gathered.shape[0] < num_threads or gathered.shape[1] < filters
+            or gathered.shape[2] < columns or dweight_per_thread.shape[0] < num_threads
+            or (transposed and (dout_band.shape[0] < num_threads
+                                or dout_band.shape[1] < columns
+                                or dout_band.shape[2] < filters))):
+        raise ValueError("weight_gradient_images needs a one-slice convolution and workspace, "
+                         "gathered (and with `transposed`, dout_band) buffers of "
+                         "images_per_task * OH*OW columns for every thread")
+    cdef Py_ssize_t tasks = (batch + images_per_task - 1) // images_per_task
+    cdef Py_ssize_t task, first_image, count, i, f, g
+    cdef int group_filters = filters // groups
+    cdef int group_patch = dweight_per_thread.shape[2] if not transposed \
+        else dweight_per_thread.shape[1] // groups
+    cdef int ld_work = workspace.shape[2], ld_gathered = gathered.shape[2]
+    cdef int ncols, tid = 0
+    cdef bint has_bias = dbias_per_thread is not None
+    cdef floating* dweight
+    cdef floating* dbias
+    cdef floating* band
+    with nogil, parallel(num_threads=num_threads):
+        tid = threadid()
+        dweight = &dweight_per_thread[tid, 0, 0]
+        dbias = &dbias_per_thread[tid, 0] if has_bias else NULL
+        memset(dweight, 0, dweight_per_thread.shape[1] * dweight_per_thread.shape[2]
+               * sizeof(floating))
+        if has_bias:
+            memset(dbias, 0, dbias_per_thread.shape[1] * sizeof(floating))
+        band = &dout_band[tid, 0, 0] if transposed else NULL
+        for task in prange(tasks, schedule="static"):
+            first_image = task * images_per_task
+            count = min(images_per_task, batch - first_image)
+            ncols = count * plane
+            for i in range(count):
+                im2col_rows(x, first_image + i, &w, 0, 0, w.out_h, workspace[tid], i * plane)
+                for f in range(filters):
+                    memcpy(&gathered[tid, f, i * plane], &dout[first_image + i, f, 0],
+                           plane * sizeof(floating))
+            for g in range(groups):
+                add_weight_gradient(dweight + g * group_filters * group_patch,
+                                    dbias + g * group_filters if has_bias else NULL,
+                                    &workspace[tid, g * group_patch, 0], ld_work, group_patch,
+                                    &gathered[tid, g * group_filters, 0], ld_gathered,
+                                    group_filters, ncols, band, transposed, dweight_pieces)
+
+
 def time_gemm(const floating[::1] a, const floating[::1] b, floating[::1] c, int m, int n, int k,
               bint trans_a, bint trans_b, const int[::1] pieces, int repeats):
     """Run C (m, n) = op(A) @ op(B) `repeats` times without the GIL, on one thread, as the

@@ -99,6 +99,26 @@ def images_per_task(geometry, itemsize, threads, band_rows, filter_blocks):
     return int(max(1, min(wanted, balanced, allowed)))
 
 
+def weight_images_per_task(geometry, itemsize, threads):
+    """How many whole images one weight-gradient task takes (1: the backward's own bands).
+    Where an image has fewer than DW_SIDE_BY_SIDE_COLUMNS output pixels, consecutive images
+    put their columns side by side, so that each dW product has about that many columns;
+    every thread gets as many tasks as the others, and the buffers keep to the workspace
+    budget."""
+    g = geometry.as_3d()
+    plane = geometry.out_pixels
+    if (g.out[0] != 1 or geometry.batch < 2 * threads
+            or plane >= _tuning.DW_SIDE_BY_SIDE_COLUMNS):
+        return 1
+    wanted = -(-_tuning.DW_SIDE_BY_SIDE_COLUMNS // plane)
+    tasks_per_thread = -(-geometry.batch // (threads * wanted))
+    even = -(-geometry.batch // (threads * tasks_per_thread))
+    image_bytes = (geometry.channels * math.prod(geometry.kernel) + 2 * geometry.filters) \
+        * plane * itemsize
+    allowed = get_workspace_limit() // threads // max(1, image_bytes)
+    return int(max(1, min(even, allowed)))
+
+
 # run_forward's plan for one problem, by (geometry, itemsize, direct, bias, threads,
 # workspace limit, the BLAS's small-matrix limit, tuning constants): everything in it follows
 # from those, and working it out again took 15 us of a 50 us call on a small convolution
@@ -110,7 +130,7 @@ _RECIPE_CACHE_SIZE = 1024
 # monkeypatch, a calibration) is never planned around
 _RECIPE_CONSTANTS = ("MIN_PARALLEL_FLOPS", "BAND_BYTES", "BAND_MIN_COLUMNS",
                      "BAND_TASKS_PER_THREAD", "BLOCK_MIN_FILTERS", "STAGE_MIN_OVERLAP",
-                     "SIDE_BY_SIDE_MAX_PIXELS",
+                     "SIDE_BY_SIDE_MAX_PIXELS", "DW_SIDE_BY_SIDE_COLUMNS",
                      "GEMM_PIECE_ROWS", "GEMM_PIECE_INNER", "MIN_GEMM_COLUMNS",
                      "SMALL_TN_RESULT", "TRANSPOSED_DW_BYTES")
 
@@ -219,8 +239,11 @@ def _backward_recipe(geometry, itemsize, direct, need_dx, need_dw):
             geometry.patch, geometry.filters, itemsize)
         pieces = (_blas.gemm_pieces(geometry.patch, geometry.filters_per_group),
                   _blas.gemm_pieces(geometry.patch, band_columns))
+        dw_images = (weight_images_per_task(geometry, itemsize, threads)
+                     if need_dw and not direct else 1)
         return (threads, band_rows, by_bands, band_columns, transposed, pieces,
-                geometry.kernel_window(), geometry.input_shape[:2] + geometry.as_3d().size)
+                geometry.kernel_window(), geometry.input_shape[:2] + geometry.as_3d().size,
+                dw_images)
 
     return _remembered("backward", geometry, itemsize, (direct, need_dx, need_dw), make)
 
@@ -231,9 +254,17 @@ def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=T
     filters, groups = geometry.filters, geometry.groups
     patch = geometry.patch
     dtype = dout.dtype
-    dx = np.empty(geometry.input_shape, dtype) if need_dx else None
     (threads, band_rows, by_bands, band_columns, transposed, pieces, window,
-     shape_5d) = _backward_recipe(geometry, dtype.itemsize, direct, need_dx, need_dw)
+     shape_5d, dw_images) = _backward_recipe(geometry, dtype.itemsize, direct, need_dx, need_dw)
+    if dw_images > 1:
+        dw, db = _weight_gradient_by_images(dout, x, w, has_bias, geometry, threads, dw_images,
+                                            transposed, pieces[0], window, shape_5d)
+        if not need_dx:
+            return None, dw, db
+        dx, _, _ = run_backward(dout, None, w, False, geometry, direct, need_dx=True,
+                                need_dw=False)
+        return dx, dw, db
+    dx = np.empty(geometry.input_shape, dtype) if need_dx else None
     dweight_shape = (threads,) + ((patch, filters) if transposed else (filters, patch))
     has_db = has_bias and need_dw
     partials = (threads,) + shape_5d if need_dx and by_bands and not direct else (0,)
@@ -258,6 +289,28 @@ def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=T
             dw = dw.reshape(w.shape)
             db = np.sum(dbias, axis=0) if has_db else None
     return dx, dw, db
+
+
+def _weight_gradient_by_images(dout, x, w, has_bias, geometry, threads, images, transposed,
+                               dweight_pieces, window, shape_5d):
+    """(dw, db or None) of run_backward by _conv.weight_gradient_images: `images` whole
+    images per task, their columns side by side."""
+    filters, patch = geometry.filters, geometry.patch
+    dtype = dout.dtype
+    columns = images * geometry.out_pixels
+    dweight_shape = (threads,) + ((patch, filters) if transposed else (filters, patch))
+    with scratch(dtype, (threads, geometry.channels * math.prod(geometry.kernel), columns),
+                 (threads, filters, columns), (threads, columns if transposed else 0, filters),
+                 dweight_shape, (threads, filters) if has_bias else (0,)) as (
+                     workspace, gathered, dout_band, dweight, dbias):
+        _blas.run_kernel(_compiled.conv.weight_gradient_images, threads,
+                         dout.reshape(dout.shape[0], filters, -1), x.reshape(shape_5d),
+                         dweight, dbias if has_bias else None, workspace, gathered, dout_band,
+                         window, geometry.groups, images, transposed, dweight_pieces)
+        dw = np.sum(dweight, axis=0)  # summed into fresh arrays, as run_backward's
+        dw = np.ascontiguousarray(dw.T) if transposed else dw
+        db = np.sum(dbias, axis=0) if has_bias else None
+    return dw.reshape(w.shape), db
 
 
 def band_cost(geometry, machine, pass_name, direct):
