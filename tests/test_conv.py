@@ -954,10 +954,10 @@ def test_images_side_by_side_only_where_an_image_has_few_outputs(monkeypatch):
 ])
 def test_im2col_weight_gradient_with_images_side_by_side_matches_the_reference(
         x_shape, w_shape, stride, padding, kinds, transposed, threads, dtype, monkeypatch):
-    """Images of few output pixels go several to a weight-gradient task, their columns and
-    dout side by side in one product (dW kept as it is or transposed); dx then comes from the
-    backward's own bands: the reference's gradients, with or without dx, and the same bits
-    from call to call."""
+    """Images of few output pixels go several to a backward task: their columns and dout side
+    by side in one dW product (dW kept as it is or transposed), and one dcols product for
+    their dx, scattered back image by image: the reference's gradients, with or without dx,
+    and the same bits from call to call."""
     monkeypatch.setattr(fastconv._tuning, "MIN_PARALLEL_FLOPS", 0)
     monkeypatch.setattr(im2col_gemm, "transposed_weight_gradient", lambda *_: transposed)
     rng = np.random.default_rng(13)
@@ -966,7 +966,7 @@ def test_im2col_weight_gradient_with_images_side_by_side_matches_the_reference(
     b = rng.standard_normal(w_shape[0]).astype(dtype)
     geometry = conv_geometry(x_shape, w_shape, stride, padding, **kinds)
     with _settings(threads=threads):
-        assert im2col_gemm.weight_images_per_task(geometry, x.itemsize, threads) > 1
+        assert im2col_gemm.backward_images_per_task(geometry, x.itemsize, threads) > 1
         out, cache = fastconv.conv2d_forward(x, w, b, stride, padding, algorithm="im2col",
                                              **kinds)
         dout = with_layout(rng.standard_normal(out.shape).astype(dtype), "F")
@@ -995,7 +995,7 @@ def test_transposed_conv_weight_gradient_with_images_side_by_side_matches_the_re
     w = rng.standard_normal((6, 5, 4, 4))
     b = rng.standard_normal(5)
     out, cache = fastconv.conv_transpose2d_forward(x, w, b, 2, 1)
-    assert im2col_gemm.weight_images_per_task(cache.window, 8, fastconv.get_num_threads()) > 1
+    assert im2col_gemm.backward_images_per_task(cache.window, 8, fastconv.get_num_threads()) > 1
     dout = rng.standard_normal(out.shape)
     _, ref_cache = reference.conv_transpose2d_forward(x, w, b, 2, 1)
     for got, expected in zip(fastconv.conv_transpose2d_backward(dout, cache),
@@ -1004,11 +1004,11 @@ def test_transposed_conv_weight_gradient_with_images_side_by_side_matches_the_re
 
 
 def test_weight_gradient_images_side_by_side_only_where_an_image_has_few_outputs(monkeypatch):
-    """The plan: weight_images_per_task puts about DW_SIDE_BY_SIDE_COLUMNS columns in each
+    """The plan: backward_images_per_task puts about DW_SIDE_BY_SIDE_COLUMNS columns in each
     product from images of fewer output pixels, with as many tasks for every thread, within
     the workspace budget."""
     def images(x_shape, w_shape, stride=1, padding=1, threads=2):
-        return im2col_gemm.weight_images_per_task(
+        return im2col_gemm.backward_images_per_task(
             conv_geometry(x_shape, w_shape, stride, padding), 4, threads)
 
     assert images((64, 128, 8, 8), (512, 128, 4, 4), 2, 1) == 16  # 16 pixels: 4 tasks of 16
@@ -1039,6 +1039,15 @@ def test_weight_gradient_images_rejects_buffers_too_small():
         fastconv._compiled.conv.weight_gradient_images(
             dout, x, dweight, None, workspace, gathered, np.zeros((1, 0, 3), np.float32),
             window, 1, 2, False, np.zeros(3, np.intc), 1)
+    with pytest.raises(ValueError, match="images_per_task"):
+        fastconv._compiled.conv.input_gradient_images(
+            dout, np.zeros((3, 18), np.float32), x.copy(), workspace, gathered, window, 1, 2,
+            np.zeros(3, np.intc), 1)
+    short_rows = np.zeros((1, 17, 32), np.float32)  # im2col writes 2 * 3 * 3 = 18 rows
+    with pytest.raises(ValueError, match="images_per_task"):
+        fastconv._compiled.conv.weight_gradient_images(
+            dout, x, dweight, None, short_rows, np.zeros((1, 3, 32), np.float32),
+            np.zeros((1, 0, 3), np.float32), window, 1, 2, False, np.zeros(3, np.intc), 1)
 
 
 # ---- per-call plans kept between calls -----------------------------------------------------

@@ -506,7 +506,9 @@ def weight_gradient_images(const floating[:, :, ::1] dout, const floating[:, :, 
     cdef int plane = dout.shape[2]
     cdef Py_ssize_t columns = images_per_task * plane
     if (images_per_task < 1 or w.out_d != 1 or w.out_h * w.out_w != plane
-            or workspace.shape[0] < num_threads or workspace.shape[2] < columns
+            or x.shape[0] < batch or workspace.shape[0] < num_threads
+            or workspace.shape[1] < x.shape[1] * w.kernel_d * w.kernel_h * w.kernel_w
+            or workspace.shape[2] < columns
             or gathered.shape[0] < num_threads or gathered.shape[1] < filters
             or gathered.shape[2] < columns or dweight_per_thread.shape[0] < num_threads
             or (transposed and (dout_band.shape[0] < num_threads
@@ -550,6 +552,60 @@ def weight_gradient_images(const floating[:, :, ::1] dout, const floating[:, :, 
                                     &workspace[tid, g * group_patch, 0], ld_work, group_patch,
                                     &gathered[tid, g * group_filters, 0], ld_gathered,
                                     group_filters, ncols, band, transposed, dweight_pieces)
+
+
+
+def input_gradient_images(const floating[:, :, ::1] dout, const floating[:, ::1] weight,
+                          floating[:, :, :, :, ::1] dx, floating[:, :, ::1] workspace,
+                          floating[:, :, ::1] gathered, const Py_ssize_t[::1] window,
+                          Py_ssize_t groups, Py_ssize_t images_per_task,
+                          const int[::1] gemm_pieces, int num_threads):
+    """dx (N, C, 1, H, W) for dout (N, F, OH*OW) and weight (F, C/groups * KH*KW), as
+    backward() gives it, for a one-slice convolution whose images have few output pixels.
+
+    A task is `images_per_task` consecutive images: their dout rows gathered side by side in
+    gathered[tid] (F, images_per_task * OH*OW), dcols = W^T @ that in one product per group
+    into workspace[tid] (weight rows of every group, images_per_task * OH*OW), so that W is
+    read once for all of them instead of once per image; then each image's columns are
+    scattered into its own dx (col2im), which the task zeroes first.
+    """
+    cdef Window w = unpack_window(window)
+    cdef Py_ssize_t batch = dout.shape[0], filters = dout.shape[1]
+    cdef int plane = dout.shape[2]
+    cdef Py_ssize_t columns = images_per_task * plane
+    if (images_per_task < 1 or w.out_d != 1 or w.out_h * w.out_w != plane
+            or dx.shape[0] < batch or workspace.shape[0] < num_threads
+            or workspace.shape[2] < columns
+            or workspace.shape[1] < dx.shape[1] * w.kernel_d * w.kernel_h * w.kernel_w
+            or gathered.shape[0] < num_threads or gathered.shape[1] < filters
+            or gathered.shape[2] < columns):
+        raise ValueError("input_gradient_images needs a one-slice convolution and workspace "
+                         "and gathered buffers of images_per_task * OH*OW columns for every "
+                         "thread")
+    cdef Py_ssize_t tasks = (batch + images_per_task - 1) // images_per_task
+    cdef Py_ssize_t task, first_image, count, i, f, g
+    cdef int group_filters = filters // groups
+    cdef int group_patch = weight.shape[1]
+    cdef int ld_work = workspace.shape[2], ld_gathered = gathered.shape[2]
+    cdef int tid = 0
+    with nogil, parallel(num_threads=num_threads):
+        tid = threadid()
+        for task in prange(tasks, schedule="static"):
+            first_image = task * images_per_task
+            count = min(images_per_task, batch - first_image)
+            for i in range(count):
+                for f in range(filters):
+                    memcpy(&gathered[tid, f, i * plane], &dout[first_image + i, f, 0],
+                           plane * sizeof(floating))
+            for g in range(groups):
+                gemm_blocked(True, group_patch, count * plane, group_filters, 1,
+                             &weight[g * group_filters, 0], group_patch,
+                             &gathered[tid, g * group_filters, 0], ld_gathered, 0,
+                             &workspace[tid, g * group_patch, 0], ld_work, gemm_pieces[0],
+                             gemm_pieces[1], gemm_pieces[2])
+            for i in range(count):
+                zero_image(dx, first_image + i)
+                col2im_rows(workspace[tid], i * plane, &w, 0, 0, w.out_h, dx, first_image + i)
 
 
 def time_gemm(const floating[::1] a, const floating[::1] b, floating[::1] c, int m, int n, int k,

@@ -99,12 +99,12 @@ def images_per_task(geometry, itemsize, threads, band_rows, filter_blocks):
     return int(max(1, min(wanted, balanced, allowed)))
 
 
-def weight_images_per_task(geometry, itemsize, threads):
-    """How many whole images one weight-gradient task takes (1: the backward's own bands).
-    Where an image has fewer than DW_SIDE_BY_SIDE_COLUMNS output pixels, consecutive images
-    put their columns side by side, so that each dW product has about that many columns;
-    every thread gets as many tasks as the others, and the buffers keep to the workspace
-    budget."""
+def backward_images_per_task(geometry, itemsize, threads):
+    """How many whole images one backward task takes (1: the backward's own bands). Where an
+    image has fewer than DW_SIDE_BY_SIDE_COLUMNS output pixels, consecutive images put their
+    columns side by side, so that each dW product has about that many columns and each dx
+    product reads W once for them all; every thread gets as many tasks as the others, and
+    the buffers keep to the workspace budget."""
     g = geometry.as_3d()
     plane = geometry.out_pixels
     if (g.out[0] != 1 or geometry.batch < 2 * threads
@@ -239,11 +239,10 @@ def _backward_recipe(geometry, itemsize, direct, need_dx, need_dw):
             geometry.patch, geometry.filters, itemsize)
         pieces = (_blas.gemm_pieces(geometry.patch, geometry.filters_per_group),
                   _blas.gemm_pieces(geometry.patch, band_columns))
-        dw_images = (weight_images_per_task(geometry, itemsize, threads)
-                     if need_dw and not direct else 1)
+        images = 1 if direct else backward_images_per_task(geometry, itemsize, threads)
         return (threads, band_rows, by_bands, band_columns, transposed, pieces,
                 geometry.kernel_window(), geometry.input_shape[:2] + geometry.as_3d().size,
-                dw_images)
+                images)
 
     return _remembered("backward", geometry, itemsize, (direct, need_dx, need_dw), make)
 
@@ -255,14 +254,15 @@ def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=T
     patch = geometry.patch
     dtype = dout.dtype
     (threads, band_rows, by_bands, band_columns, transposed, pieces, window,
-     shape_5d, dw_images) = _backward_recipe(geometry, dtype.itemsize, direct, need_dx, need_dw)
-    if dw_images > 1:
-        dw, db = _weight_gradient_by_images(dout, x, w, has_bias, geometry, threads, dw_images,
-                                            transposed, pieces[0], window, shape_5d)
-        if not need_dx:
-            return None, dw, db
-        dx, _, _ = run_backward(dout, None, w, False, geometry, direct, need_dx=True,
-                                need_dw=False)
+     shape_5d, images) = _backward_recipe(geometry, dtype.itemsize, direct, need_dx, need_dw)
+    if images > 1:
+        dx = dw = db = None
+        if need_dw:
+            dw, db = _weight_gradient_by_images(dout, x, w, has_bias, geometry, threads, images,
+                                                transposed, pieces[0], window, shape_5d)
+        if need_dx:
+            dx = _input_gradient_by_images(dout, w, geometry, threads, images, pieces[0],
+                                           window, shape_5d)
         return dx, dw, db
     dx = np.empty(geometry.input_shape, dtype) if need_dx else None
     dweight_shape = (threads,) + ((patch, filters) if transposed else (filters, patch))
@@ -311,6 +311,23 @@ def _weight_gradient_by_images(dout, x, w, has_bias, geometry, threads, images, 
         dw = np.ascontiguousarray(dw.T) if transposed else dw
         db = np.sum(dbias, axis=0) if has_bias else None
     return dw.reshape(w.shape), db
+
+
+def _input_gradient_by_images(dout, w, geometry, threads, images, gemm_pieces, window,
+                              shape_5d):
+    """dx of run_backward by _conv.input_gradient_images: `images` whole images per task,
+    W read once for their dout side by side."""
+    filters = geometry.filters
+    columns = images * geometry.out_pixels
+    dx = np.empty(geometry.input_shape, dout.dtype)
+    with scratch(dout.dtype, (threads, geometry.channels * math.prod(geometry.kernel), columns),
+                 (threads, filters, columns)) as (workspace, gathered):
+        _blas.run_kernel(_compiled.conv.input_gradient_images, threads,
+                         dout.reshape(dout.shape[0], filters, -1),
+                         w.reshape(filters, geometry.patch),
+                         dx.reshape(shape_5d), workspace, gathered, window, geometry.groups,
+                         images, gemm_pieces)
+    return dx
 
 
 def band_cost(geometry, machine, pass_name, direct):
