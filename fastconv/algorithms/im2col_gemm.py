@@ -7,7 +7,9 @@ nothing padded or dilated is ever materialised.
 Where windows overlap (each input pixel in at least STAGE_MIN_OVERLAP columns), a band's input
 rows are first copied once into a padded stage split by column phase, so that every im2col row
 is a run of contiguous copies. The backward recomputes each band's columns, adds
-dout (F, band) @ cols^T to dW and scatters W^T @ dout back into dx (col2im).
+dout (F, band) @ cols^T to dW and scatters W^T @ dout back into dx (col2im). Images of few
+output pixels go several to a task, forward and backward, their columns side by side, so that
+each product has enough columns (images_per_task, backward_images_per_task).
 """
 import math
 
