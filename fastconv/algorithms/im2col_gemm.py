@@ -267,7 +267,7 @@ def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=T
                                            window, shape_5d)
         return dx, dw, db
     dx = np.empty(geometry.input_shape, dtype) if need_dx else None
-    dweight_shape = (threads,) + ((patch, filters) if transposed else (filters, patch))
+    dweight_shape = _dweight_sums_shape(geometry, threads, transposed)
     has_db = has_bias and need_dw
     partials = (threads,) + shape_5d if need_dx and by_bands and not direct else (0,)
     # per-thread sums in scratch memory, zeroed by their threads in the kernel
@@ -285,34 +285,46 @@ def run_backward(dout, x, w, has_bias, geometry, direct, need_dx=True, need_dw=T
         if len(partials) > 1:
             np.sum(dx_partials, axis=0, out=dx.reshape(shape_5d))
         dw = db = None
-        if need_dw:  # summed into fresh arrays: nothing returned lies in scratch memory
-            dw = np.sum(dweight, axis=0)
-            dw = np.ascontiguousarray(dw.T) if transposed else dw
-            dw = dw.reshape(w.shape)
-            db = np.sum(dbias, axis=0) if has_db else None
+        if need_dw:
+            dw, db = _sum_weight_gradients(dweight, dbias if has_db else None, transposed,
+                                           w.shape)
     return dx, dw, db
+
+
+def _dweight_sums_shape(geometry, threads, transposed):
+    """Shape of the kernels' per-thread dW sums: (threads, F, C/groups*K), or kept
+    transposed (threads, C*K, F) (see transposed_weight_gradient)."""
+    filters, patch = geometry.filters, geometry.patch
+    return (threads,) + ((patch, filters) if transposed else (filters, patch))
+
+
+def _sum_weight_gradients(dweight, dbias, transposed, weight_shape):
+    """(dw, db or None) from the kernels' per-thread sums (dbias None for no bias), summed
+    into fresh arrays: nothing returned lies in scratch memory."""
+    dw = np.sum(dweight, axis=0)
+    dw = np.ascontiguousarray(dw.T) if transposed else dw
+    db = np.sum(dbias, axis=0) if dbias is not None else None
+    return dw.reshape(weight_shape), db
 
 
 def _weight_gradient_by_images(dout, x, w, has_bias, geometry, threads, images, transposed,
                                dweight_pieces, window, shape_5d):
     """(dw, db or None) of run_backward by _conv.weight_gradient_images: `images` whole
     images per task, their columns side by side."""
-    filters, patch = geometry.filters, geometry.patch
-    dtype = dout.dtype
+    filters = geometry.filters
     columns = images * geometry.out_pixels
-    dweight_shape = (threads,) + ((patch, filters) if transposed else (filters, patch))
-    with scratch(dtype, (threads, geometry.channels * math.prod(geometry.kernel), columns),
+    with scratch(dout.dtype,
+                 (threads, geometry.channels * math.prod(geometry.kernel), columns),
                  (threads, filters, columns), (threads, columns if transposed else 0, filters),
-                 dweight_shape, (threads, filters) if has_bias else (0,)) as (
+                 _dweight_sums_shape(geometry, threads, transposed),
+                 (threads, filters) if has_bias else (0,)) as (
                      workspace, gathered, dout_band, dweight, dbias):
         _blas.run_kernel(_compiled.conv.weight_gradient_images, threads,
                          dout.reshape(dout.shape[0], filters, -1), x.reshape(shape_5d),
                          dweight, dbias if has_bias else None, workspace, gathered, dout_band,
                          window, geometry.groups, images, transposed, dweight_pieces)
-        dw = np.sum(dweight, axis=0)  # summed into fresh arrays, as run_backward's
-        dw = np.ascontiguousarray(dw.T) if transposed else dw
-        db = np.sum(dbias, axis=0) if has_bias else None
-    return dw.reshape(w.shape), db
+        return _sum_weight_gradients(dweight, dbias if has_bias else None, transposed,
+                                     w.shape)
 
 
 def _input_gradient_by_images(dout, w, geometry, threads, images, gemm_pieces, window,
