@@ -480,6 +480,36 @@ def backward(const floating[:, :, ::1] dout, const floating[:, :, :, :, ::1] x,
                                       transposed, gemm_pieces, dweight_pieces)
 
 
+cdef int check_side_by_side(str kernel, const Window* w, Py_ssize_t plane,
+                            Py_ssize_t images_per_task, Py_ssize_t batch, Py_ssize_t held,
+                            Py_ssize_t channels, Py_ssize_t filters, int num_threads,
+                            const Py_ssize_t* workspace, const Py_ssize_t* gathered) except -1:
+    """ValueError unless the convolution has one output slice of `plane` pixels, the
+    caller's array holds `held` >= batch images, and the workspace (threads, C*K, columns)
+    and gathered (threads, F, columns) shapes give every thread images_per_task * plane
+    columns: the buffer checks of weight_gradient_images and input_gradient_images."""
+    cdef Py_ssize_t columns = images_per_task * plane
+    if (images_per_task < 1 or w.out_d != 1 or w.out_h * w.out_w != plane or held < batch
+            or workspace[0] < num_threads
+            or workspace[1] < channels * w.kernel_d * w.kernel_h * w.kernel_w
+            or workspace[2] < columns or gathered[0] < num_threads or gathered[1] < filters
+            or gathered[2] < columns):
+        raise ValueError(f"{kernel} needs a one-slice convolution and workspace and gathered "
+                         "buffers of images_per_task * OH*OW columns for every thread")
+    return 0
+
+
+cdef inline void gather_images(const floating[:, :, ::1] dout, Py_ssize_t first_image,
+                               Py_ssize_t count, floating[:, ::1] gathered) noexcept nogil:
+    """gathered[f, i*P:(i+1)*P] = dout[first_image + i, f, :] for the `count` images from
+    first_image (P = dout.shape[2]): their dout rows side by side."""
+    cdef Py_ssize_t i, f
+    cdef Py_ssize_t plane = dout.shape[2]
+    for i in range(count):
+        for f in range(dout.shape[1]):
+            memcpy(&gathered[f, i * plane], &dout[first_image + i, f, 0],
+                   plane * sizeof(floating))
+
 
 def weight_gradient_images(const floating[:, :, ::1] dout, const floating[:, :, :, :, ::1] x,
                            floating[:, :, ::1] dweight_per_thread,
@@ -504,21 +534,17 @@ def weight_gradient_images(const floating[:, :, ::1] dout, const floating[:, :, 
     cdef Window w = unpack_window(window)
     cdef Py_ssize_t batch = dout.shape[0], filters = dout.shape[1]
     cdef int plane = dout.shape[2]
-    cdef Py_ssize_t columns = images_per_task * plane
-    if (images_per_task < 1 or w.out_d != 1 or w.out_h * w.out_w != plane
-            or x.shape[0] < batch or workspace.shape[0] < num_threads
-            or workspace.shape[1] < x.shape[1] * w.kernel_d * w.kernel_h * w.kernel_w
-            or workspace.shape[2] < columns
-            or gathered.shape[0] < num_threads or gathered.shape[1] < filters
-            or gathered.shape[2] < columns or dweight_per_thread.shape[0] < num_threads
+    check_side_by_side("weight_gradient_images", &w, plane, images_per_task, batch,
+                       x.shape[0], x.shape[1], filters, num_threads, workspace.shape,
+                       gathered.shape)
+    if (dweight_per_thread.shape[0] < num_threads
             or (transposed and (dout_band.shape[0] < num_threads
-                                or dout_band.shape[1] < columns
+                                or dout_band.shape[1] < images_per_task * plane
                                 or dout_band.shape[2] < filters))):
-        raise ValueError("weight_gradient_images needs a one-slice convolution and workspace, "
-                         "gathered (and with `transposed`, dout_band) buffers of "
-                         "images_per_task * OH*OW columns for every thread")
+        raise ValueError("weight_gradient_images needs dweight sums (and with `transposed`, "
+                         "a dout_band of images_per_task * OH*OW rows) for every thread")
     cdef Py_ssize_t tasks = (batch + images_per_task - 1) // images_per_task
-    cdef Py_ssize_t task, first_image, count, i, f, g
+    cdef Py_ssize_t task, first_image, count, i, g
     cdef int group_filters = filters // groups
     cdef int group_patch = dweight_per_thread.shape[2] if not transposed \
         else dweight_per_thread.shape[1] // groups
@@ -543,9 +569,7 @@ def weight_gradient_images(const floating[:, :, ::1] dout, const floating[:, :, 
             ncols = count * plane
             for i in range(count):
                 im2col_rows(x, first_image + i, &w, 0, 0, w.out_h, workspace[tid], i * plane)
-                for f in range(filters):
-                    memcpy(&gathered[tid, f, i * plane], &dout[first_image + i, f, 0],
-                           plane * sizeof(floating))
+            gather_images(dout, first_image, count, gathered[tid])
             for g in range(groups):
                 add_weight_gradient(dweight + g * group_filters * group_patch,
                                     dbias + g * group_filters if has_bias else NULL,
@@ -572,18 +596,11 @@ def input_gradient_images(const floating[:, :, ::1] dout, const floating[:, ::1]
     cdef Window w = unpack_window(window)
     cdef Py_ssize_t batch = dout.shape[0], filters = dout.shape[1]
     cdef int plane = dout.shape[2]
-    cdef Py_ssize_t columns = images_per_task * plane
-    if (images_per_task < 1 or w.out_d != 1 or w.out_h * w.out_w != plane
-            or dx.shape[0] < batch or workspace.shape[0] < num_threads
-            or workspace.shape[2] < columns
-            or workspace.shape[1] < dx.shape[1] * w.kernel_d * w.kernel_h * w.kernel_w
-            or gathered.shape[0] < num_threads or gathered.shape[1] < filters
-            or gathered.shape[2] < columns):
-        raise ValueError("input_gradient_images needs a one-slice convolution and workspace "
-                         "and gathered buffers of images_per_task * OH*OW columns for every "
-                         "thread")
+    check_side_by_side("input_gradient_images", &w, plane, images_per_task, batch,
+                       dx.shape[0], dx.shape[1], filters, num_threads, workspace.shape,
+                       gathered.shape)
     cdef Py_ssize_t tasks = (batch + images_per_task - 1) // images_per_task
-    cdef Py_ssize_t task, first_image, count, i, f, g
+    cdef Py_ssize_t task, first_image, count, i, g
     cdef int group_filters = filters // groups
     cdef int group_patch = weight.shape[1]
     cdef int ld_work = workspace.shape[2], ld_gathered = gathered.shape[2]
@@ -593,10 +610,7 @@ def input_gradient_images(const floating[:, :, ::1] dout, const floating[:, ::1]
         for task in prange(tasks, schedule="static"):
             first_image = task * images_per_task
             count = min(images_per_task, batch - first_image)
-            for i in range(count):
-                for f in range(filters):
-                    memcpy(&gathered[tid, f, i * plane], &dout[first_image + i, f, 0],
-                           plane * sizeof(floating))
+            gather_images(dout, first_image, count, gathered[tid])
             for g in range(groups):
                 gemm_blocked(True, group_patch, count * plane, group_filters, 1,
                              &weight[g * group_filters, 0], group_patch,
