@@ -121,6 +121,11 @@ def _gemm(peak, m_half=12.0, n_half=24.0, k_half=24.0, call=3e-7):
 # s2d-winograd (k 8-64) and four stride-1 (k 44-224), where the old value had the model
 # 2-3.5x low and choosing s2d-winograd's dW at 2.3x im2col's (docs/performance.md, "The
 # weight gradient's sums").
+# "s2d-kernel-split": s2d-winograd's split of the weights into (F, C*s_h*s_w, 3, 3) phase
+# kernels, per split value on one thread (rows of three values, so well below "copy"). It was
+# not counted, and on dcgan's (512, 256, 4, 4) stride-2 weights it is 4.7M values, 8.5 ms on
+# one thread, 4.2 on two: 1.75-1.88 ns a value in float32 over four layers' weights, 1.6-3.7
+# in float64 (bench/s2d_kernel_split.py; docs/performance.md, "The kernels' split, compiled").
 # float32 "nn" k_half 16: the forward products with few inner terms (Winograd's and
 # gemm-1x1's are over the channels) ran faster than k_half 24 has them. 16 (or 12) scored
 # better on both oracles and both 300-layer samples, and flipped res-s2's and ResNet-18
@@ -139,6 +144,7 @@ COST_MODEL = {
             "winograd-weight-stride-2": 0.3e-9, "winograd-weight-memory": 0.8e-9,
             "winograd-dout-2x2": 0.4e-9, "winograd-dout-4x4": 0.5e-9,
             "depthwise-tap": 0.08e-9, "depthwise-pad": 0.3e-9, "depthwise-run": 15e-9,
+            "s2d-kernel-split": 1.85e-9,
         },
         "parallel_efficiency": 0.92,
         "calls": {"default": 30e-6},
@@ -155,6 +161,7 @@ COST_MODEL = {
             "winograd-weight-stride-2": 0.36e-9, "winograd-weight-memory": 1.6e-9,
             "winograd-dout-2x2": 0.6e-9, "winograd-dout-4x4": 0.8e-9,
             "depthwise-tap": 0.16e-9, "depthwise-pad": 0.45e-9, "depthwise-run": 15e-9,
+            "s2d-kernel-split": 2.6e-9,
         },
         "parallel_efficiency": 0.92,
         "calls": {"default": 30e-6},

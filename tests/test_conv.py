@@ -305,6 +305,32 @@ def test_space_to_depth_kernels_match_their_numpy_twins(x_shape, w_shape, stride
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("w_shape, stride", [
+    ((5, 3, 4, 4), (2, 2)), ((1, 1, 11, 11), (4, 4)), ((3, 2, 5, 2), (2, 1)),
+    ((2, 4, 3, 9), (1, 3)), ((4, 1, 6, 6), (2, 2)), ((2, 3, 1, 1), (3, 2)),
+])
+def test_split_kernels_match_their_numpy_twins(w_shape, stride, dtype):
+    """s2d-winograd's compiled kernel split (w's own space-to-depth) and its adjoint against
+    fastconv.reference.polyphase's NumPy ones, with a non-contiguous w left unchanged."""
+    from fastconv.algorithms import s2d_winograd
+    from fastconv.reference import polyphase
+    from fastconv._validate import conv2d_inputs
+
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal(w_shape[:2] + (w_shape[2], 2 * w_shape[3])).astype(dtype)[..., ::2]
+    before = w.copy()
+    x = np.zeros((1, w_shape[1], 3 * w_shape[2], 3 * w_shape[3]), dtype)
+    window = conv2d_inputs(x, w, None, stride, 0)
+    split = s2d_winograd.split_kernels(w, window)
+    np.testing.assert_array_equal(split, polyphase.split_kernels(w, window))
+    np.testing.assert_array_equal(w, before)
+    gradient = rng.standard_normal(split.shape).astype(dtype)
+    merged = s2d_winograd.merge_kernels(gradient, window)
+    np.testing.assert_array_equal(merged, polyphase.merge_kernels(gradient, window))
+    assert merged.shape == w_shape
+
+
 def test_winograd_weight_gradient_sums_with_blas_on_one_thread(monkeypatch):
     # the closing G^T (sums) G is a GEMM; a multi-threaded BLAS call would leave its threads
     # spinning on the cores the next kernel call needs

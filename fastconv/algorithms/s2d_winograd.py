@@ -45,38 +45,48 @@ def phase_shape(window):
 
 
 def split_kernels(w, window):
-    """(F, C*s_h*s_w, 3, 3) kernels over the phase images from w (F, C, KH, KW)."""
+    """(F, C*s_h*s_w, 3, 3) kernels over the phase images from w (F, C, KH, KW): w's own
+    space-to-depth, its filters as the images and no padding (zero past KH, KW), by the
+    compiled copy (fastconv.reference.polyphase.split_kernels is its NumPy twin). The NumPy
+    transposing copy took 13.6 ms of a 40 ms call on dcgan's (512, 256, 4, 4) stride-2
+    weights (docs/performance.md, "The kernels' split, compiled")."""
     stride_h, stride_w = window.stride
-    filters, channels, kernel_h, kernel_w = w.shape
-    padded = np.zeros((filters, channels, 3 * stride_h, 3 * stride_w), dtype=w.dtype)
-    padded[:, :, :kernel_h, :kernel_w] = w
-    split = padded.reshape(filters, channels, 3, stride_h, 3, stride_w).transpose(0, 1, 3, 5, 2, 4)
-    return np.ascontiguousarray(split).reshape(filters, channels * stride_h * stride_w, 3, 3)
+    filters, channels = w.shape[:2]
+    split = np.empty((filters, channels * stride_h * stride_w, 3, 3), dtype=w.dtype)
+    _compiled.im2col.space_to_depth(np.ascontiguousarray(w), split, stride_h, stride_w, 0, 0,
+                                    _copy_threads(split.size))
+    return split
 
 
 def merge_kernels(split, window):
     """The adjoint of split_kernels: dW (F, C, KH, KW) from the gradient of the split kernels
-    (F, C*s_h*s_w, 3, 3)."""
-    stride_h, stride_w = window.stride
-    filters = split.shape[0]
-    merged = split.reshape(filters, window.channels, stride_h, stride_w, 3, 3).transpose(
-        0, 1, 4, 2, 5, 3).reshape(filters, window.channels, 3 * stride_h, 3 * stride_w)
-    return np.ascontiguousarray(merged[:, :, :window.kernel_height, :window.kernel_width])
+    (F, C*s_h*s_w, 3, 3), by the compiled depth-to-space (every tap of w lies in one phase,
+    since KH <= 3*s_h and KW <= 3*s_w; fastconv.reference.polyphase.merge_kernels is its
+    twin)."""
+    merged = np.empty((split.shape[0], window.channels, window.kernel_height,
+                       window.kernel_width), dtype=split.dtype)
+    _compiled.im2col.depth_to_space(np.ascontiguousarray(split), merged, *window.stride, 0, 0,
+                                    _copy_threads(split.size))
+    return merged
 
 
 def cost(geometry, machine, pass_name):
-    """The phase copies, then F(4x4, 3x3) over the C*s_h*s_w phase images (unpadded, so its
-    outputs are the convolution's)."""
+    """The phase copies and the kernels' split (and for dW its merge), then F(4x4, 3x3) over
+    the C*s_h*s_w phase images (unpadded, so its outputs are the convolution's)."""
     batch, _, rows, columns = phase_shape(geometry)
     phases = geometry.channels * geometry.stride_height * geometry.stride_width
     copy = machine.spread(machine.work("copy", batch * phases * rows * columns), batch,
                           machine.threads)
     filters, out = geometry.filters, geometry.out
+    taps = filters * phases * 9
+    split = machine.spread(machine.work("s2d-kernel-split", taps), filters,
+                           machine.threads if taps >= _tuning.MIN_PARALLEL_COPY else 1)
     if pass_name == "forward":
-        return copy + _winograd.forward_cost(machine, batch, phases, filters, *out, "4x4")
-    seconds = 0.0
+        return copy + split + _winograd.forward_cost(machine, batch, phases, filters, *out, "4x4")
+    seconds = split
     if pass_name in ("backward", "backward-weights"):
-        seconds += copy + _winograd.weight_gradient_cost(machine, batch, phases, filters, *out, "4x4")
+        seconds += copy + split + _winograd.weight_gradient_cost(machine, batch, phases, filters,
+                                                                 *out, "4x4")
     if pass_name in ("backward", "backward-data"):
         seconds += copy + _winograd.forward_cost(machine, batch, filters, phases, rows, columns, "4x4")
     return seconds

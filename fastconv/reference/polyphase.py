@@ -77,6 +77,27 @@ def depth_to_space(phases, window, dx):
     dx[:, :, :, max(0, stride_w * columns - window.pad_width):] = 0
 
 
+def split_kernels(w, window):
+    """(F, C*s_h*s_w, 3, 3) kernels over the phase images from w (F, C, KH, KW), zero where a
+    tap lies past KH or KW (KH <= 3*s_h, KW <= 3*s_w)."""
+    stride_h, stride_w = window.stride
+    filters, channels, kernel_h, kernel_w = w.shape
+    padded = np.zeros((filters, channels, 3 * stride_h, 3 * stride_w), dtype=w.dtype)
+    padded[:, :, :kernel_h, :kernel_w] = w
+    split = padded.reshape(filters, channels, 3, stride_h, 3, stride_w).transpose(0, 1, 3, 5, 2, 4)
+    return np.ascontiguousarray(split).reshape(filters, channels * stride_h * stride_w, 3, 3)
+
+
+def merge_kernels(split, window):
+    """The adjoint of split_kernels: dW (F, C, KH, KW) from the gradient of the split kernels
+    (F, C*s_h*s_w, 3, 3)."""
+    stride_h, stride_w = window.stride
+    filters = split.shape[0]
+    merged = split.reshape(filters, window.channels, stride_h, stride_w, 3, 3).transpose(
+        0, 1, 4, 2, 5, 3).reshape(filters, window.channels, 3 * stride_h, 3 * stride_w)
+    return np.ascontiguousarray(merged[:, :, :window.kernel_height, :window.kernel_width])
+
+
 # ---- space-to-batch: dilated convolutions as undilated ones (s2b-winograd) -------------
 #
 # With dilation (d_h, d_w) and stride 1, output (oh, ow) = (d_h*p + a, d_w*q + b) reads padded

@@ -1,0 +1,62 @@
+"""Time s2d-winograd's split of the weights into phase kernels: the compiled copy against its
+NumPy twin (alternating in this process), then the compiled copy alone on 1 and 2 threads.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/s2d_kernel_split.py
+
+Prints the median ms of `--calls` calls per weight shape (docs/performance.md, "The kernels'
+split, compiled").
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import fastconv  # noqa: E402
+from fastconv._geometry import conv_geometry  # noqa: E402
+from fastconv.algorithms import s2d_winograd  # noqa: E402
+from fastconv.reference import polyphase  # noqa: E402
+
+# (x shape, w shape, stride): DCGAN's discriminator layers (the adjoints of dcgan-up8 and
+# up16) and alexnet-c1
+LAYERS = (((64, 256, 8, 8), (512, 256, 4, 4), 2), ((64, 128, 16, 16), (256, 128, 4, 4), 2),
+          ((16, 3, 227, 227), (64, 3, 11, 11), 4))
+
+
+def _median_ms(function, calls):
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return np.median(times) * 1e3
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=15)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    args = parser.parse_args()
+    for x_shape, w_shape, stride in LAYERS:
+        window = conv_geometry(x_shape, w_shape, stride, 1)
+        w = np.random.default_rng(0).standard_normal(w_shape).astype(args.dtype)
+        times = {"numpy": [], "compiled": []}
+        for _ in range(args.calls):
+            for name, split in (("numpy", polyphase.split_kernels),
+                                ("compiled", s2d_winograd.split_kernels)):
+                times[name].append(_median_ms(lambda: split(w, window), 1))
+        alone, before = [], fastconv.get_num_threads()
+        for threads in (1, 2):
+            fastconv.set_num_threads(threads)
+            alone.append(_median_ms(lambda: s2d_winograd.split_kernels(w, window), args.calls))
+        fastconv.set_num_threads(before)
+        print(f"{str(w_shape):18s} stride {stride}: numpy {np.median(times['numpy']):7.3f}  "
+              f"compiled {np.median(times['compiled']):7.3f}  alone on 1 / 2 threads "
+              f"{alone[0]:7.3f} / {alone[1]:7.3f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
