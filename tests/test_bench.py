@@ -57,7 +57,7 @@ def test_select():
 
 
 def test_network_families():
-    """Every conv layer of the four networks, distinct shapes once with their counts."""
+    """Every conv layer of the five networks, distinct shapes once with their counts."""
     from fastconv.bench import networks
 
     layers = {family: [c for c in networks.all_cases() if c.family == family]
@@ -65,12 +65,15 @@ def test_network_families():
     counts = {family: sum(c.count for c in cases) for family, cases in layers.items()}
     assert counts["resnet18-b1"] == 20 and counts["vgg16-b16"] == 13
     assert counts["alexnet-b1"] == 5 and counts["mobilenetv2-b8"] == 52
+    assert counts["dcgan_d-b1"] == 5 and counts["dcgan_d-b64"] == 5
     # multiply-adds of the whole network's convolutions, as published (per image)
     gmacs = {family: sum(c.forward_gflop() * c.count for c in cases) / 2 / int(family.split("-b")[1])
              for family, cases in layers.items()}
     assert gmacs["resnet18-b1"] == pytest.approx(1.81, rel=0.01)
     assert gmacs["vgg16-b1"] == pytest.approx(15.35, rel=0.01)
     assert gmacs["mobilenetv2-b1"] == pytest.approx(0.30, rel=0.03)
+    # 3.1M + 3 x 33.6M + 8K: the discriminator's 4x4 layers on 32x32, 16x16, 8x8, 4x4, 1x1 outputs
+    assert gmacs["dcgan_d-b64"] == pytest.approx(0.1038, rel=0.01)
     depthwise = [c for c in layers["mobilenetv2-b8"] if c.groups > 1]
     assert depthwise and all(c.groups == c.x_shape[1] == c.w_shape[0] for c in depthwise)
     assert {c.family for c in suite.select("resnet18")} == {"resnet18-b1", "resnet18-b16"}

@@ -1,5 +1,7 @@
 """Every convolution layer of real networks, for the benchmark: ResNet-18, VGG-16, AlexNet and
-MobileNetV2 at 224x224 (torchvision's layouts), each at batch 1 and at a training batch.
+MobileNetV2 at 224x224 (torchvision's layouts), and DCGAN's discriminator at 64x64 (4x4
+stride-2 layers, the adjoints of its generator's transposed ones), each at batch 1 and at a
+training batch.
 
 Layers of the same shape are listed once, with `count` the number of times the network has
 them. Families are named "<network>-b<batch>" (e.g. resnet18-b16); `--only resnet18` selects
@@ -8,7 +10,7 @@ both batches of a network and `--only networks` every family here.
 from .suite import ConvCase
 
 # the training batch of each network (MobileNetV2's: the depthwise target of the conv-kinds work)
-TRAINING_BATCH = {"resnet18": 16, "vgg16": 16, "alexnet": 16, "mobilenetv2": 8}
+TRAINING_BATCH = {"resnet18": 16, "vgg16": 16, "alexnet": 16, "mobilenetv2": 8, "dcgan_d": 64}
 
 
 def _resnet18():
@@ -66,7 +68,16 @@ def _mobilenetv2():
     return layers
 
 
-NETWORKS = {"resnet18": _resnet18, "vgg16": _vgg16, "alexnet": _alexnet, "mobilenetv2": _mobilenetv2}
+def _dcgan_discriminator():
+    """Radford et al.'s DCGAN discriminator on 64x64 images: four 4x4 stride-2 convolutions
+    with padding 1 (64, 128, 256, 512 filters), then a 4x4 one to a single output."""
+    return [("conv1", 3, 64, 64, 4, 2, 1, 1), ("conv2", 64, 32, 128, 4, 2, 1, 1),
+            ("conv3", 128, 16, 256, 4, 2, 1, 1), ("conv4", 256, 8, 512, 4, 2, 1, 1),
+            ("conv5", 512, 4, 1, 4, 1, 0, 1)]
+
+
+NETWORKS = {"resnet18": _resnet18, "vgg16": _vgg16, "alexnet": _alexnet, "mobilenetv2": _mobilenetv2,
+            "dcgan_d": _dcgan_discriminator}
 
 
 def _cases(network, batch):
