@@ -125,7 +125,11 @@ def _gemm(peak, m_half=12.0, n_half=24.0, k_half=24.0, call=3e-7):
 # kernels, per split value on one thread (rows of three values, so well below "copy"). It was
 # not counted, and on dcgan's (512, 256, 4, 4) stride-2 weights it is 4.7M values, 8.5 ms on
 # one thread, 4.2 on two: 1.75-1.88 ns a value in float32 over four layers' weights, 1.6-3.7
-# in float64 (bench/s2d_kernel_split.py; docs/performance.md, "The kernels' split, compiled").
+# in float64 (bench/s2d_copies.py; docs/performance.md, "The kernels' split, compiled").
+# "s2d-phase-copy": its phase copy of x, per phase value on one thread. It had been costed as
+# "copy" (0.2 ns); over ten layers s2d-winograd supports it took 0.38-1.52 ns a value, the
+# medians of four runs 0.56-0.89 in float32 and of three 0.74-0.85 in float64 (rows of OW + 2
+# values read at a stride; same script). It moves no choice on the two latest oracle records.
 # float32 "nn" k_half 16: the forward products with few inner terms (Winograd's and
 # gemm-1x1's are over the channels) ran faster than k_half 24 has them. 16 (or 12) scored
 # better on both oracles and both 300-layer samples, and flipped res-s2's and ResNet-18
@@ -144,7 +148,7 @@ COST_MODEL = {
             "winograd-weight-stride-2": 0.3e-9, "winograd-weight-memory": 0.8e-9,
             "winograd-dout-2x2": 0.4e-9, "winograd-dout-4x4": 0.5e-9,
             "depthwise-tap": 0.08e-9, "depthwise-pad": 0.3e-9, "depthwise-run": 15e-9,
-            "s2d-kernel-split": 1.85e-9,
+            "s2d-kernel-split": 1.85e-9, "s2d-phase-copy": 0.7e-9,
         },
         "parallel_efficiency": 0.92,
         "calls": {"default": 30e-6},
@@ -161,7 +165,7 @@ COST_MODEL = {
             "winograd-weight-stride-2": 0.36e-9, "winograd-weight-memory": 1.6e-9,
             "winograd-dout-2x2": 0.6e-9, "winograd-dout-4x4": 0.8e-9,
             "depthwise-tap": 0.16e-9, "depthwise-pad": 0.45e-9, "depthwise-run": 15e-9,
-            "s2d-kernel-split": 2.6e-9,
+            "s2d-kernel-split": 2.6e-9, "s2d-phase-copy": 0.8e-9,
         },
         "parallel_efficiency": 0.92,
         "calls": {"default": 30e-6},

@@ -75,8 +75,8 @@ def cost(geometry, machine, pass_name):
     the C*s_h*s_w phase images (unpadded, so its outputs are the convolution's)."""
     batch, _, rows, columns = phase_shape(geometry)
     phases = geometry.channels * geometry.stride_height * geometry.stride_width
-    copy = machine.spread(machine.work("copy", batch * phases * rows * columns), batch,
-                          machine.threads)
+    copy = machine.spread(machine.work("s2d-phase-copy", batch * phases * rows * columns),
+                          batch, machine.threads)
     filters, out = geometry.filters, geometry.out
     taps = filters * phases * 9
     split = machine.spread(machine.work("s2d-kernel-split", taps), filters,
