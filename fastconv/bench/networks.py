@@ -76,8 +76,8 @@ def _dcgan_discriminator():
             ("conv5", 512, 4, 1, 4, 1, 0, 1)]
 
 
-NETWORKS = {"resnet18": _resnet18, "vgg16": _vgg16, "alexnet": _alexnet, "mobilenetv2": _mobilenetv2,
-            "dcgan_d": _dcgan_discriminator}
+NETWORKS = {"resnet18": _resnet18, "vgg16": _vgg16, "alexnet": _alexnet,
+            "mobilenetv2": _mobilenetv2, "dcgan_d": _dcgan_discriminator}
 
 
 def _cases(network, batch):
