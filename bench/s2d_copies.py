@@ -10,11 +10,12 @@ compiled"): the cost model's "s2d-kernel-split" and "s2d-phase-copy".
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _timing import median_ms  # noqa: E402
 
 import fastconv  # noqa: E402
 from fastconv import _compiled  # noqa: E402
@@ -36,15 +37,6 @@ COPY_LAYERS = (
     ((4, 32, 112, 112), (64, 32, 3, 3), 2, 1), ((2, 256, 28, 28), (64, 256, 5, 5), 2, 2))
 
 
-def _median_ms(function, calls):
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return np.median(times) * 1e3
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=15)
@@ -57,11 +49,12 @@ def main():
         for _ in range(args.calls):
             for name, split in (("numpy", polyphase.split_kernels),
                                 ("compiled", s2d_winograd.split_kernels)):
-                times[name].append(_median_ms(lambda: split(w, window), 1))
+                times[name].append(median_ms(lambda: split(w, window), 1, warmup=0))
         alone, before = [], fastconv.get_num_threads()
         for threads in (1, 2):
             fastconv.set_num_threads(threads)
-            alone.append(_median_ms(lambda: s2d_winograd.split_kernels(w, window), args.calls))
+            alone.append(median_ms(lambda: s2d_winograd.split_kernels(w, window), args.calls,
+                                   warmup=0))
         fastconv.set_num_threads(before)
         print(f"{str(w_shape):18s} stride {stride}: numpy {np.median(times['numpy']):7.3f}  "
               f"compiled {np.median(times['compiled']):7.3f}  alone on 1 / 2 threads "
@@ -71,8 +64,9 @@ def main():
         window = conv_geometry(x_shape, w_shape, stride, padding)
         x = np.random.default_rng(0).standard_normal(x_shape).astype(args.dtype)
         phases = np.empty(s2d_winograd.phase_shape(window), dtype=args.dtype)
-        ms = _median_ms(lambda: _compiled.im2col.space_to_depth(x, phases, *window.stride,
-                                                                 *window.padding, 1), args.calls)
+        ms = median_ms(lambda: _compiled.im2col.space_to_depth(x, phases, *window.stride,
+                                                               *window.padding, 1),
+                       args.calls, warmup=0)
         per_value.append(ms * 1e6 / phases.size)
         print(f"phase copy {str(x_shape):18s} {str(w_shape):18s} stride {stride}: {ms:7.3f} ms "
               f"on one thread, {per_value[-1]:.2f} ns a value", flush=True)

@@ -10,11 +10,12 @@ split, compiled").
 """
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _timing import fastest_and_median_ms  # noqa: E402
 
 import fastconv  # noqa: E402
 from fastconv.algorithms import s2d_winograd  # noqa: E402
@@ -33,13 +34,9 @@ def main():
     w = (rng.standard_normal((512, 256, 4, 4)) * 0.05).astype(np.float32)
     out, cache = fastconv.conv_transpose2d_forward(x, w, None, 2, 1)
     dout = rng.standard_normal(out.shape).astype(np.float32)
-    times = []
-    for _ in range(12):
-        start = time.perf_counter()
-        fastconv.conv_transpose2d_backward(dout, cache)
-        times.append(time.perf_counter() - start)
-    times = np.array(times[1:]) * 1e3
-    print(f"{variant}: dcgan-up8 backward median {np.median(times):.1f} min {times.min():.1f} ms")
+    fastest, median = fastest_and_median_ms(lambda: fastconv.conv_transpose2d_backward(dout, cache),
+                                            calls=11, warmup=1)
+    print(f"{variant}: dcgan-up8 backward median {median:.1f} min {fastest:.1f} ms")
 
 
 if __name__ == "__main__":
